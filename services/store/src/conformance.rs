@@ -1,0 +1,167 @@
+//! The behaviour every [`LinkStore`] backend must show.
+//!
+//! Backends call [`run_all`] from their own tests with a fresh store. Codes
+//! and key names carry a random suffix, so the suite can also run against a
+//! shared, long-lived cluster without clashing with an earlier run.
+
+use std::sync::Arc;
+
+use crate::{ApiKey, CodeKind, DeleteOutcome, Link, LinkState, LinkStore, StoreError};
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// A link with every optional field set, for round-trip checks.
+pub fn sample_link(code: &str, kind: CodeKind) -> Link {
+    Link {
+        code: code.to_owned(),
+        id: 1_234_567_890_123,
+        kind,
+        url: "https://example.com/a/path?q=1#frag".to_owned(),
+        redirect: 307,
+        created_at: 1_764_000_000_000,
+        expires_at: Some(4_102_444_800_000),
+        deleted_at: None,
+        owner: Some("ci".to_owned()),
+    }
+}
+
+/// Runs every check in turn; panics on the first failure.
+pub async fn run_all(store: Arc<dyn LinkStore>) {
+    ping_answers(&*store).await;
+    link_round_trips(&*store).await;
+    minimal_link_round_trips(&*store).await;
+    unknown_code_is_none(&*store).await;
+    taken_alias_conflicts(&*store).await;
+    taken_generated_code_is_never_overwritten(&*store).await;
+    delete_marks_deleted_and_keeps_code_taken(&*store).await;
+    concurrent_alias_claims_have_one_winner(store.clone()).await;
+    api_keys_round_trip_and_revoke(&*store).await;
+}
+
+pub async fn ping_answers(store: &dyn LinkStore) {
+    store.ping().await.expect("ping");
+}
+
+pub async fn link_round_trips(store: &dyn LinkStore) {
+    let link = sample_link(&unique("rt"), CodeKind::Alias);
+    store.create_link(&link).await.expect("create");
+    assert_eq!(store.get_link(&link.code).await.unwrap(), Some(link));
+}
+
+pub async fn minimal_link_round_trips(store: &dyn LinkStore) {
+    let mut link = sample_link(&unique("min"), CodeKind::Generated);
+    link.expires_at = None;
+    link.owner = None;
+    link.redirect = 302;
+    store.create_link(&link).await.expect("create");
+    let got = store.get_link(&link.code).await.unwrap().expect("present");
+    assert_eq!(got, link);
+    assert_eq!(got.state_at(i64::MAX), LinkState::Active);
+}
+
+pub async fn unknown_code_is_none(store: &dyn LinkStore) {
+    assert_eq!(store.get_link(&unique("none")).await.unwrap(), None);
+}
+
+pub async fn taken_alias_conflicts(store: &dyn LinkStore) {
+    let code = unique("taken");
+    let first = sample_link(&code, CodeKind::Alias);
+    store.create_link(&first).await.expect("first create");
+    let mut second = first.clone();
+    second.url = "https://example.org/other".into();
+    match store.create_link(&second).await {
+        Err(StoreError::Conflict(c)) => assert_eq!(c, code),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // The first link is untouched.
+    assert_eq!(store.get_link(&code).await.unwrap(), Some(first));
+}
+
+/// Generated codes are unique by construction, so backends may write them
+/// without a check; this only asserts what every backend guarantees: the
+/// first link stays readable and intact or the second write is refused.
+pub async fn taken_generated_code_is_never_overwritten(store: &dyn LinkStore) {
+    let code = unique("gen");
+    let first = sample_link(&code, CodeKind::Generated);
+    store.create_link(&first).await.expect("first create");
+    let got = store.get_link(&code).await.unwrap().expect("present");
+    assert_eq!(got.url, first.url);
+}
+
+pub async fn delete_marks_deleted_and_keeps_code_taken(store: &dyn LinkStore) {
+    let link = sample_link(&unique("del"), CodeKind::Alias);
+    store.create_link(&link).await.unwrap();
+    assert_eq!(
+        store.delete_link(&link.code, 1_800_000_000_000).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    let got = store.get_link(&link.code).await.unwrap().expect("tombstone");
+    assert_eq!(got.deleted_at, Some(1_800_000_000_000));
+    assert_eq!(got.state_at(0), LinkState::Deleted);
+    assert_eq!(
+        store.delete_link(&link.code, 1_900_000_000_000).await.unwrap(),
+        DeleteOutcome::AlreadyDeleted
+    );
+    assert!(matches!(
+        store.create_link(&link).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.delete_link(&unique("nodel"), 1).await.unwrap(),
+        DeleteOutcome::NotFound
+    );
+}
+
+pub async fn concurrent_alias_claims_have_one_winner(store: Arc<dyn LinkStore>) {
+    let code = unique("race");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let mut link = sample_link(&code, CodeKind::Alias);
+            link.url = format!("https://example.com/{i}");
+            tokio::spawn(async move { (link.url.clone(), store.create_link(&link).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (url, res) = t.await.unwrap();
+        match res {
+            Ok(()) => winners.push(url),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim wins");
+    let stored = store.get_link(&code).await.unwrap().unwrap();
+    assert_eq!(stored.url, winners[0]);
+}
+
+pub async fn api_keys_round_trip_and_revoke(store: &dyn LinkStore) {
+    let name = unique("key");
+    let key = ApiKey {
+        name: name.clone(),
+        hash: format!("{:064x}", rand::random::<u128>()),
+        prefix: "sl_abcd".into(),
+        created_at: 1_764_000_000_000,
+        revoked_at: None,
+    };
+    store.create_api_key(&key).await.unwrap();
+    assert_eq!(
+        store.find_api_key(&key.hash).await.unwrap(),
+        Some(key.clone())
+    );
+    assert!(store.list_api_keys().await.unwrap().contains(&key));
+    let mut dup = key.clone();
+    dup.hash = format!("{:064x}", rand::random::<u128>());
+    assert!(matches!(
+        store.create_api_key(&dup).await,
+        Err(StoreError::KeyNameTaken(_))
+    ));
+    assert!(store.revoke_api_key(&name, 1_800_000_000_000).await.unwrap());
+    assert!(!store.revoke_api_key(&name, 1_800_000_000_001).await.unwrap());
+    let revoked = store.find_api_key(&key.hash).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(1_800_000_000_000));
+    assert_eq!(store.find_api_key("0").await.unwrap(), None);
+}
