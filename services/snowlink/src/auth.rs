@@ -1,0 +1,160 @@
+//! API keys.
+//!
+//! A key is `sl_` followed by 64 hex characters (256 random bits). Only its
+//! SHA-256 is stored: a fast hash is enough because the key is random, not a
+//! password, and it lets a lookup go straight to the row by hash.
+//!
+//! Failed attempts are counted per client address in fixed one-minute windows;
+//! past the limit the API answers 429 to keys it has not already verified, so
+//! guessing keys is slow while known-good callers are not held up.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest};
+use moka::sync::Cache;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use snowlink_store::{ApiKey, LinkStore};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const KEY_PREFIX: &str = "sl_";
+/// How long a verified key is trusted without asking the store again; this
+/// bounds how long a revoked key keeps working in a running process.
+const VERIFIED_TTL: Duration = Duration::from_secs(10);
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Creates a new key: the secret to hand to the user once, and the record to
+/// store.
+pub fn mint_key(name: &str, now_ms: i64) -> (String, ApiKey) {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let key = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+    let record = ApiKey {
+        name: name.to_owned(),
+        hash: hash_key(&key),
+        prefix: key[..KEY_PREFIX.len() + 6].to_owned(),
+        created_at: now_ms,
+        revoked_at: None,
+    };
+    (key, record)
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Checks bearer keys against the store, with a short positive cache and a
+/// per-address failure limit.
+pub struct KeyVerifier {
+    store: Arc<dyn LinkStore>,
+    verified: Cache<String, Arc<str>>,
+    failures: Cache<IpAddr, Arc<AtomicU32>>,
+    failures_per_minute: u32,
+}
+
+impl KeyVerifier {
+    pub fn new(store: Arc<dyn LinkStore>, failures_per_minute: u32) -> Self {
+        Self {
+            store,
+            verified: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+            failures: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(FAILURE_WINDOW)
+                .build(),
+            failures_per_minute,
+        }
+    }
+
+    /// The name of the key presented in `authorization`, or why not.
+    pub async fn verify(
+        &self,
+        authorization: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<str>, ApiError> {
+        let Some(header) = authorization else {
+            return Err(ApiError::unauthorized(
+                "missing_api_key",
+                "send an API key as 'Authorization: Bearer <key>'",
+            ));
+        };
+        let key = match header.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "missing_api_key",
+                    "the Authorization header must be 'Bearer <key>'",
+                ))
+            }
+        };
+        let hash = hash_key(key);
+        if let Some(name) = self.verified.get(&hash) {
+            return Ok(name);
+        }
+        let counter = client.map(|ip| self.failures.get_with(ip, Default::default));
+        if let Some(counter) = &counter {
+            if counter.load(Ordering::Relaxed) >= self.failures_per_minute {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many failed API-key attempts from this address; wait a minute",
+                ));
+            }
+        }
+        match self.store.find_api_key(&hash).await? {
+            Some(k) if k.revoked_at.is_none() => {
+                let name: Arc<str> = k.name.into();
+                self.verified.insert(hash, name.clone());
+                Ok(name)
+            }
+            found => {
+                if let Some(counter) = counter {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                let why = if found.is_some() {
+                    "this API key has been revoked"
+                } else {
+                    "this API key is not valid"
+                };
+                tracing::warn!(?client, "rejected API key");
+                Err(ApiError::unauthorized("invalid_api_key", why))
+            }
+        }
+    }
+}
+
+/// The authenticated caller of a management endpoint: the key's name.
+#[derive(Debug)]
+pub struct Caller(pub Arc<str>);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|h| h.to_str().map(str::to_owned).unwrap_or_default());
+        let client = req.peer_addr().map(|a| a.ip());
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(&"application state missing"))?;
+            state
+                .keys
+                .verify(header.as_deref(), client)
+                .await
+                .map(Caller)
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! The `snowlink` command line.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use snowlink_store::{LinkStore, SqliteStore};
+
+use crate::configuration::{ServeArgs, Settings};
+use crate::startup::Application;
+
+/// Snowlink: a URL shortener with click analytics.
+///
+/// Runs on one machine with no servers to install: links live in an embedded
+/// database under the data directory. Every setting can also be given as an
+/// environment variable (shown in brackets) or in a TOML file (--config).
+#[derive(Debug, Parser)]
+#[command(name = "snowlink", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    ///
+    /// Example: snowlink serve --listen 0.0.0.0:8080 --public-url https://sho.rt
+    Serve(ServeArgs),
+    /// Manage API keys for the management API.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Show the id, time and worker behind a generated code (needs the code secret).
+    Decode {
+        /// A generated code, e.g. 3fK9xQ2mZpA.
+        code: String,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it, alone, on stdout. It is stored only as a
+    /// hash: copy it now, it cannot be shown again.
+    ///
+    /// Example: KEY=$(snowlink keys create --name ci)
+    Create {
+        /// A unique name for the key, e.g. the team or tool using it.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+    /// List keys (name, prefix, creation time, revocation).
+    List {
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+    /// Revoke a key by name. Running services stop accepting it within 10 seconds.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = args.into_settings()?;
+            crate::telemetry::init(settings.log_format, "info");
+            runtime.block_on(async {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped().await?;
+                Ok(())
+            })
+        }
+        Command::Keys(cmd) => {
+            crate::telemetry::init(crate::configuration::LogFormat::Pretty, "warn");
+            runtime.block_on(keys(cmd))
+        }
+        Command::Decode { code, settings } => {
+            crate::telemetry::init(crate::configuration::LogFormat::Pretty, "warn");
+            decode(&code, &settings.into_settings()?)
+        }
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore>> {
+    let path = settings.links_db();
+    let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create { name, settings } => {
+            anyhow::ensure!(
+                !name.trim().is_empty() && name.len() <= 128,
+                "--name must be 1 to 128 characters"
+            );
+            let store = open_store(&settings.into_settings()?).await?;
+            let (key, record) = crate::auth::mint_key(&name, crate::now_ms());
+            store.create_api_key(&record).await?;
+            println!("{key}");
+        }
+        KeysCommand::List { settings } => {
+            let store = open_store(&settings.into_settings()?).await?;
+            println!("{:<24} {:<12} {:<26} REVOKED", "NAME", "PREFIX", "CREATED");
+            for k in store.list_api_keys().await? {
+                let when = |ms: i64| {
+                    chrono::DateTime::from_timestamp_millis(ms)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default()
+                };
+                println!(
+                    "{:<24} {:<12} {:<26} {}",
+                    k.name,
+                    k.prefix,
+                    when(k.created_at),
+                    k.revoked_at.map(when).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        KeysCommand::Revoke { name, settings } => {
+            let store = open_store(&settings.into_settings()?).await?;
+            anyhow::ensure!(
+                store.revoke_api_key(&name, crate::now_ms()).await?,
+                "no active key named {name:?}"
+            );
+            eprintln!("revoked {name:?}");
+        }
+    }
+    Ok(())
+}
+
+fn decode(code: &str, settings: &Settings) -> anyhow::Result<()> {
+    let codec = crate::startup::code_codec(settings)?;
+    let id = codec
+        .decode(code)
+        .with_context(|| format!("{code:?} is not a generated code"))?;
+    let parts = snowlink_id::IdParts::from_id(id, settings.epoch.timestamp_millis() as u64);
+    let time = chrono::DateTime::from_timestamp_millis(parts.unix_ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    println!(
+        "{}",
+        serde_json::json!({
+            "code": code,
+            "id": id,
+            "created_at": time,
+            "worker_id": parts.worker_id,
+            "sequence": parts.sequence,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Typed settings.
+//!
+//! Every setting can come from four places; later ones win:
+//! 1. the built-in default (works out of the box on one machine),
+//! 2. a TOML file given with `--config` / `SNOWLINK_CONFIG` (keys as in
+//!    [`Settings`], e.g. `listen = "0.0.0.0:8080"`),
+//! 3. an environment variable `SNOWLINK_<NAME>`,
+//! 4. a command-line flag `--<name>`.
+//!
+//! Environment variables and flags are declared together in [`ServeArgs`] so
+//! that `--help` documents both.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use url::Url;
+
+/// Everything the service needs to start.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory holding the embedded database and the code secret.
+    pub data_dir: PathBuf,
+    /// Base of every short URL handed out, e.g. `https://sho.rt`.
+    pub public_url: Url,
+    /// Snowflake worker id, 0..=1023; unique per running instance.
+    pub worker_id: u64,
+    /// Custom epoch of the Snowflake timestamps.
+    pub epoch: DateTime<Utc>,
+    /// How long an id request waits for a clock that stepped back before the
+    /// API answers 503.
+    pub max_clock_wait_ms: u64,
+    /// Secret keying the code permutation. When unset, a random one is
+    /// generated on first start and kept in `DATA_DIR/code.secret`.
+    pub code_secret: Option<String>,
+    /// Issue sequential, enumerable codes instead of permuted ones.
+    pub sequential_codes: bool,
+    /// Longest target URL accepted, in bytes.
+    pub max_url_length: usize,
+    /// Links kept in the in-process cache.
+    pub cache_capacity: u64,
+    /// How long a found link stays cached, in seconds.
+    pub cache_ttl_secs: u64,
+    /// How long an unknown code stays cached as unknown, in seconds.
+    pub negative_cache_ttl_secs: u64,
+    /// Failed API-key attempts allowed per client address per minute before
+    /// the API answers 429.
+    pub auth_failures_per_minute: u32,
+    /// HTTP worker threads; defaults to the number of CPU cores.
+    pub workers: Option<usize>,
+    /// Log output: `pretty` for people, `json` for log shippers.
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            data_dir: PathBuf::from("./data"),
+            public_url: Url::parse("http://127.0.0.1:8080").expect("valid literal"),
+            worker_id: 0,
+            epoch: DateTime::from_timestamp_millis(snowlink_id::DEFAULT_EPOCH_MS as i64)
+                .expect("valid epoch"),
+            max_clock_wait_ms: 100,
+            code_secret: None,
+            sequential_codes: false,
+            max_url_length: 2048,
+            cache_capacity: 100_000,
+            cache_ttl_secs: 300,
+            negative_cache_ttl_secs: 5,
+            auth_failures_per_minute: 30,
+            workers: None,
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url.as_str())
+            .field("worker_id", &self.worker_id)
+            .field("epoch", &self.epoch)
+            .field("code_secret", &self.code_secret.as_ref().map(|_| "<redacted>"))
+            .field("sequential_codes", &self.sequential_codes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings as flags and environment variables. Unset ones fall back to the
+/// config file, then to the defaults.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys in snake_case).
+    #[arg(long, env = "SNOWLINK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SNOWLINK_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for the embedded database and secrets [default: ./data].
+    #[arg(long, env = "SNOWLINK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Public base URL that short links are built on [default: http://127.0.0.1:8080].
+    /// Links pointing at this host are refused, to prevent redirect loops.
+    #[arg(long, env = "SNOWLINK_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<Url>,
+
+    /// Snowflake worker id, 0..=1023, unique per running instance [default: 0].
+    #[arg(long, env = "SNOWLINK_WORKER_ID", value_name = "N")]
+    pub worker_id: Option<u64>,
+
+    /// Epoch of id timestamps, RFC 3339 [default: 2025-01-01T00:00:00Z].
+    /// Never change it once links exist.
+    #[arg(long, env = "SNOWLINK_EPOCH", value_name = "TIME")]
+    pub epoch: Option<DateTime<Utc>>,
+
+    /// Milliseconds to wait for a clock that stepped back before failing a create with 503 [default: 100].
+    #[arg(long, env = "SNOWLINK_MAX_CLOCK_WAIT_MS", value_name = "MS")]
+    pub max_clock_wait_ms: Option<u64>,
+
+    /// Secret that keys the code permutation [default: random, kept in DATA_DIR/code.secret].
+    #[arg(long, env = "SNOWLINK_CODE_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub code_secret: Option<String>,
+
+    /// Issue sequential codes (enumerable, ordered by creation) instead of permuted ones.
+    #[arg(long, env = "SNOWLINK_SEQUENTIAL_CODES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub sequential_codes: Option<bool>,
+
+    /// Longest target URL accepted, in bytes [default: 2048].
+    #[arg(long, env = "SNOWLINK_MAX_URL_LENGTH", value_name = "BYTES")]
+    pub max_url_length: Option<usize>,
+
+    /// Links kept in the in-process cache [default: 100000].
+    #[arg(long, env = "SNOWLINK_CACHE_CAPACITY", value_name = "N")]
+    pub cache_capacity: Option<u64>,
+
+    /// Seconds a found link stays cached [default: 300].
+    #[arg(long, env = "SNOWLINK_CACHE_TTL_SECS", value_name = "SECS")]
+    pub cache_ttl_secs: Option<u64>,
+
+    /// Seconds an unknown code stays cached as unknown [default: 5].
+    #[arg(long, env = "SNOWLINK_NEGATIVE_CACHE_TTL_SECS", value_name = "SECS")]
+    pub negative_cache_ttl_secs: Option<u64>,
+
+    /// Failed API-key attempts per client address per minute before 429 [default: 30].
+    #[arg(long, env = "SNOWLINK_AUTH_FAILURES_PER_MINUTE", value_name = "N")]
+    pub auth_failures_per_minute: Option<u32>,
+
+    /// HTTP worker threads [default: number of CPU cores].
+    #[arg(long, env = "SNOWLINK_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Log format [default: pretty].
+    #[arg(long, env = "SNOWLINK_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// Layers the config file, environment and flags over the defaults.
+    pub fn into_settings(self) -> anyhow::Result<Settings> {
+        let mut s = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        macro_rules! layer {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
+        }
+        layer!(
+            listen,
+            data_dir,
+            public_url,
+            worker_id,
+            epoch,
+            max_clock_wait_ms,
+            sequential_codes,
+            max_url_length,
+            cache_capacity,
+            cache_ttl_secs,
+            negative_cache_ttl_secs,
+            auth_failures_per_minute,
+            log_format
+        );
+        if self.code_secret.is_some() {
+            s.code_secret = self.code_secret;
+        }
+        if self.workers.is_some() {
+            s.workers = self.workers;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+impl Settings {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.worker_id > snowlink_id::MAX_WORKER_ID as u64 {
+            bail!(
+                "worker_id {} is out of range 0..={}",
+                self.worker_id,
+                snowlink_id::MAX_WORKER_ID
+            );
+        }
+        if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host().is_none()
+        {
+            bail!(
+                "public_url {} must be an absolute http(s) URL",
+                self.public_url
+            );
+        }
+        if self.epoch.timestamp_millis() < 0 || self.epoch > Utc::now() {
+            bail!("epoch {} must be between 1970 and now", self.epoch);
+        }
+        if self.code_secret.as_deref() == Some("") {
+            bail!("code_secret must not be empty");
+        }
+        if self.max_url_length < 16 {
+            bail!("max_url_length {} is too small", self.max_url_length);
+        }
+        Ok(())
+    }
+
+    /// Path of the embedded link database.
+    pub fn links_db(&self) -> PathBuf {
+        self.data_dir.join("links.db")
+    }
+
+    /// `public_url` with exactly one trailing slash, ready to append a code.
+    pub fn short_url_base(&self) -> String {
+        let mut base = self.public_url.as_str().trim_end_matches('/').to_owned();
+        base.push('/');
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snowlink.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nworker_id = 7\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            worker_id: Some(9),
+            ..Default::default()
+        };
+        let s = args.into_settings().unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.worker_id, 9);
+        assert_eq!(s.max_url_length, 2048);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let args = ServeArgs {
+            worker_id: Some(1024),
+            ..Default::default()
+        };
+        assert!(args.into_settings().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .into_settings()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("no_such_setting"));
+    }
+}

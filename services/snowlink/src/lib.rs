@@ -1,0 +1,38 @@
+//! The Snowlink service.
+//!
+//! A tour, from the outside in:
+//!
+//! * [`cli`]: the `snowlink` command line (`serve`, `keys`, `decode`); `main.rs`
+//!   only parses it and dispatches.
+//! * [`configuration`]: typed [`configuration::Settings`], layered from
+//!   defaults, an optional TOML file, `SNOWLINK_*` environment variables and
+//!   flags, in that order of precedence.
+//! * [`startup`]: [`startup::Application`] builds the whole service on a
+//!   listener it binds itself (port 0 works), so tests run the real thing.
+//! * [`routes`]: one module per resource, each with its own `configure`.
+//! * [`links`]: the rules of a link (URL, alias, expiry, redirect status),
+//!   free of HTTP.
+//! * [`cache`]: the in-process read-through cache in front of the store.
+//! * [`auth`]: API keys: minting, hashing, the bearer extractor and the
+//!   failed-attempt rate limit.
+//! * [`error`]: the one JSON error body, `{"error":{"code","message"}}`.
+//! * [`telemetry`]: `tracing` subscriber set-up.
+//!
+//! Invariant: only this crate knows about HTTP. Storage lives behind
+//! `snowlink_store::LinkStore`, ids in `snowlink_id`.
+
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod configuration;
+pub mod error;
+pub mod links;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+/// Current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

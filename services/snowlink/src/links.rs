@@ -1,0 +1,254 @@
+//! The rules a link must follow, independent of HTTP.
+
+use chrono::DateTime;
+use url::{Host, Url};
+
+/// Why a create request was refused. Becomes a 400 with `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+    }
+}
+
+pub const ALIAS_MIN: usize = 3;
+pub const ALIAS_MAX: usize = 64;
+
+/// Words an alias may not be, compared case-insensitively, because routes or
+/// well-known paths already answer there.
+pub const RESERVED_ALIASES: &[&str] = &["api", "healthz", "readyz", "metrics", "admin", "static"];
+
+/// Redirect statuses a link may use.
+pub const REDIRECT_STATUSES: &[u16] = &[301, 302, 307, 308];
+pub const DEFAULT_REDIRECT: u16 = 302;
+
+/// Target-URL checks that depend on the deployment.
+#[derive(Debug, Clone)]
+pub struct UrlPolicy {
+    pub max_len: usize,
+    /// The service's own public URL; links to it would loop.
+    pub public_url: Url,
+}
+
+fn same_host(a: &Url, b: &Url) -> bool {
+    fn norm(u: &Url) -> Option<String> {
+        Some(match u.host()? {
+            Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
+            Host::Ipv4(ip) => ip.to_string(),
+            Host::Ipv6(ip) => ip.to_string(),
+        })
+    }
+    norm(a).is_some() && norm(a) == norm(b)
+}
+
+impl UrlPolicy {
+    /// Validates a target URL and returns the form to store: the input
+    /// itself when it is already safe to send in a `Location` header, the
+    /// parser's normalised (percent-encoded) form otherwise.
+    pub fn check(&self, raw: &str) -> Result<String, Rejection> {
+        if raw.len() > self.max_len {
+            return Err(reject(
+                "url_too_long",
+                format!(
+                    "the url is {} bytes; the maximum is {}",
+                    raw.len(),
+                    self.max_len
+                ),
+            ));
+        }
+        let url = Url::parse(raw).map_err(|e| {
+            reject(
+                "invalid_url",
+                format!("the url is not an absolute URL: {e}"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(reject(
+                "url_scheme_not_allowed",
+                format!(
+                    "only http and https URLs can be shortened, not {:?}",
+                    url.scheme()
+                ),
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(reject("invalid_url", "the url has no host"));
+        }
+        // A link back to this service would redirect to itself. Same host and
+        // same (explicit or default) port is this service; another port on
+        // the same host is another service.
+        if same_host(&url, &self.public_url) && url.port() == self.public_url.port() {
+            return Err(reject(
+                "url_points_to_self",
+                "the url points at this shortener itself",
+            ));
+        }
+        let header_safe = raw.bytes().all(|b| b.is_ascii_graphic());
+        let stored = if header_safe {
+            raw.to_owned()
+        } else {
+            url.to_string()
+        };
+        if stored.len() > self.max_len {
+            return Err(reject(
+                "url_too_long",
+                format!(
+                    "the url is {} bytes once encoded; the maximum is {}",
+                    stored.len(),
+                    self.max_len
+                ),
+            ));
+        }
+        Ok(stored)
+    }
+}
+
+/// Checks a custom alias. Aliases share the code namespace, so an alias may
+/// never look like a generated code (exactly 11 Base62 characters) nor take a
+/// reserved word.
+pub fn check_alias(alias: &str) -> Result<(), Rejection> {
+    let len = alias.chars().count();
+    if !(ALIAS_MIN..=ALIAS_MAX).contains(&len) {
+        return Err(reject(
+            "invalid_alias",
+            format!("an alias is {ALIAS_MIN} to {ALIAS_MAX} characters, got {len}"),
+        ));
+    }
+    if let Some(bad) = alias
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(reject(
+            "invalid_alias",
+            format!("an alias may contain only A-Z, a-z, 0-9, '_' and '-', not {bad:?}"),
+        ));
+    }
+    if snowlink_id::codec::is_generated_shape(alias) {
+        return Err(reject(
+            "alias_reserved",
+            format!(
+                "aliases of exactly {} letters and digits are reserved for generated codes; \
+                 add a '-' or '_', or change the length",
+                snowlink_id::CODE_LEN
+            ),
+        ));
+    }
+    if RESERVED_ALIASES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(alias))
+    {
+        return Err(reject(
+            "alias_reserved",
+            format!("{alias:?} is a reserved word"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `s` could be a code at all (generated or alias). Anything else is
+/// answered 404 without touching the cache or store.
+pub fn is_code_syntax(s: &str) -> bool {
+    (1..=ALIAS_MAX).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Parses an RFC 3339 expiry that must lie after `now_ms`.
+pub fn parse_expiry(raw: &str, now_ms: i64) -> Result<i64, Rejection> {
+    let at = DateTime::parse_from_rfc3339(raw).map_err(|e| {
+        reject(
+            "invalid_expires_at",
+            format!("expires_at must be an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"),
+        )
+    })?;
+    let ms = at.timestamp_millis();
+    if ms <= now_ms {
+        return Err(reject("expires_in_past", "expires_at is in the past"));
+    }
+    Ok(ms)
+}
+
+pub fn check_redirect(status: Option<u16>) -> Result<u16, Rejection> {
+    match status {
+        None => Ok(DEFAULT_REDIRECT),
+        Some(s) if REDIRECT_STATUSES.contains(&s) => Ok(s),
+        Some(s) => Err(reject(
+            "invalid_redirect",
+            format!("redirect must be one of 301, 302, 307, 308, not {s}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn policy() -> UrlPolicy {
+        UrlPolicy {
+            max_len: 2048,
+            public_url: Url::parse("https://sho.rt").unwrap(),
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let p = policy();
+        assert_eq!(p.check("https://example.com").unwrap(), "https://example.com");
+        assert_eq!(p.check("http://example.com/a?b=c#d").unwrap(), "http://example.com/a?b=c#d");
+        assert_eq!(
+            p.check("https://example.com/a b").unwrap(),
+            "https://example.com/a%20b"
+        );
+        let code = |u: &str| p.check(u).unwrap_err().code;
+        assert_eq!(code("ftp://example.com/"), "url_scheme_not_allowed");
+        assert_eq!(code("javascript:alert(1)"), "url_scheme_not_allowed");
+        assert_eq!(code("/relative"), "invalid_url");
+        assert_eq!(code("example.com"), "invalid_url");
+        assert_eq!(code("https://SHO.RT/abc"), "url_points_to_self");
+        assert_eq!(code("http://sho.rt./abc"), "url_points_to_self");
+        assert!(p.check("https://sho.rt:8443/abc").is_ok());
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert_eq!(code(&long), "url_too_long");
+    }
+
+    #[test]
+    fn aliases() {
+        assert!(check_alias("docs").is_ok());
+        assert!(check_alias("my_link-2025").is_ok());
+        assert!(check_alias("abcdefghij-").is_ok(), "11 chars with a dash is fine");
+        assert_eq!(check_alias("ab").unwrap_err().code, "invalid_alias");
+        assert_eq!(check_alias(&"a".repeat(65)).unwrap_err().code, "invalid_alias");
+        assert_eq!(check_alias("a/b").unwrap_err().code, "invalid_alias");
+        assert_eq!(check_alias("héllo").unwrap_err().code, "invalid_alias");
+        assert_eq!(check_alias("abcdefghijk").unwrap_err().code, "alias_reserved");
+        assert_eq!(check_alias("API").unwrap_err().code, "alias_reserved");
+    }
+
+    proptest! {
+        /// No alias that passes the checks can ever equal a generated code,
+        /// whatever the key or id.
+        #[test]
+        fn valid_aliases_never_collide_with_generated_codes(
+            alias in "[A-Za-z0-9_-]{3,64}",
+            id in any::<u64>(),
+            secret in any::<[u8; 8]>(),
+        ) {
+            let keyed = snowlink_id::CodeCodec::keyed(&secret).encode(id);
+            let sequential = snowlink_id::CodeCodec::sequential().encode(id);
+            if check_alias(&alias).is_ok() {
+                prop_assert!(!snowlink_id::codec::is_generated_shape(&alias));
+                prop_assert_ne!(&alias, &keyed);
+                prop_assert_ne!(&alias, &sequential);
+            }
+            prop_assert!(check_alias(&keyed).is_err());
+        }
+    }
+}

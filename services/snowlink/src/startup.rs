@@ -1,0 +1,158 @@
+//! Building and running the service.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use snowlink_id::{CodeCodec, Generator, GeneratorConfig};
+use snowlink_store::{LinkStore, SqliteStore};
+
+use crate::auth::KeyVerifier;
+use crate::cache::LinkCache;
+use crate::configuration::Settings;
+use crate::error::json_error;
+use crate::links::UrlPolicy;
+use crate::state::AppState;
+
+/// A built, not yet running, service bound to its port.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Opens the embedded store under `settings.data_dir` and binds
+    /// `settings.listen` (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("creating data directory {}", settings.data_dir.display())
+        })?;
+        let store = SqliteStore::open(settings.links_db())
+            .with_context(|| format!("opening {}", settings.links_db().display()))?;
+        Self::build_with_store(settings, Arc::new(store))
+    }
+
+    /// Builds the service over any [`LinkStore`].
+    pub fn build_with_store(settings: Settings, store: Arc<dyn LinkStore>) -> anyhow::Result<Self> {
+        let codec = code_codec(&settings)?;
+        let ids = Generator::new(
+            GeneratorConfig::new(settings.worker_id)?
+                .with_epoch_ms(settings.epoch.timestamp_millis() as u64)
+                .with_max_clock_wait(Duration::from_millis(settings.max_clock_wait_ms)),
+        );
+        let state = web::Data::new(AppState {
+            cache: LinkCache::new(
+                store.clone(),
+                settings.cache_capacity,
+                Duration::from_secs(settings.cache_ttl_secs),
+                Duration::from_secs(settings.negative_cache_ttl_secs),
+            ),
+            keys: KeyVerifier::new(store.clone(), settings.auth_failures_per_minute),
+            store,
+            ids,
+            codec,
+            url_policy: UrlPolicy {
+                max_len: settings.max_url_length,
+                public_url: settings.public_url.clone(),
+            },
+            short_url_base: settings.short_url_base(),
+        });
+        let json_limit = (settings.max_url_length * 4).max(16 * 1024);
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .content_type_required(false)
+                        .error_handler(|err, _req| json_error(err).into()),
+                )
+                .configure(crate::routes::configure)
+                .default_service(web::to(crate::routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        tracing::info!(
+            port,
+            data_dir = %settings.data_dir.display(),
+            public_url = %settings.public_url,
+            worker_id = settings.worker_id,
+            keyed_codes = !settings.sequential_codes,
+            "snowlink listening"
+        );
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`]; in-flight
+    /// requests finish first, so every acknowledged write is on disk.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await?;
+        tracing::info!("snowlink stopped");
+        Ok(())
+    }
+}
+
+/// The codec the settings ask for; in keyed mode with no configured secret,
+/// the secret is read from (or created in) `DATA_DIR/code.secret`.
+pub fn code_codec(settings: &Settings) -> anyhow::Result<CodeCodec> {
+    if settings.sequential_codes {
+        return Ok(CodeCodec::sequential());
+    }
+    let secret = match &settings.code_secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => load_or_create_secret(&settings.data_dir.join("code.secret"))?,
+    };
+    Ok(CodeCodec::keyed(&secret))
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let secret = existing.trim();
+        anyhow::ensure!(!secret.is_empty(), "{} is empty", path.display());
+        return Ok(secret.as_bytes().to_vec());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(secret.as_bytes())?;
+            file.sync_all()?;
+            tracing::info!(path = %path.display(), "created a new code secret");
+            Ok(secret.into_bytes())
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(path)?.trim().as_bytes().to_vec())
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}

@@ -1,0 +1,21 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use snowlink_id::{CodeCodec, Generator};
+use snowlink_store::LinkStore;
+
+use crate::auth::KeyVerifier;
+use crate::cache::LinkCache;
+use crate::links::UrlPolicy;
+
+pub struct AppState {
+    pub store: Arc<dyn LinkStore>,
+    pub cache: LinkCache,
+    pub ids: Generator,
+    pub codec: CodeCodec,
+    pub keys: KeyVerifier,
+    pub url_policy: UrlPolicy,
+    /// `public_url` with a trailing slash.
+    pub short_url_base: String,
+}
