@@ -360,7 +360,10 @@ mod tests {
         clock.set(T0 - 500);
         let started = Instant::now();
         let err = g.next_id().unwrap_err();
-        assert!(matches!(err, IdError::ClockMovedBackwards { behind_ms: 500, .. }));
+        assert!(matches!(
+            err,
+            IdError::ClockMovedBackwards { behind_ms: 500, .. }
+        ));
         // It waited, but only for about the configured bound.
         assert!(started.elapsed() >= Duration::from_millis(20));
         // Once the clock is past the last issued ms again, ids resume, higher.
@@ -409,7 +412,9 @@ mod tests {
             .map(|_| {
                 let g = g.clone();
                 std::thread::spawn(move || {
-                    (0..20_000).map(|_| g.next_id().unwrap()).collect::<Vec<_>>()
+                    (0..20_000)
+                        .map(|_| g.next_id().unwrap())
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();

@@ -95,7 +95,10 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url.as_str())
             .field("worker_id", &self.worker_id)
             .field("epoch", &self.epoch)
-            .field("code_secret", &self.code_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "code_secret",
+                &self.code_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("sequential_codes", &self.sequential_codes)
             .finish_non_exhaustive()
     }
@@ -136,7 +139,12 @@ pub struct ServeArgs {
     pub max_clock_wait_ms: Option<u64>,
 
     /// Secret that keys the code permutation [default: random, kept in DATA_DIR/code.secret].
-    #[arg(long, env = "SNOWLINK_CODE_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SNOWLINK_CODE_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub code_secret: Option<String>,
 
     /// Issue sequential codes (enumerable, ordered by creation) instead of permuted ones.

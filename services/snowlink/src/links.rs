@@ -155,8 +155,7 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
 /// answered 404 without touching the cache or store.
 pub fn is_code_syntax(s: &str) -> bool {
     (1..=ALIAS_MAX).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -201,8 +200,14 @@ mod tests {
     #[test]
     fn urls() {
         let p = policy();
-        assert_eq!(p.check("https://example.com").unwrap(), "https://example.com");
-        assert_eq!(p.check("http://example.com/a?b=c#d").unwrap(), "http://example.com/a?b=c#d");
+        assert_eq!(
+            p.check("https://example.com").unwrap(),
+            "https://example.com"
+        );
+        assert_eq!(
+            p.check("http://example.com/a?b=c#d").unwrap(),
+            "http://example.com/a?b=c#d"
+        );
         assert_eq!(
             p.check("https://example.com/a b").unwrap(),
             "https://example.com/a%20b"
@@ -223,12 +228,21 @@ mod tests {
     fn aliases() {
         assert!(check_alias("docs").is_ok());
         assert!(check_alias("my_link-2025").is_ok());
-        assert!(check_alias("abcdefghij-").is_ok(), "11 chars with a dash is fine");
+        assert!(
+            check_alias("abcdefghij-").is_ok(),
+            "11 chars with a dash is fine"
+        );
         assert_eq!(check_alias("ab").unwrap_err().code, "invalid_alias");
-        assert_eq!(check_alias(&"a".repeat(65)).unwrap_err().code, "invalid_alias");
+        assert_eq!(
+            check_alias(&"a".repeat(65)).unwrap_err().code,
+            "invalid_alias"
+        );
         assert_eq!(check_alias("a/b").unwrap_err().code, "invalid_alias");
         assert_eq!(check_alias("héllo").unwrap_err().code, "invalid_alias");
-        assert_eq!(check_alias("abcdefghijk").unwrap_err().code, "alias_reserved");
+        assert_eq!(
+            check_alias("abcdefghijk").unwrap_err().code,
+            "alias_reserved"
+        );
         assert_eq!(check_alias("API").unwrap_err().code, "alias_reserved");
     }
 

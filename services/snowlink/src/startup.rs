@@ -29,9 +29,8 @@ impl Application {
     /// Opens the embedded store under `settings.data_dir` and binds
     /// `settings.listen` (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!("creating data directory {}", settings.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
         let store = SqliteStore::open(settings.links_db())
             .with_context(|| format!("opening {}", settings.links_db().display()))?;
         Self::build_with_store(settings, Arc::new(store))

@@ -94,14 +94,24 @@ pub async fn delete_marks_deleted_and_keeps_code_taken(store: &dyn LinkStore) {
     let link = sample_link(&unique("del"), CodeKind::Alias);
     store.create_link(&link).await.unwrap();
     assert_eq!(
-        store.delete_link(&link.code, 1_800_000_000_000).await.unwrap(),
+        store
+            .delete_link(&link.code, 1_800_000_000_000)
+            .await
+            .unwrap(),
         DeleteOutcome::Deleted
     );
-    let got = store.get_link(&link.code).await.unwrap().expect("tombstone");
+    let got = store
+        .get_link(&link.code)
+        .await
+        .unwrap()
+        .expect("tombstone");
     assert_eq!(got.deleted_at, Some(1_800_000_000_000));
     assert_eq!(got.state_at(0), LinkState::Deleted);
     assert_eq!(
-        store.delete_link(&link.code, 1_900_000_000_000).await.unwrap(),
+        store
+            .delete_link(&link.code, 1_900_000_000_000)
+            .await
+            .unwrap(),
         DeleteOutcome::AlreadyDeleted
     );
     assert!(matches!(
@@ -159,8 +169,14 @@ pub async fn api_keys_round_trip_and_revoke(store: &dyn LinkStore) {
         store.create_api_key(&dup).await,
         Err(StoreError::KeyNameTaken(_))
     ));
-    assert!(store.revoke_api_key(&name, 1_800_000_000_000).await.unwrap());
-    assert!(!store.revoke_api_key(&name, 1_800_000_000_001).await.unwrap());
+    assert!(store
+        .revoke_api_key(&name, 1_800_000_000_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_api_key(&name, 1_800_000_000_001)
+        .await
+        .unwrap());
     let revoked = store.find_api_key(&key.hash).await.unwrap().unwrap();
     assert_eq!(revoked.revoked_at, Some(1_800_000_000_000));
     assert_eq!(store.find_api_key("0").await.unwrap(), None);

@@ -83,7 +83,9 @@ impl ReadPool {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -324,7 +326,13 @@ impl LinkStore for SqliteStore {
                 .execute(
                     "INSERT INTO api_keys (name, hash, prefix, created_at, revoked_at)
                      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                    params![key.name, key.hash, key.prefix, key.created_at, key.revoked_at],
+                    params![
+                        key.name,
+                        key.hash,
+                        key.prefix,
+                        key.created_at,
+                        key.revoked_at
+                    ],
                 )
                 .map_err(StoreError::backend)?;
             if inserted == 0 {

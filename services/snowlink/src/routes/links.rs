@@ -88,9 +88,11 @@ async fn create(
     if let Some(alias) = &body.alias {
         check_alias(alias)?;
     }
-    let id = state.ids.next_id_async().await.map_err(|e| {
-        ApiError::unavailable("id_unavailable", &e)
-    })?;
+    let id = state
+        .ids
+        .next_id_async()
+        .await
+        .map_err(|e| ApiError::unavailable("id_unavailable", &e))?;
     let (code, kind) = match body.alias {
         Some(alias) => (alias, CodeKind::Alias),
         None => (state.codec.encode(id), CodeKind::Generated),

@@ -1,0 +1,147 @@
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+use snowlink::configuration::{LogFormat, Settings};
+use snowlink::startup::Application;
+use snowlink_store::{LinkStore, SqliteStore};
+use tempfile::TempDir;
+
+static LOGS: Once = Once::new();
+
+/// Public URL the test apps believe they serve; links to it are refused.
+pub const PUBLIC_URL: &str = "http://sho.rt.test";
+
+pub struct TestApp {
+    pub address: String,
+    pub api_key: String,
+    pub client: Client,
+    pub data_dir: PathBuf,
+    _dir: TempDir,
+}
+
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        public_url: PUBLIC_URL.parse().unwrap(),
+        workers: Some(2),
+        ..Settings::default()
+    }
+}
+
+pub fn client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+/// Creates an API key straight in the database, as `snowlink keys create` does.
+pub async fn create_key(data_dir: &std::path::Path, name: &str) -> String {
+    let store = SqliteStore::open(data_dir.join("links.db")).unwrap();
+    let (key, record) = snowlink::auth::mint_key(name, snowlink::now_ms());
+    store.create_api_key(&record).await.unwrap();
+    key
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    LOGS.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            snowlink::telemetry::init(LogFormat::Pretty, "info");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let api_key = create_key(dir.path(), "test").await;
+    TestApp {
+        address,
+        api_key,
+        client: client(),
+        data_dir: dir.path().to_path_buf(),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub async fn post_link(&self, body: &Value) -> Response {
+        self.client
+            .post(format!("{}/api/v1/links", self.address))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a link that must succeed; returns the response body.
+    pub async fn create(&self, url: &str) -> Value {
+        let r = self.post_link(&json!({ "url": url })).await;
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    pub async fn get_link(&self, code: &str) -> Response {
+        self.client
+            .get(format!("{}/api/v1/links/{code}", self.address))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_link(&self, code: &str) -> Response {
+        self.client
+            .delete(format!("{}/api/v1/links/{code}", self.address))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn follow(&self, code: &str) -> Response {
+        self.client
+            .get(format!("{}/{code}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts the JSON error body and its machine code.
+pub async fn assert_error(response: Response, status: u16, code: &str) {
+    assert_eq!(response.status(), status, "status for expected {code}");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message present: {body}"
+    );
+}
+
+pub fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .expect("Location header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[allow(dead_code)]
+pub fn shared<T>(t: T) -> Arc<T> {
+    Arc::new(t)
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real application on port 0, one data dir each.
+//! All in one binary so it links once.
+
+mod auth;
+mod concurrency;
+mod crash;
+mod health;
+mod helpers;
+mod links;
+mod redirect;
+mod validation;

@@ -1,0 +1,91 @@
+use serde_json::json;
+
+use crate::helpers::{assert_error, location, spawn_app};
+
+#[tokio::test]
+async fn redirect_sends_location_with_default_302() {
+    let app = spawn_app().await;
+    let created = app.create("https://example.com/landing?utm=1").await;
+    let r = app.follow(created["code"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "https://example.com/landing?utm=1");
+    assert_eq!(r.headers()["cache-control"], "private, no-store");
+}
+
+#[tokio::test]
+async fn every_redirect_status_is_honoured() {
+    let app = spawn_app().await;
+    for status in [301u16, 302, 307, 308] {
+        let r = app
+            .post_link(&json!({"url": format!("https://example.com/{status}"), "redirect": status}))
+            .await;
+        let body: serde_json::Value = r.json().await.unwrap();
+        let r = app.follow(body["code"].as_str().unwrap()).await;
+        assert_eq!(r.status().as_u16(), status);
+        assert_eq!(location(&r), format!("https://example.com/{status}"));
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_invalid_codes_are_404_never_500() {
+    let app = spawn_app().await;
+    for code in [
+        "abc",
+        "zzzzzzzzzzz",
+        "zzzzzzzzzzzzzzzzzzzzzzzz",
+        "%F0%9F%92%A9",
+        "a.b",
+        "%00",
+        "..%2F..%2Fetc",
+        &"x".repeat(65),
+        &"y".repeat(5000),
+    ] {
+        let r = app.follow(code).await;
+        assert_error(r, 404, "link_not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn expired_link_is_410() {
+    let app = spawn_app().await;
+    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1200);
+    let r = app
+        .post_link(&json!({"url": "https://example.com/soon", "expires_at": expires.to_rfc3339()}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let code = body["code"].as_str().unwrap();
+    assert_eq!(app.follow(code).await.status(), 302);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_error(app.follow(code).await, 410, "link_expired").await;
+}
+
+#[tokio::test]
+async fn a_code_looked_up_before_it_existed_redirects_once_created() {
+    let app = spawn_app().await;
+    // Caches "unknown" for the alias.
+    assert_eq!(app.follow("later").await.status(), 404);
+    let r = app
+        .post_link(&json!({"url": "https://example.com/later", "alias": "later"}))
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(app.follow("later").await.status(), 302);
+}
+
+#[tokio::test]
+async fn head_redirects_too() {
+    let app = spawn_app().await;
+    let created = app.create("https://example.com/head").await;
+    let r = app
+        .client
+        .head(format!(
+            "{}/{}",
+            app.address,
+            created["code"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "https://example.com/head");
+}
