@@ -55,6 +55,16 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Log output: `pretty` for people, `json` for log shippers.
     pub log_format: LogFormat,
+    /// Record a click event for every redirect served.
+    pub clicks_enabled: bool,
+    /// Clicks that may wait in memory for the spool; beyond, clicks are shed.
+    pub click_queue_capacity: usize,
+    /// Header with the client address from a trusted proxy (e.g.
+    /// `X-Forwarded-For`, first entry used); unset uses the peer address.
+    pub client_ip_header: Option<String>,
+    /// Header with the client's ISO country code from a trusted proxy;
+    /// empty disables.
+    pub country_header: String,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -83,6 +93,10 @@ impl Default for Settings {
             auth_failures_per_minute: 30,
             workers: None,
             log_format: LogFormat::Pretty,
+            clicks_enabled: true,
+            click_queue_capacity: 65_536,
+            client_ip_header: None,
+            country_header: "CF-IPCountry".into(),
         }
     }
 }
@@ -178,6 +192,23 @@ pub struct ServeArgs {
     /// Log format [default: pretty].
     #[arg(long, env = "SNOWLINK_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Record a click event for every redirect [default: true].
+    #[arg(long, env = "SNOWLINK_CLICKS_ENABLED", value_name = "BOOL")]
+    pub clicks_enabled: Option<bool>,
+
+    /// Clicks that may wait in memory for the spool before new ones are shed [default: 65536].
+    #[arg(long, env = "SNOWLINK_CLICK_QUEUE_CAPACITY", value_name = "N")]
+    pub click_queue_capacity: Option<usize>,
+
+    /// Header holding the client address, set by a trusted proxy, e.g. X-Forwarded-For [default: the peer address].
+    /// Only set this behind a proxy that overwrites it.
+    #[arg(long, env = "SNOWLINK_CLIENT_IP_HEADER", value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Header holding the client's ISO country code, set by a trusted proxy or CDN; empty disables [default: CF-IPCountry].
+    #[arg(long, env = "SNOWLINK_COUNTRY_HEADER", value_name = "HEADER")]
+    pub country_header: Option<String>,
 }
 
 impl ServeArgs {
@@ -203,10 +234,16 @@ impl ServeArgs {
             cache_ttl_secs,
             negative_cache_ttl_secs,
             auth_failures_per_minute,
-            log_format
+            log_format,
+            clicks_enabled,
+            click_queue_capacity,
+            country_header
         );
         if self.code_secret.is_some() {
             s.code_secret = self.code_secret;
+        }
+        if self.client_ip_header.is_some() {
+            s.client_ip_header = self.client_ip_header.filter(|h| !h.is_empty());
         }
         if self.workers.is_some() {
             s.workers = self.workers;
@@ -249,6 +286,11 @@ impl Settings {
             bail!("max_url_length {} is too small", self.max_url_length);
         }
         Ok(())
+    }
+
+    /// Path of the click spool.
+    pub fn spool_db(&self) -> PathBuf {
+        self.data_dir.join("spool.db")
     }
 
     /// Path of the embedded link database.

@@ -13,6 +13,7 @@
 //! * [`links`]: the rules of a link (URL, alias, expiry, redirect status),
 //!   free of HTTP.
 //! * [`cache`]: the in-process read-through cache in front of the store.
+//! * [`clicks`]: click capture: bounded channel, enrichment, durable spool.
 //! * [`auth`]: API keys: minting, hashing, the bearer extractor and the
 //!   failed-attempt rate limit.
 //! * [`error`]: the one JSON error body, `{"error":{"code","message"}}`.
@@ -23,6 +24,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod clicks;
 pub mod cli;
 pub mod configuration;
 pub mod error;

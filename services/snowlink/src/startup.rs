@@ -14,6 +14,7 @@ use snowlink_store::{LinkStore, SqliteStore};
 
 use crate::auth::KeyVerifier;
 use crate::cache::LinkCache;
+use crate::clicks::ClickPipeline;
 use crate::configuration::Settings;
 use crate::error::json_error;
 use crate::links::UrlPolicy;
@@ -23,6 +24,7 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    clicks: Option<ClickPipeline>,
 }
 
 impl Application {
@@ -39,11 +41,20 @@ impl Application {
     /// Builds the service over any [`LinkStore`].
     pub fn build_with_store(settings: Settings, store: Arc<dyn LinkStore>) -> anyhow::Result<Self> {
         let codec = code_codec(&settings)?;
-        let ids = Generator::new(
+        let ids = Arc::new(Generator::new(
             GeneratorConfig::new(settings.worker_id)?
                 .with_epoch_ms(settings.epoch.timestamp_millis() as u64)
                 .with_max_clock_wait(Duration::from_millis(settings.max_clock_wait_ms)),
-        );
+        ));
+        let clicks = if settings.clicks_enabled {
+            std::fs::create_dir_all(&settings.data_dir)?;
+            Some(
+                ClickPipeline::start(&settings.spool_db(), ids.clone(), settings.click_queue_capacity)
+                    .with_context(|| format!("opening {}", settings.spool_db().display()))?,
+            )
+        } else {
+            None
+        };
         let state = web::Data::new(AppState {
             cache: LinkCache::new(
                 store.clone(),
@@ -60,6 +71,9 @@ impl Application {
                 public_url: settings.public_url.clone(),
             },
             short_url_base: settings.short_url_base(),
+            clicks: clicks.as_ref().map(ClickPipeline::sender),
+            client_ip_header: settings.client_ip_header.clone(),
+            country_header: Some(settings.country_header.clone()).filter(|h| !h.is_empty()),
         });
         let json_limit = (settings.max_url_length * 4).max(16 * 1024);
         let listener = TcpListener::bind(settings.listen)
@@ -93,6 +107,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            clicks,
         })
     }
 
@@ -107,8 +122,13 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`]; in-flight
     /// requests finish first, so every acknowledged write is on disk.
+    /// Queued click events are written to the spool before this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await?;
+        let served = self.server.await;
+        if let Some(clicks) = self.clicks {
+            clicks.shutdown().await;
+        }
+        served?;
         tracing::info!("snowlink stopped");
         Ok(())
     }

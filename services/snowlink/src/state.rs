@@ -7,15 +7,22 @@ use snowlink_store::LinkStore;
 
 use crate::auth::KeyVerifier;
 use crate::cache::LinkCache;
+use crate::clicks::ClickSender;
 use crate::links::UrlPolicy;
 
 pub struct AppState {
     pub store: Arc<dyn LinkStore>,
     pub cache: LinkCache,
-    pub ids: Generator,
+    pub ids: Arc<Generator>,
     pub codec: CodeCodec,
     pub keys: KeyVerifier,
     pub url_policy: UrlPolicy,
     /// `public_url` with a trailing slash.
     pub short_url_base: String,
+    /// `None` when click analytics are off.
+    pub clicks: Option<ClickSender>,
+    /// Header carrying the client address, set by a trusted proxy.
+    pub client_ip_header: Option<String>,
+    /// Header carrying the client country, set by a trusted proxy.
+    pub country_header: Option<String>,
 }

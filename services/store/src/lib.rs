@@ -13,9 +13,11 @@
 
 pub mod conformance;
 mod model;
+pub mod spool;
 pub mod sqlite;
 
 pub use model::*;
+pub use spool::{ClickSpool, Progress};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

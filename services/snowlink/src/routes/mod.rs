@@ -4,6 +4,7 @@
 
 mod health;
 mod links;
+mod metrics;
 mod redirect;
 
 use actix_web::web;
@@ -13,6 +14,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     links::configure(cfg);
+    metrics::configure(cfg);
     redirect::configure(cfg);
 }
 

@@ -1,9 +1,10 @@
 //! `GET /{code}`: the redirect, the hot path.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
 use snowlink_store::LinkState;
 
+use crate::clicks::{truncate, RawClick, MAX_REFERRER, MAX_USER_AGENT};
 use crate::error::ApiError;
 use crate::links::is_code_syntax;
 use crate::state::AppState;
@@ -17,8 +18,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[tracing::instrument(level = "debug", skip(state))]
+#[tracing::instrument(level = "debug", skip(state, req))]
 async fn redirect(
+    req: HttpRequest,
     code: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -49,6 +51,10 @@ async fn redirect(
             ))
         }
     }
+    // HEAD is a preview or a check, not a visit.
+    if let (Some(clicks), true) = (&state.clicks, req.method() == Method::GET) {
+        clicks.send(capture(&req, &state, code));
+    }
     let status = StatusCode::from_u16(link.redirect).unwrap_or(StatusCode::FOUND);
     let mut response = HttpResponse::build(status);
     response.insert_header((header::LOCATION, link.url.as_str()));
@@ -57,4 +63,35 @@ async fn redirect(
         response.insert_header((header::CACHE_CONTROL, "private, no-store"));
     }
     Ok(response.finish())
+}
+
+fn header_string(req: &HttpRequest, name: &str, max: usize) -> Option<String> {
+    let v = req.headers().get(name)?.to_str().ok()?.trim();
+    (!v.is_empty()).then(|| truncate(v.to_owned(), max))
+}
+
+/// What the request says about the click; the IP goes no further than the
+/// click channel.
+fn capture(req: &HttpRequest, state: &AppState, code: String) -> RawClick {
+    let ip = state
+        .client_ip_header
+        .as_deref()
+        .and_then(|h| req.headers().get(h)?.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| req.peer_addr().map(|a| a.ip()));
+    let country = state
+        .country_header
+        .as_deref()
+        .and_then(|h| header_string(req, h, 8))
+        .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+        .map(|c| c.to_ascii_uppercase());
+    RawClick {
+        code,
+        ts: crate::now_ms(),
+        referrer: header_string(req, "referer", MAX_REFERRER),
+        user_agent: header_string(req, "user-agent", MAX_USER_AGENT),
+        ip,
+        country,
+    }
 }

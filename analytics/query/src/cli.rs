@@ -1,0 +1,118 @@
+//! Arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::print::{print, Format};
+
+/// Query the Snowlink click lake.
+///
+/// Reads the Parquet lake written by snowlink-aggregate (tables `clicks` and
+/// `daily`, partitioned by `date`) and answers with DataFusion. Time bounds
+/// (--since, --until) take a duration back from now (7d, 24h, 30m), a date
+/// (2026-11-01, midnight UTC) or an RFC 3339 time; they prune whole days.
+///
+/// Examples:
+///   snowlink-analytics --lake ./lake top --since 7d
+///   snowlink-analytics --lake ./lake timeseries docs --by hour --since 24h
+///   snowlink-analytics --lake ./lake breakdown docs --by referrer --format json
+///   snowlink-analytics --lake ./lake sql "SELECT date, SUM(clicks) FROM daily GROUP BY date ORDER BY date"
+#[derive(Debug, Parser)]
+#[command(name = "snowlink-analytics", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// Root folder of the lake.
+    #[arg(long, env = "SNOWLINK_LAKE", default_value = "./lake", global = true)]
+    pub lake: PathBuf,
+
+    /// Output: an aligned table for people, CSV, or a JSON array of objects for programs.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    pub format: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Dimension {
+    Referrer,
+    Country,
+    Browser,
+    Os,
+    Device,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Range {
+    /// Only clicks at or after this time (7d, 2026-11-01, 2026-11-01T12:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only clicks before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Links by clicks, with unique visitors.
+    Top {
+        #[command(flatten)]
+        range: Range,
+        /// How many links to show.
+        #[arg(long, default_value_t = 10)]
+        limit: u64,
+    },
+    /// Clicks of one link per hour or day, gaps filled with zero.
+    Timeseries {
+        /// The short code.
+        code: String,
+        /// Bucket size.
+        #[arg(long, value_enum, default_value_t = Bucket::Day)]
+        by: Bucket,
+        #[command(flatten)]
+        range: Range,
+    },
+    /// Clicks of one link split by referrer host, country, browser, OS or device.
+    Breakdown {
+        /// The short code.
+        code: String,
+        /// What to split by.
+        #[arg(long, value_enum)]
+        by: Dimension,
+        #[command(flatten)]
+        range: Range,
+    },
+    /// Any SQL over the tables `clicks` and `daily`.
+    Sql {
+        /// The query, e.g. "SELECT code, COUNT(*) FROM clicks GROUP BY code".
+        query: String,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let ctx = crate::lake::open(&cli.lake).await?;
+        let now = chrono::Utc::now();
+        let output = match cli.command {
+            Command::Top { range, limit } => commands::top(&ctx, &range, limit, now).await?,
+            Command::Timeseries { code, by, range } => {
+                commands::timeseries(&ctx, &code, by, &range, now).await?
+            }
+            Command::Breakdown { code, by, range } => {
+                commands::breakdown(&ctx, &code, by, &range, now).await?
+            }
+            Command::Sql { query } => commands::sql(&ctx, &query).await?,
+        };
+        print(&output, cli.format, &mut std::io::stdout().lock())
+    })
+}

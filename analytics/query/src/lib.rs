@@ -1,0 +1,18 @@
+//! `snowlink-analytics`: questions about the click lake, answered by DataFusion.
+//!
+//! * [`cli`]: arguments and `--help`.
+//! * [`lake`]: the session with the `clicks` and `daily` listing tables over
+//!   the hive partitions, so a `date` filter prunes whole days.
+//! * [`commands`]: `top`, `timeseries`, `breakdown`, `sql`.
+//! * [`print`]: table, CSV and JSON output, and the sparkline.
+//! * [`time`]: `--since` / `--until` parsing.
+//!
+//! This crate reads the lake only; it never writes.
+
+pub mod cli;
+pub mod commands;
+pub mod lake;
+pub mod print;
+pub mod time;
+
+pub use cli::{run, Cli};

@@ -1,0 +1,314 @@
+//! End to end with the real binaries: serve, click, aggregate, query; and the
+//! same counts from other Parquet readers.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ANALYTICS: &str = env!("CARGO_BIN_EXE_snowlink-analytics");
+
+/// Sibling binaries built by the same `cargo test --workspace`.
+fn sibling(name: &str) -> PathBuf {
+    let path = Path::new(ANALYTICS).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+struct Click {
+    code: &'static str,
+    ua: &'static str,
+    referrer: Option<&'static str>,
+    country: Option<&'static str>,
+}
+
+/// The clicks sent, as a deterministic plan.
+fn plan() -> Vec<Click> {
+    let mut clicks = Vec::new();
+    for i in 0..30 {
+        clicks.push(Click {
+            code: "alpha",
+            ua: [CHROME, IPHONE, GOOGLEBOT][i % 3],
+            referrer: [Some("https://news.example.com/post/1"), None, Some("https://search.example.org/?q=x")][i % 3],
+            country: [Some("FR"), Some("us"), None][i % 3],
+        });
+    }
+    for i in 0..12 {
+        clicks.push(Click {
+            code: "beta",
+            ua: [CHROME, IPHONE][i % 2],
+            referrer: None,
+            country: Some("JP"),
+        });
+    }
+    for _ in 0..5 {
+        clicks.push(Click {
+            code: "gamma",
+            ua: CHROME,
+            referrer: Some("https://news.example.com/"),
+            country: Some("DE"),
+        });
+    }
+    clicks
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn analytics(lake: &Path, args: &[&str]) -> Output {
+    Command::new(ANALYTICS)
+        .arg("--lake")
+        .arg(lake)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn analytics_json(lake: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let out = analytics(lake, &all);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?} printed no JSON array ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn by_key(rows: &[Value], key: &str, value: &str) -> HashMap<String, i64> {
+    rows.iter()
+        .map(|r| (r[key].as_str().unwrap().to_owned(), r[value].as_i64().unwrap()))
+        .collect()
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_flow_from_redirects_to_exact_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lake = dir.path().join("lake");
+    let snowlink = sibling("snowlink");
+
+    let key = Command::new(&snowlink)
+        .args(["keys", "create", "--name", "e2e", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(&snowlink)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .env("SNOWLINK_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{address}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "service not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for alias in ["alpha", "beta", "gamma"] {
+        let r = http
+            .post(format!("{address}/api/v1/links"))
+            .bearer_auth(&key)
+            .json(&json!({"url": format!("https://example.com/{alias}"), "alias": alias}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let clicks = plan();
+    for c in &clicks {
+        let mut req = http.get(format!("{address}/{}", c.code)).header("user-agent", c.ua);
+        if let Some(r) = c.referrer {
+            req = req.header("referer", r);
+        }
+        if let Some(country) = c.country {
+            req = req.header("cf-ipcountry", country);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 302);
+    }
+    // Not clicks: a HEAD, an unknown code.
+    http.head(format!("{address}/alpha")).send().await.unwrap();
+    http.get(format!("{address}/nothere")).send().await.unwrap();
+
+    // SIGTERM: the service drains its click queue to the spool before exiting.
+    let term = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(wait_exit(&mut server, Duration::from_secs(30)).success());
+
+    let out = Command::new(sibling("snowlink-aggregate"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--lake")
+        .arg(&lake)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = String::from_utf8(out.stdout).unwrap();
+    assert!(summary.starts_with(&format!("aggregated {} events", clicks.len())), "{summary}");
+
+    // top
+    let top = analytics_json(&lake, &["top"]);
+    assert_eq!(by_key(&top, "code", "clicks"), HashMap::from([("alpha".into(), 30), ("beta".into(), 12), ("gamma".into(), 5)]));
+    assert_eq!(top[0]["code"], "alpha", "ordered by clicks");
+    // One client address, so visitors differ only by user agent.
+    assert_eq!(
+        by_key(&top, "code", "unique_visitors"),
+        HashMap::from([("alpha".into(), 3), ("beta".into(), 2), ("gamma".into(), 1)])
+    );
+    assert_eq!(analytics_json(&lake, &["top", "--limit", "1"]).len(), 1);
+    assert_eq!(analytics_json(&lake, &["top", "--since", "1h"]).len(), 3);
+    assert!(analytics_json(&lake, &["top", "--until", "2020-01-01"]).is_empty());
+
+    // timeseries
+    let series = analytics_json(&lake, &["timeseries", "alpha", "--by", "hour", "--since", "3h"]);
+    assert!(series.len() >= 3, "buckets for the whole range, gaps as zero: {series:?}");
+    assert_eq!(series.iter().map(|r| r["clicks"].as_i64().unwrap()).sum::<i64>(), 30);
+    assert!(series.iter().any(|r| r["clicks"] == 0));
+    let table = analytics(&lake, &["timeseries", "beta"]);
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("| 12 "), "{table}");
+    assert!(table.lines().last().unwrap().chars().all(|c| ('▁'..='█').contains(&c)), "sparkline: {table}");
+
+    // breakdowns
+    let refs = by_key(&analytics_json(&lake, &["breakdown", "alpha", "--by", "referrer"]), "referrer", "clicks");
+    assert_eq!(refs, HashMap::from([("news.example.com".into(), 10), ("(none)".into(), 10), ("search.example.org".into(), 10)]));
+    let countries = by_key(&analytics_json(&lake, &["breakdown", "alpha", "--by", "country"]), "country", "clicks");
+    assert_eq!(countries, HashMap::from([("FR".into(), 10), ("US".into(), 10), ("(none)".into(), 10)]));
+    let devices = by_key(&analytics_json(&lake, &["breakdown", "alpha", "--by", "device"]), "device", "clicks");
+    assert_eq!(devices, HashMap::from([("desktop".into(), 10), ("mobile".into(), 10), ("bot".into(), 10)]));
+    let browsers = by_key(&analytics_json(&lake, &["breakdown", "beta", "--by", "browser"]), "browser", "clicks");
+    assert_eq!(browsers.get("Chrome"), Some(&6));
+    assert_eq!(browsers.values().sum::<i64>(), 12);
+    let os = analytics_json(&lake, &["breakdown", "gamma", "--by", "os"]);
+    assert_eq!(os.len(), 1);
+
+    // sql over both tables; bots are flagged, not dropped
+    let n = analytics_json(&lake, &["sql", "SELECT COUNT(*) AS n, SUM(CASE WHEN is_bot THEN 1 ELSE 0 END) AS bots FROM clicks"]);
+    assert_eq!(n[0]["n"], 47);
+    assert_eq!(n[0]["bots"], 10);
+    let daily = analytics_json(&lake, &["sql", "SELECT SUM(clicks) AS clicks, COUNT(DISTINCT date) AS days FROM daily"]);
+    assert_eq!(daily[0]["clicks"], 47);
+
+    // CSV has a header and one line per row.
+    let csv = analytics(&lake, &["top", "--format", "csv"]);
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert_eq!(csv.lines().next(), Some("code,clicks,unique_visitors"));
+    assert_eq!(csv.lines().count(), 4);
+
+    // No raw IP anywhere in the lake or the spool.
+    for f in walk(dir.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!contains(&bytes, b"127.0.0.1"), "raw IP found in {}", f.display());
+    }
+
+    // Bad input: one clear line, non-zero exit.
+    for (args, needle) in [
+        (vec!["timeseries", "nosuchcode"], "unknown code"),
+        (vec!["breakdown", "nosuchcode", "--by", "os"], "unknown code"),
+        (vec!["top", "--since", "7x"], "invalid time"),
+        (vec!["sql", "SELEC nonsense"], "error"),
+        (vec!["sql", "SELECT nope FROM clicks"], "error"),
+    ] {
+        let out = analytics(&lake, &args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+    let out = analytics(&dir.path().join("no-lake"), &["top"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("does not exist"));
+
+    other_readers_agree(&lake, 47);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// pyarrow and DuckDB read the same counts from the lake. The test command
+/// installs both; elsewhere the check is skipped, and says so.
+fn other_readers_agree(lake: &Path, expected: i64) {
+    let script = r#"
+import sys
+lake = sys.argv[1]
+import pyarrow.dataset as ds
+clicks = ds.dataset(lake + "/clicks", format="parquet", partitioning="hive")
+t = clicks.to_table()
+assert str(t.schema.field("ts").type) == "timestamp[ms, tz=UTC]", t.schema.field("ts").type
+daily = ds.dataset(lake + "/daily", format="parquet", partitioning="hive").to_table()
+import duckdb
+n = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{lake}/clicks/*/*.parquet', hive_partitioning=true)").fetchone()[0]
+d = duckdb.sql(f"SELECT SUM(clicks) FROM read_parquet('{lake}/daily/*/*.parquet', hive_partitioning=true)").fetchone()[0]
+print(t.num_rows, sum(daily.column("clicks").to_pylist()), n, d)
+"#;
+    let out = Command::new("python3").arg("-c").arg(script).arg(lake).output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let counts: Vec<i64> = String::from_utf8(out.stdout)
+                .unwrap()
+                .split_whitespace()
+                .map(|s| s.parse().unwrap())
+                .collect();
+            assert_eq!(counts, vec![expected; 4], "pyarrow clicks, pyarrow daily, duckdb clicks, duckdb daily");
+        }
+        Ok(out) if std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_none()
+            && String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") =>
+        {
+            eprintln!("skipped: pyarrow/duckdb are not installed (scripts/test installs them)");
+        }
+        Ok(out) => panic!("other readers failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) if std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_none() => {
+            eprintln!("skipped: no python3 ({e})");
+        }
+        Err(e) => panic!("python3: {e}"),
+    }
+}

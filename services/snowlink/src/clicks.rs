@@ -1,0 +1,420 @@
+//! Click capture: from a served redirect to a durable event in the spool.
+//!
+//! ```text
+//! redirect handler --try_send--> bounded channel --> spooler thread --> ClickSpool (SQLite)
+//!                     (never waits)                  (enrich, batch, one transaction per batch)
+//! ```
+//!
+//! **Full channel policy: shed.** The redirect never waits for analytics. When
+//! the channel is full (the spool cannot keep up, or is failing), the click is
+//! dropped, counted in `snowlink_clicks_dropped_total`, and reported by a log
+//! line at most every 10 seconds. At normal load the channel is nearly empty:
+//! one batch insert takes about a millisecond and holds thousands of clicks.
+//!
+//! The raw client IP exists only in memory, inside this channel: the spooler
+//! turns it into `visitor_id`, a SipHash of (IP, user agent) keyed with a
+//! random salt of the UTC day, and drops it. Salts older than yesterday are
+//! deleted, so visitors cannot be linked across days.
+//!
+//! Shutdown sends a marker through the channel; the spooler closes the
+//! channel, writes everything still queued, and exits.
+
+use std::hash::Hasher;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use siphasher::sip::SipHasher13;
+use snowlink_events::{ClickEvent, SCHEMA_VERSION};
+use snowlink_id::Generator;
+use snowlink_store::ClickSpool;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+/// Most clicks written in one spool transaction.
+const MAX_BATCH: usize = 4096;
+const DROP_LOG_EVERY_MS: i64 = 10_000;
+pub const MAX_USER_AGENT: usize = 512;
+pub const MAX_REFERRER: usize = 2048;
+
+/// What the redirect handler knows about a click.
+#[derive(Debug, Clone)]
+pub struct RawClick {
+    pub code: String,
+    pub ts: i64,
+    pub referrer: Option<String>,
+    pub user_agent: Option<String>,
+    /// Used for `visitor_id` only; never stored.
+    pub ip: Option<IpAddr>,
+    pub country: Option<String>,
+}
+
+enum Msg {
+    Click(RawClick),
+    Shutdown,
+}
+
+/// Counters exposed on `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClickMetrics {
+    pub enqueued: AtomicU64,
+    pub dropped: AtomicU64,
+    pub spooled: AtomicU64,
+    pub spool_errors: AtomicU64,
+}
+
+/// The handler's end of the pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct ClickSender {
+    tx: mpsc::Sender<Msg>,
+    metrics: Arc<ClickMetrics>,
+    last_drop_log_ms: Arc<AtomicI64>,
+}
+
+impl ClickSender {
+    /// Hands the click over without waiting; drops it if the channel is full.
+    pub fn send(&self, click: RawClick) {
+        match self.tx.try_send(Msg::Click(click)) {
+            Ok(()) => {
+                self.metrics.enqueued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
+                let dropped = self.metrics.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let now = crate::now_ms();
+                let last = self.last_drop_log_ms.load(Ordering::Relaxed);
+                if now - last >= DROP_LOG_EVERY_MS
+                    && self
+                        .last_drop_log_ms
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(
+                        dropped_total = dropped,
+                        "click channel full: dropping click events (the spool is not keeping up)"
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn metrics(&self) -> &ClickMetrics {
+        &self.metrics
+    }
+}
+
+/// The running pipeline: the sender plus the spooler thread.
+pub struct ClickPipeline {
+    sender: ClickSender,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ClickPipeline {
+    /// Opens the spool at `spool_path` and starts the spooler thread.
+    pub fn start(
+        spool_path: &Path,
+        ids: Arc<Generator>,
+        capacity: usize,
+    ) -> anyhow::Result<Self> {
+        let spool = ClickSpool::open(spool_path)?;
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let metrics = Arc::new(ClickMetrics::default());
+        let spooler = Spooler {
+            spool,
+            ids,
+            metrics: metrics.clone(),
+            enricher: Enricher::new(),
+            salt: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("click-spooler".into())
+            .spawn(move || spooler.run(rx))?;
+        Ok(Self {
+            sender: ClickSender {
+                tx,
+                metrics,
+                last_drop_log_ms: Arc::new(AtomicI64::new(0)),
+            },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn sender(&self) -> ClickSender {
+        self.sender.clone()
+    }
+
+    /// Writes every queued click to the spool and stops the thread.
+    pub async fn shutdown(mut self) {
+        let _ = self.sender.tx.send(Msg::Shutdown).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        let m = self.sender.metrics();
+        tracing::info!(
+            spooled = m.spooled.load(Ordering::Relaxed),
+            dropped = m.dropped.load(Ordering::Relaxed),
+            "click spooler drained"
+        );
+    }
+}
+
+struct Spooler {
+    spool: ClickSpool,
+    ids: Arc<Generator>,
+    metrics: Arc<ClickMetrics>,
+    enricher: Enricher,
+    /// Salt of the current UTC day: (day, k0, k1).
+    salt: Option<(i64, u64, u64)>,
+}
+
+impl Spooler {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut batch: Vec<RawClick> = Vec::with_capacity(MAX_BATCH);
+        let mut stopping = false;
+        while !stopping {
+            match rx.blocking_recv() {
+                Some(Msg::Click(c)) => batch.push(c),
+                Some(Msg::Shutdown) | None => stopping = true,
+            }
+            if stopping {
+                rx.close();
+            }
+            // Take whatever else is queued; when stopping, take everything.
+            while stopping || batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Msg::Click(c)) => batch.push(c),
+                    Ok(Msg::Shutdown) => {
+                        stopping = true;
+                        rx.close();
+                    }
+                    Err(_) => break,
+                }
+                if batch.len() >= MAX_BATCH {
+                    self.flush(&mut batch);
+                }
+            }
+            self.flush(&mut batch);
+        }
+        tracing::debug!("click spooler stopped");
+    }
+
+    fn flush(&mut self, batch: &mut Vec<RawClick>) {
+        if batch.is_empty() {
+            return;
+        }
+        let events: Vec<String> = batch
+            .drain(..)
+            .filter_map(|raw| self.enrich(raw))
+            .map(|e| e.to_json())
+            .collect();
+        let mut attempt = 0u32;
+        loop {
+            match self.spool.append(&events) {
+                Ok(()) => {
+                    self.metrics
+                        .spooled
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, attempt, events = events.len(), "click spool write failed; retrying");
+                    // Keep the batch and retry; meanwhile the channel fills and
+                    // new clicks are shed (counted), never the ones held here.
+                    std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(50))));
+                }
+            }
+        }
+    }
+
+    fn enrich(&mut self, raw: RawClick) -> Option<ClickEvent> {
+        let event_id = match self.ids.next_id() {
+            Ok(id) => id as i64,
+            Err(e) => {
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "no event id for a click; dropped");
+                return None;
+            }
+        };
+        let (k0, k1) = self.salt_for(raw.ts)?;
+        let mut h = SipHasher13::new_with_keys(k0, k1);
+        if let Some(ip) = raw.ip {
+            match ip.to_canonical() {
+                IpAddr::V4(v4) => h.write(&v4.octets()),
+                IpAddr::V6(v6) => h.write(&v6.octets()),
+            }
+        }
+        h.write_u8(0xff);
+        h.write(raw.user_agent.as_deref().unwrap_or("").as_bytes());
+        let visitor_id = format!("{:016x}", h.finish());
+        let ua = self.enricher.parse(raw.user_agent.as_deref());
+        let referrer_host = raw.referrer.as_deref().and_then(referrer_host);
+        Some(ClickEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id,
+            code: raw.code,
+            ts: raw.ts,
+            referrer: raw.referrer,
+            referrer_host,
+            user_agent: raw.user_agent,
+            browser: ua.browser,
+            os: ua.os,
+            device: Some(ua.device.to_owned()),
+            is_bot: ua.is_bot,
+            country: raw.country,
+            visitor_id,
+        })
+    }
+
+    fn salt_for(&mut self, ts: i64) -> Option<(u64, u64)> {
+        let day = ts.div_euclid(86_400_000);
+        if let Some((d, k0, k1)) = self.salt {
+            if d == day {
+                return Some((k0, k1));
+            }
+        }
+        match self.spool.visitor_salt(day) {
+            Ok(s) => {
+                let k0 = u64::from_le_bytes(s[..8].try_into().expect("8 bytes"));
+                let k1 = u64::from_le_bytes(s[8..].try_into().expect("8 bytes"));
+                self.salt = Some((day, k0, k1));
+                Some((k0, k1))
+            }
+            Err(e) => {
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot read the visitor salt; click dropped");
+                None
+            }
+        }
+    }
+}
+
+/// Lower-cased host of a referrer URL.
+pub fn referrer_host(referrer: &str) -> Option<String> {
+    url::Url::parse(referrer)
+        .ok()?
+        .host_str()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// What a user agent says about the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UaInfo {
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub device: &'static str,
+    pub is_bot: bool,
+}
+
+/// User-agent parsing (woothee) and bot detection (isbot's maintained list,
+/// plus woothee's crawler category).
+pub struct Enricher {
+    parser: woothee::parser::Parser,
+    bots: isbot::Bots,
+}
+
+impl Default for Enricher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Enricher {
+    pub fn new() -> Self {
+        Self {
+            parser: woothee::parser::Parser::new(),
+            bots: isbot::Bots::default(),
+        }
+    }
+
+    pub fn parse(&self, ua: Option<&str>) -> UaInfo {
+        let Some(ua) = ua.filter(|s| !s.trim().is_empty()) else {
+            return UaInfo {
+                browser: None,
+                os: None,
+                device: "other",
+                is_bot: false,
+            };
+        };
+        let parsed = self.parser.parse(ua);
+        let known = |s: &str| (!s.is_empty() && s != "UNKNOWN").then(|| s.to_owned());
+        let (browser, os, category) = match &parsed {
+            Some(r) => (known(r.name), known(r.os), r.category),
+            None => (None, None, ""),
+        };
+        let is_bot = category == "crawler" || self.bots.is_bot(ua);
+        let lower = ua.to_ascii_lowercase();
+        let device = if is_bot {
+            "bot"
+        } else if lower.contains("ipad")
+            || lower.contains("tablet")
+            || (lower.contains("android") && !lower.contains("mobile"))
+        {
+            "tablet"
+        } else {
+            match category {
+                "pc" => "desktop",
+                "smartphone" | "mobilephone" => "mobile",
+                _ => "other",
+            }
+        };
+        UaInfo {
+            browser,
+            os,
+            device,
+            is_bot,
+        }
+    }
+}
+
+/// Truncates to at most `max` bytes on a character boundary.
+pub fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+    const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+    #[test]
+    fn user_agents() {
+        let e = Enricher::new();
+        let chrome = e.parse(Some(CHROME_WIN));
+        assert_eq!(chrome.browser.as_deref(), Some("Chrome"));
+        assert_eq!(chrome.device, "desktop");
+        assert!(!chrome.is_bot);
+        let iphone = e.parse(Some(SAFARI_IPHONE));
+        assert_eq!(iphone.device, "mobile");
+        assert_eq!(iphone.os.as_deref(), Some("iPhone"));
+        let bot = e.parse(Some(GOOGLEBOT));
+        assert!(bot.is_bot);
+        assert_eq!(bot.device, "bot");
+        assert!(e.parse(Some("curl/8.5.0")).is_bot);
+        assert!(!e.parse(None).is_bot);
+    }
+
+    #[test]
+    fn referrer_hosts() {
+        assert_eq!(referrer_host("https://News.Example.com/a?b"), Some("news.example.com".into()));
+        assert_eq!(referrer_host("not a url"), None);
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate("héllo".into(), 2), "h");
+        assert_eq!(truncate("abc".into(), 10), "abc");
+    }
+}
