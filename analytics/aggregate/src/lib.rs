@@ -42,7 +42,12 @@ use snowlink_store::ClickSpool;
 #[command(name = "snowlink-aggregate", version, verbatim_doc_comment)]
 pub struct Cli {
     /// Data directory of the snowlink service (holds spool.db).
-    #[arg(long, env = "SNOWLINK_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "SNOWLINK_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Root folder of the Parquet lake.
@@ -114,8 +119,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         "the data directory {} does not exist (is it the one `snowlink serve` uses?)",
         cli.data_dir.display()
     );
-    let mut spool =
-        ClickSpool::open(&spool_path).with_context(|| format!("opening {}", spool_path.display()))?;
+    let mut spool = ClickSpool::open(&spool_path)
+        .with_context(|| format!("opening {}", spool_path.display()))?;
     let show_progress = !cli.no_progress && std::io::stderr().is_terminal();
     match cli.every {
         None => {
@@ -131,7 +136,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 match run_once(&mut spool, &lake, cli.batch_size as usize, show_progress) {
                     Ok((s, elapsed)) => print_summary(&s, elapsed),
-                    Err(e) => tracing::error!(error = format!("{e:#}"), "aggregation failed; retrying next round"),
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "aggregation failed; retrying next round"
+                    ),
                 }
                 let until = Instant::now() + every;
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -192,7 +200,11 @@ pub fn run_once(
     };
 
     if let Some((first, last)) = spool.progress()?.pending {
-        tracing::warn!(first, last, "finishing a batch interrupted by an earlier run");
+        tracing::warn!(
+            first,
+            last,
+            "finishing a batch interrupted by an earlier run"
+        );
         let rows = spool.read_range(first, last)?;
         write_batch(spool, lake, first, last, rows, true, &mut summary)?;
         bar.inc(summary.events);
@@ -212,7 +224,12 @@ pub fn run_once(
 
     for day in spool.dirty_days()? {
         let stats = snowlink_lake::rebuild_daily(lake, &day)?;
-        tracing::info!(day, codes = stats.codes, clicks = stats.clicks, "daily rollup rebuilt");
+        tracing::info!(
+            day,
+            codes = stats.codes,
+            clicks = stats.clicks,
+            "daily rollup rebuilt"
+        );
         spool.clear_dirty_day(&day)?;
         summary.rollups += 1;
     }
@@ -261,6 +278,8 @@ fn already_compacted(lake: &Lake, day: &str, first: i64, last: i64) -> anyhow::R
         p.file_name()
             .and_then(|n| n.to_str())
             .and_then(parse_range)
-            .is_some_and(|(src, f, l)| src.is_none() && f <= first && last <= l && (f, l) != (first, last))
+            .is_some_and(|(src, f, l)| {
+                src.is_none() && f <= first && last <= l && (f, l) != (first, last)
+            })
     }))
 }

@@ -138,19 +138,28 @@ fn killed_at_any_moment_then_rerun_gives_every_event_once() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    assert!(kills_mid_run > 0, "at least one run was killed while working");
+    assert!(
+        kills_mid_run > 0,
+        "at least one run was killed while working"
+    );
 
     let out = aggregate(&data, &lake, &["--once", "--batch-size", "1500"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = String::from_utf8(out.stdout).unwrap();
     assert!(summary.starts_with("aggregated "), "{summary}");
     assert_exactly_once(&lake, N);
 
     // Nothing left; a rerun changes nothing.
     let out = aggregate(&data, &lake, &["--once"]).output().unwrap();
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("aggregated 0 events into 0 files"));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("aggregated 0 events into 0 files"));
     assert_exactly_once(&lake, N);
     let spool = ClickSpool::open(data.join("spool.db")).unwrap();
     assert_eq!(spool.backlog().unwrap(), 0);
@@ -185,11 +194,18 @@ fn files_are_deterministic_partitioned_and_compaction_keeps_every_row() {
     let ids_before: HashSet<i64> = lake_event_ids(&lake).into_iter().collect();
 
     let out = aggregate(&data, &lake, &["compact"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = parquet_files(&lake.join("clicks"));
     assert_eq!(after.len(), 3, "one file per day: {after:?}");
     assert_exactly_once(&lake, N);
-    assert_eq!(lake_event_ids(&lake).into_iter().collect::<HashSet<_>>(), ids_before);
+    assert_eq!(
+        lake_event_ids(&lake).into_iter().collect::<HashSet<_>>(),
+        ids_before
+    );
     assert!(parquet_files(&lake.join("_staging")).is_empty());
 
     // Compaction again is a no-op; new events after it still land once.
@@ -202,9 +218,13 @@ fn files_are_deterministic_partitioned_and_compaction_keeps_every_row() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = aggregate(&dir.path().join("nope"), &dir.path().join("lake"), &["--once"])
-        .output()
-        .unwrap();
+    let out = aggregate(
+        &dir.path().join("nope"),
+        &dir.path().join("lake"),
+        &["--once"],
+    )
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("does not exist"), "{err}");

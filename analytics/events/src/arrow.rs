@@ -7,7 +7,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::builder::{BooleanBuilder, Int16Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::builder::{
+    BooleanBuilder, Int16Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -48,7 +50,9 @@ pub fn to_record_batch(events: &[ClickEvent]) -> Result<RecordBatch, ArrowError>
     let mut event_id = Int64Builder::with_capacity(n);
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut is_bot = BooleanBuilder::with_capacity(n);
-    let mut strings: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut strings: Vec<StringBuilder> = (0..9)
+        .map(|_| StringBuilder::with_capacity(n, n * 16))
+        .collect();
     for e in events {
         version.append_value(e.schema_version as i16);
         event_id.append_value(e.event_id);
@@ -69,11 +73,21 @@ pub fn to_record_batch(events: &[ClickEvent]) -> Result<RecordBatch, ArrowError>
             b.append_option(v);
         }
     }
-    let mut s = strings.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut s = strings
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let mut next = || s.next().expect("nine string columns");
     let code = next();
-    let (referrer, referrer_host, user_agent, browser, os, device, country, visitor) =
-        (next(), next(), next(), next(), next(), next(), next(), next());
+    let (referrer, referrer_host, user_agent, browser, os, device, country, visitor) = (
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+    );
     RecordBatch::try_new(
         click_schema(),
         vec![
@@ -106,7 +120,11 @@ mod tests {
         // Every serde field has a column of the same name, and vice versa.
         let json: serde_json::Value = serde_json::to_value(crate::tests::sample()).unwrap();
         let mut serde_fields: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
-        let mut arrow_fields: Vec<_> = click_schema().fields().iter().map(|f| f.name().clone()).collect();
+        let mut arrow_fields: Vec<_> = click_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         serde_fields.sort();
         arrow_fields.sort();
         assert_eq!(serde_fields, arrow_fields);
@@ -125,12 +143,28 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<ClickEvent>, ArrowEr
             .column_by_name(name)
             .ok_or_else(|| ArrowError::SchemaError(format!("missing column {name}")))
     };
-    let version = col("schema_version")?.as_primitive_opt::<Int16Type>().ok_or_else(|| ArrowError::SchemaError("schema_version".into()))?;
-    let event_id = col("event_id")?.as_primitive_opt::<Int64Type>().ok_or_else(|| ArrowError::SchemaError("event_id".into()))?;
-    let ts = col("ts")?.as_primitive_opt::<TimestampMillisecondType>().ok_or_else(|| ArrowError::SchemaError("ts".into()))?;
-    let is_bot = col("is_bot")?.as_boolean_opt().ok_or_else(|| ArrowError::SchemaError("is_bot".into()))?;
+    let version = col("schema_version")?
+        .as_primitive_opt::<Int16Type>()
+        .ok_or_else(|| ArrowError::SchemaError("schema_version".into()))?;
+    let event_id = col("event_id")?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| ArrowError::SchemaError("event_id".into()))?;
+    let ts = col("ts")?
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| ArrowError::SchemaError("ts".into()))?;
+    let is_bot = col("is_bot")?
+        .as_boolean_opt()
+        .ok_or_else(|| ArrowError::SchemaError("is_bot".into()))?;
     let strings = [
-        "code", "referrer", "referrer_host", "user_agent", "browser", "os", "device", "country", "visitor_id",
+        "code",
+        "referrer",
+        "referrer_host",
+        "user_agent",
+        "browser",
+        "os",
+        "device",
+        "country",
+        "visitor_id",
     ]
     .map(|name| {
         col(name).and_then(|c| {
@@ -138,11 +172,21 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<ClickEvent>, ArrowEr
                 .ok_or_else(|| ArrowError::SchemaError(format!("{name} is not a string column")))
         })
     });
-    let [code, referrer, referrer_host, user_agent, browser, os, device, country, visitor] = strings;
+    let [code, referrer, referrer_host, user_agent, browser, os, device, country, visitor] =
+        strings;
     let (code, referrer, referrer_host, user_agent, browser, os, device, country, visitor) = (
-        code?, referrer?, referrer_host?, user_agent?, browser?, os?, device?, country?, visitor?,
+        code?,
+        referrer?,
+        referrer_host?,
+        user_agent?,
+        browser?,
+        os?,
+        device?,
+        country?,
+        visitor?,
     );
-    let opt = |a: &arrow_array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+    let opt =
+        |a: &arrow_array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
     Ok((0..batch.num_rows())
         .map(|i| ClickEvent {
             schema_version: version.value(i) as u16,

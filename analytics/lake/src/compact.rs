@@ -42,7 +42,9 @@ pub fn compact(lake: &Lake, mut progress: impl FnMut(&str)) -> LakeResult<Compac
         let mut others = Vec::new();
         for f in files {
             match f.file_name().and_then(|n| n.to_str()).and_then(parse_range) {
-                Some((source, first, last)) => by_source.entry(source).or_default().push((first, last, f)),
+                Some((source, first, last)) => {
+                    by_source.entry(source).or_default().push((first, last, f))
+                }
                 None => others.push(f),
             }
         }
@@ -84,8 +86,11 @@ pub fn compact(lake: &Lake, mut progress: impl FnMut(&str)) -> LakeResult<Compac
                 .collect::<Result<Vec<_>, _>>()?;
             let out = staged.join(&name);
             let file = File::create(&out).map_err(io_err(&out))?;
-            let mut writer =
-                parquet::arrow::ArrowWriter::try_new(file, click_schema(), Some(click_writer_properties()))?;
+            let mut writer = parquet::arrow::ArrowWriter::try_new(
+                file,
+                click_schema(),
+                Some(click_writer_properties()),
+            )?;
             for b in &batches {
                 writer.write(b)?;
             }

@@ -136,7 +136,9 @@ pub fn range_file_name(source: Option<&str>, first: i64, last: i64) -> String {
 
 /// The `(source, first, last)` a file name was built from.
 pub fn parse_range(file_name: &str) -> Option<(Option<String>, i64, i64)> {
-    let stem = file_name.strip_prefix("clicks-")?.strip_suffix(".parquet")?;
+    let stem = file_name
+        .strip_prefix("clicks-")?
+        .strip_suffix(".parquet")?;
     let mut parts: Vec<&str> = stem.rsplitn(3, '-').collect();
     parts.reverse();
     match parts.as_slice() {
@@ -164,7 +166,10 @@ mod tests {
     #[test]
     fn names_round_trip() {
         let n = range_file_name(None, 1, 42);
-        assert_eq!(n, "clicks-00000000000000000001-00000000000000000042.parquet");
+        assert_eq!(
+            n,
+            "clicks-00000000000000000001-00000000000000000042.parquet"
+        );
         assert_eq!(parse_range(&n), Some((None, 1, 42)));
         let k = range_file_name(Some("clicks.p3"), 10, 20);
         assert_eq!(parse_range(&k), Some((Some("clicks.p3".into()), 10, 20)));

@@ -108,7 +108,9 @@ pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
         ],
     )?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .build();
     write_atomically(lake, &out, &[batch], daily_schema(), props)?;
     Ok(RollupStats {

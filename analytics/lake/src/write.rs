@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use snowlink_events::arrow::{click_schema, to_record_batch};
 use snowlink_events::ClickEvent;
@@ -32,7 +32,9 @@ pub struct WrittenFile {
 
 pub(crate) fn click_writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -67,7 +69,10 @@ pub(crate) fn write_atomically(
     std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
     let tmp = staging.join(format!(
         "{}.{}.tmp",
-        final_path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        final_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file"),
         std::process::id()
     ));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
@@ -106,7 +111,13 @@ pub fn write_clicks(
     let path = lake
         .clicks_dir(date)
         .join(range_file_name(source, first, last));
-    let bytes = write_atomically(lake, &path, &batches, click_schema(), click_writer_properties())?;
+    let bytes = write_atomically(
+        lake,
+        &path,
+        &batches,
+        click_schema(),
+        click_writer_properties(),
+    )?;
     Ok(WrittenFile {
         path,
         rows: events.len(),

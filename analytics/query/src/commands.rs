@@ -93,13 +93,21 @@ async fn query(ctx: &SessionContext, sql: &str) -> Result<Output> {
 async fn ensure_known(ctx: &SessionContext, code: &str) -> Result<()> {
     let out = query(
         ctx,
-        &format!("SELECT COUNT(*) AS n FROM clicks WHERE code = {}", quoted_code(code)?),
+        &format!(
+            "SELECT COUNT(*) AS n FROM clicks WHERE code = {}",
+            quoted_code(code)?
+        ),
     )
     .await?;
     let n = out
         .batches
         .first()
-        .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)))
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|a| a.value(0))
+        })
         .unwrap_or(0);
     if n == 0 {
         bail!("unknown code {code:?}: the lake has no clicks for it");
@@ -111,7 +119,12 @@ fn rows(out: &Output) -> usize {
     out.batches.iter().map(RecordBatch::num_rows).sum()
 }
 
-pub async fn top(ctx: &SessionContext, range: &Range, limit: u64, now: DateTime<Utc>) -> Result<Output> {
+pub async fn top(
+    ctx: &SessionContext,
+    range: &Range,
+    limit: u64,
+    now: DateTime<Utc>,
+) -> Result<Output> {
     let bounds = Bounds::parse(range, now)?;
     query(
         ctx,
@@ -151,8 +164,16 @@ pub async fn timeseries(
     }
     let mut counts = std::collections::BTreeMap::new();
     for b in &found.batches {
-        let buckets = b.column(0).as_any().downcast_ref::<Int64Array>().context("bucket column")?;
-        let clicks = b.column(1).as_any().downcast_ref::<Int64Array>().context("clicks column")?;
+        let buckets = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .context("bucket column")?;
+        let clicks = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .context("clicks column")?;
         for i in 0..b.num_rows() {
             counts.insert(buckets.value(i), clicks.value(i));
         }
@@ -177,7 +198,11 @@ pub async fn timeseries(
         }
     }
     let schema = Arc::new(Schema::new(vec![
-        Field::new("bucket", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "bucket",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("clicks", DataType::Int64, false),
     ]));
     let batch = RecordBatch::try_new(

@@ -19,8 +19,20 @@ pub async fn open(lake: &Path) -> Result<SessionContext> {
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
     let ctx = SessionContext::new_with_config(config);
-    register(&ctx, "clicks", &lake.join("clicks"), snowlink_events::arrow::click_schema()).await?;
-    register(&ctx, "daily", &lake.join("daily"), snowlink_lake::daily_schema()).await?;
+    register(
+        &ctx,
+        "clicks",
+        &lake.join("clicks"),
+        snowlink_events::arrow::click_schema(),
+    )
+    .await?;
+    register(
+        &ctx,
+        "daily",
+        &lake.join("daily"),
+        snowlink_lake::daily_schema(),
+    )
+    .await?;
     Ok(ctx)
 }
 
@@ -31,7 +43,11 @@ async fn register(ctx: &SessionContext, name: &str, dir: &Path, schema: SchemaRe
     if !has_files {
         // An empty lake answers with no rows rather than an error.
         let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(datafusion::arrow::datatypes::Field::new("date", DataType::Utf8, false));
+        fields.push(datafusion::arrow::datatypes::Field::new(
+            "date",
+            DataType::Utf8,
+            false,
+        ));
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
         let table = MemTable::try_new(schema, vec![vec![]])?;
         ctx.register_table(name, Arc::new(table))?;

@@ -35,7 +35,11 @@ pub fn print(out: &Output, format: Format, w: &mut impl Write) -> Result<()> {
     };
     match format {
         Format::Table => {
-            writeln!(w, "{}", pretty_format_batches_with_schema(out.schema.clone(), &batches)?)?;
+            writeln!(
+                w,
+                "{}",
+                pretty_format_batches_with_schema(out.schema.clone(), &batches)?
+            )?;
             if let Some(values) = &out.sparkline {
                 if !values.is_empty() {
                     writeln!(w, "{}", sparkline(values))?;

@@ -8,7 +8,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub fn parse_time(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let s = raw.trim();
     if let Ok(d) = humantime::parse_duration(s) {
-        let d = chrono::Duration::from_std(d).map_err(|_| anyhow!("duration {s:?} is too large"))?;
+        let d =
+            chrono::Duration::from_std(d).map_err(|_| anyhow!("duration {s:?} is too large"))?;
         return now
             .checked_sub_signed(d)
             .ok_or_else(|| anyhow!("duration {s:?} is too large"));
@@ -36,12 +37,25 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().to_utc();
-        assert_eq!(parse_time("7d", now).unwrap().to_rfc3339(), "2026-11-15T12:00:00+00:00");
-        assert_eq!(parse_time("24h", now).unwrap().to_rfc3339(), "2026-11-21T12:00:00+00:00");
-        assert_eq!(parse_time("2026-11-01", now).unwrap().to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(
-            parse_time("2026-11-01T10:00:00+02:00", now).unwrap().to_rfc3339(),
+            parse_time("7d", now).unwrap().to_rfc3339(),
+            "2026-11-15T12:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("24h", now).unwrap().to_rfc3339(),
+            "2026-11-21T12:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-11-01", now).unwrap().to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-11-01T10:00:00+02:00", now)
+                .unwrap()
+                .to_rfc3339(),
             "2026-11-01T08:00:00+00:00"
         );
         for bad in ["7x", "", "yesterday", "2026-13-01"] {

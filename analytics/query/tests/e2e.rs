@@ -40,7 +40,11 @@ fn plan() -> Vec<Click> {
         clicks.push(Click {
             code: "alpha",
             ua: [CHROME, IPHONE, GOOGLEBOT][i % 3],
-            referrer: [Some("https://news.example.com/post/1"), None, Some("https://search.example.org/?q=x")][i % 3],
+            referrer: [
+                Some("https://news.example.com/post/1"),
+                None,
+                Some("https://search.example.org/?q=x"),
+            ][i % 3],
             country: [Some("FR"), Some("us"), None][i % 3],
         });
     }
@@ -64,7 +68,11 @@ fn plan() -> Vec<Click> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn analytics(lake: &Path, args: &[&str]) -> Output {
@@ -80,9 +88,18 @@ fn analytics_json(lake: &Path, args: &[&str]) -> Vec<Value> {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
     let out = analytics(lake, &all);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?} printed no JSON array ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no JSON array ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
         .as_array()
         .unwrap()
         .clone()
@@ -90,7 +107,12 @@ fn analytics_json(lake: &Path, args: &[&str]) -> Vec<Value> {
 
 fn by_key(rows: &[Value], key: &str, value: &str) -> HashMap<String, i64> {
     rows.iter()
-        .map(|r| (r[key].as_str().unwrap().to_owned(), r[value].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r[key].as_str().unwrap().to_owned(),
+                r[value].as_i64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -123,7 +145,12 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     let port = free_port();
     let address = format!("http://127.0.0.1:{port}");
     let mut server = Command::new(&snowlink)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(&data)
         .env("SNOWLINK_LOG", "warn")
         .stdout(Stdio::null())
@@ -150,7 +177,9 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     }
     let clicks = plan();
     for c in &clicks {
-        let mut req = http.get(format!("{address}/{}", c.code)).header("user-agent", c.ua);
+        let mut req = http
+            .get(format!("{address}/{}", c.code))
+            .header("user-agent", c.ua);
         if let Some(r) = c.referrer {
             req = req.header("referer", r);
         }
@@ -164,7 +193,10 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     http.get(format!("{address}/nothere")).send().await.unwrap();
 
     // SIGTERM: the service drains its click queue to the spool before exiting.
-    let term = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     assert!(wait_exit(&mut server, Duration::from_secs(30)).success());
 
@@ -176,13 +208,27 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
         .arg("--once")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = String::from_utf8(out.stdout).unwrap();
-    assert!(summary.starts_with(&format!("aggregated {} events", clicks.len())), "{summary}");
+    assert!(
+        summary.starts_with(&format!("aggregated {} events", clicks.len())),
+        "{summary}"
+    );
 
     // top
     let top = analytics_json(&lake, &["top"]);
-    assert_eq!(by_key(&top, "code", "clicks"), HashMap::from([("alpha".into(), 30), ("beta".into(), 12), ("gamma".into(), 5)]));
+    assert_eq!(
+        by_key(&top, "code", "clicks"),
+        HashMap::from([
+            ("alpha".into(), 30),
+            ("beta".into(), 12),
+            ("gamma".into(), 5)
+        ])
+    );
     assert_eq!(top[0]["code"], "alpha", "ordered by clicks");
     // One client address, so visitors differ only by user agent.
     assert_eq!(
@@ -194,34 +240,99 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     assert!(analytics_json(&lake, &["top", "--until", "2020-01-01"]).is_empty());
 
     // timeseries
-    let series = analytics_json(&lake, &["timeseries", "alpha", "--by", "hour", "--since", "3h"]);
-    assert!(series.len() >= 3, "buckets for the whole range, gaps as zero: {series:?}");
-    assert_eq!(series.iter().map(|r| r["clicks"].as_i64().unwrap()).sum::<i64>(), 30);
+    let series = analytics_json(
+        &lake,
+        &["timeseries", "alpha", "--by", "hour", "--since", "3h"],
+    );
+    assert!(
+        series.len() >= 3,
+        "buckets for the whole range, gaps as zero: {series:?}"
+    );
+    assert_eq!(
+        series
+            .iter()
+            .map(|r| r["clicks"].as_i64().unwrap())
+            .sum::<i64>(),
+        30
+    );
     assert!(series.iter().any(|r| r["clicks"] == 0));
     let table = analytics(&lake, &["timeseries", "beta"]);
     assert!(table.status.success());
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("| 12 "), "{table}");
-    assert!(table.lines().last().unwrap().chars().all(|c| ('▁'..='█').contains(&c)), "sparkline: {table}");
+    assert!(
+        table
+            .lines()
+            .last()
+            .unwrap()
+            .chars()
+            .all(|c| ('▁'..='█').contains(&c)),
+        "sparkline: {table}"
+    );
 
     // breakdowns
-    let refs = by_key(&analytics_json(&lake, &["breakdown", "alpha", "--by", "referrer"]), "referrer", "clicks");
-    assert_eq!(refs, HashMap::from([("news.example.com".into(), 10), ("(none)".into(), 10), ("search.example.org".into(), 10)]));
-    let countries = by_key(&analytics_json(&lake, &["breakdown", "alpha", "--by", "country"]), "country", "clicks");
-    assert_eq!(countries, HashMap::from([("FR".into(), 10), ("US".into(), 10), ("(none)".into(), 10)]));
-    let devices = by_key(&analytics_json(&lake, &["breakdown", "alpha", "--by", "device"]), "device", "clicks");
-    assert_eq!(devices, HashMap::from([("desktop".into(), 10), ("mobile".into(), 10), ("bot".into(), 10)]));
-    let browsers = by_key(&analytics_json(&lake, &["breakdown", "beta", "--by", "browser"]), "browser", "clicks");
+    let refs = by_key(
+        &analytics_json(&lake, &["breakdown", "alpha", "--by", "referrer"]),
+        "referrer",
+        "clicks",
+    );
+    assert_eq!(
+        refs,
+        HashMap::from([
+            ("news.example.com".into(), 10),
+            ("(none)".into(), 10),
+            ("search.example.org".into(), 10)
+        ])
+    );
+    let countries = by_key(
+        &analytics_json(&lake, &["breakdown", "alpha", "--by", "country"]),
+        "country",
+        "clicks",
+    );
+    assert_eq!(
+        countries,
+        HashMap::from([("FR".into(), 10), ("US".into(), 10), ("(none)".into(), 10)])
+    );
+    let devices = by_key(
+        &analytics_json(&lake, &["breakdown", "alpha", "--by", "device"]),
+        "device",
+        "clicks",
+    );
+    assert_eq!(
+        devices,
+        HashMap::from([
+            ("desktop".into(), 10),
+            ("mobile".into(), 10),
+            ("bot".into(), 10)
+        ])
+    );
+    let browsers = by_key(
+        &analytics_json(&lake, &["breakdown", "beta", "--by", "browser"]),
+        "browser",
+        "clicks",
+    );
     assert_eq!(browsers.get("Chrome"), Some(&6));
     assert_eq!(browsers.values().sum::<i64>(), 12);
     let os = analytics_json(&lake, &["breakdown", "gamma", "--by", "os"]);
     assert_eq!(os.len(), 1);
 
     // sql over both tables; bots are flagged, not dropped
-    let n = analytics_json(&lake, &["sql", "SELECT COUNT(*) AS n, SUM(CASE WHEN is_bot THEN 1 ELSE 0 END) AS bots FROM clicks"]);
+    let n = analytics_json(
+        &lake,
+        &[
+            "sql",
+            "SELECT COUNT(*) AS n, SUM(CASE WHEN is_bot THEN 1 ELSE 0 END) AS bots FROM clicks",
+        ],
+    );
     assert_eq!(n[0]["n"], 47);
     assert_eq!(n[0]["bots"], 10);
-    let daily = analytics_json(&lake, &["sql", "SELECT SUM(clicks) AS clicks, COUNT(DISTINCT date) AS days FROM daily"]);
+    let daily = analytics_json(
+        &lake,
+        &[
+            "sql",
+            "SELECT SUM(clicks) AS clicks, COUNT(DISTINCT date) AS days FROM daily",
+        ],
+    );
     assert_eq!(daily[0]["clicks"], 47);
 
     // CSV has a header and one line per row.
@@ -233,13 +344,20 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     // No raw IP anywhere in the lake or the spool.
     for f in walk(dir.path()) {
         let bytes = std::fs::read(&f).unwrap();
-        assert!(!contains(&bytes, b"127.0.0.1"), "raw IP found in {}", f.display());
+        assert!(
+            !contains(&bytes, b"127.0.0.1"),
+            "raw IP found in {}",
+            f.display()
+        );
     }
 
     // Bad input: one clear line, non-zero exit.
     for (args, needle) in [
         (vec!["timeseries", "nosuchcode"], "unknown code"),
-        (vec!["breakdown", "nosuchcode", "--by", "os"], "unknown code"),
+        (
+            vec!["breakdown", "nosuchcode", "--by", "os"],
+            "unknown code",
+        ),
         (vec!["top", "--since", "7x"], "invalid time"),
         (vec!["sql", "SELEC nonsense"], "error"),
         (vec!["sql", "SELECT nope FROM clicks"], "error"),
@@ -252,7 +370,9 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     }
     let out = analytics(&dir.path().join("no-lake"), &["top"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("does not exist"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("does not exist"));
 
     other_readers_agree(&lake, 47);
 }
@@ -286,11 +406,15 @@ t = clicks.to_table()
 assert str(t.schema.field("ts").type) == "timestamp[ms, tz=UTC]", t.schema.field("ts").type
 daily = ds.dataset(lake + "/daily", format="parquet", partitioning="hive").to_table()
 import duckdb
-n = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{lake}/clicks/*/*.parquet', hive_partitioning=true)").fetchone()[0]
-d = duckdb.sql(f"SELECT SUM(clicks) FROM read_parquet('{lake}/daily/*/*.parquet', hive_partitioning=true)").fetchone()[0]
+n = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{lake}/clicks/*/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+d = duckdb.sql(f"SELECT SUM(clicks) FROM read_parquet('{lake}/daily/*/*.parquet', hive_partitioning=true)").fetchall()[0][0]
 print(t.num_rows, sum(daily.column("clicks").to_pylist()), n, d)
 "#;
-    let out = Command::new("python3").arg("-c").arg(script).arg(lake).output();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(lake)
+        .output();
     match out {
         Ok(out) if out.status.success() => {
             let counts: Vec<i64> = String::from_utf8(out.stdout)
@@ -298,14 +422,22 @@ print(t.num_rows, sum(daily.column("clicks").to_pylist()), n, d)
                 .split_whitespace()
                 .map(|s| s.parse().unwrap())
                 .collect();
-            assert_eq!(counts, vec![expected; 4], "pyarrow clicks, pyarrow daily, duckdb clicks, duckdb daily");
+            assert_eq!(
+                counts,
+                vec![expected; 4],
+                "pyarrow clicks, pyarrow daily, duckdb clicks, duckdb daily"
+            );
         }
-        Ok(out) if std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_none()
-            && String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") =>
+        Ok(out)
+            if std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_none()
+                && String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") =>
         {
             eprintln!("skipped: pyarrow/duckdb are not installed (scripts/test installs them)");
         }
-        Ok(out) => panic!("other readers failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Ok(out) => panic!(
+            "other readers failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
         Err(e) if std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_none() => {
             eprintln!("skipped: no python3 ({e})");
         }

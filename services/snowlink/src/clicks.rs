@@ -112,11 +112,7 @@ pub struct ClickPipeline {
 
 impl ClickPipeline {
     /// Opens the spool at `spool_path` and starts the spooler thread.
-    pub fn start(
-        spool_path: &Path,
-        ids: Arc<Generator>,
-        capacity: usize,
-    ) -> anyhow::Result<Self> {
+    pub fn start(spool_path: &Path, ids: Arc<Generator>, capacity: usize) -> anyhow::Result<Self> {
         let spool = ClickSpool::open(spool_path)?;
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let metrics = Arc::new(ClickMetrics::default());
@@ -387,7 +383,8 @@ mod tests {
 
     const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
     const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-    const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    const GOOGLEBOT: &str =
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
     #[test]
     fn user_agents() {
@@ -408,7 +405,10 @@ mod tests {
 
     #[test]
     fn referrer_hosts() {
-        assert_eq!(referrer_host("https://News.Example.com/a?b"), Some("news.example.com".into()));
+        assert_eq!(
+            referrer_host("https://News.Example.com/a?b"),
+            Some("news.example.com".into())
+        );
         assert_eq!(referrer_host("not a url"), None);
     }
 

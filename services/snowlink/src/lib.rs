@@ -24,8 +24,8 @@
 
 pub mod auth;
 pub mod cache;
-pub mod clicks;
 pub mod cli;
+pub mod clicks;
 pub mod configuration;
 pub mod error;
 pub mod links;

@@ -49,8 +49,12 @@ impl Application {
         let clicks = if settings.clicks_enabled {
             std::fs::create_dir_all(&settings.data_dir)?;
             Some(
-                ClickPipeline::start(&settings.spool_db(), ids.clone(), settings.click_queue_capacity)
-                    .with_context(|| format!("opening {}", settings.spool_db().display()))?,
+                ClickPipeline::start(
+                    &settings.spool_db(),
+                    ids.clone(),
+                    settings.click_queue_capacity,
+                )
+                .with_context(|| format!("opening {}", settings.spool_db().display()))?,
             )
         } else {
             None

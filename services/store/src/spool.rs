@@ -201,13 +201,25 @@ mod tests {
         let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
         spool.append(&["a", "b", "c"]).unwrap();
         let p = spool.progress().unwrap();
-        assert_eq!(p, Progress { checkpoint: 0, pending: None });
+        assert_eq!(
+            p,
+            Progress {
+                checkpoint: 0,
+                pending: None
+            }
+        );
         let rows = spool.read_after(0, 2).unwrap();
         assert_eq!(rows, vec![(1, "a".into()), (2, "b".into())]);
         spool.set_pending(1, 2).unwrap();
         assert_eq!(spool.progress().unwrap().pending, Some((1, 2)));
         spool.complete(2, &["2026-01-01".into()]).unwrap();
-        assert_eq!(spool.progress().unwrap(), Progress { checkpoint: 2, pending: None });
+        assert_eq!(
+            spool.progress().unwrap(),
+            Progress {
+                checkpoint: 2,
+                pending: None
+            }
+        );
         assert_eq!(spool.backlog().unwrap(), 1);
         assert_eq!(spool.dirty_days().unwrap(), vec!["2026-01-01".to_string()]);
         // Released sequence numbers are never reused.

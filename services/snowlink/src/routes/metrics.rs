@@ -16,12 +16,32 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if let Some(clicks) = &state.clicks {
         let m = clicks.metrics();
         for (name, help, value) in [
-            ("snowlink_clicks_enqueued_total", "Click events handed to the spooler.", &m.enqueued),
-            ("snowlink_clicks_dropped_total", "Click events shed because the click channel was full.", &m.dropped),
-            ("snowlink_clicks_spooled_total", "Click events durably written to the spool.", &m.spooled),
-            ("snowlink_spool_errors_total", "Failed spool writes (retried).", &m.spool_errors),
+            (
+                "snowlink_clicks_enqueued_total",
+                "Click events handed to the spooler.",
+                &m.enqueued,
+            ),
+            (
+                "snowlink_clicks_dropped_total",
+                "Click events shed because the click channel was full.",
+                &m.dropped,
+            ),
+            (
+                "snowlink_clicks_spooled_total",
+                "Click events durably written to the spool.",
+                &m.spooled,
+            ),
+            (
+                "snowlink_spool_errors_total",
+                "Failed spool writes (retried).",
+                &m.spool_errors,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
         }
     }
     HttpResponse::Ok()
