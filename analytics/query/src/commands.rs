@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
 use crate::cli::{Bucket, Dimension, Range};
@@ -79,8 +80,14 @@ fn quoted_code(code: &str) -> Result<String> {
     Ok(format!("'{code}'"))
 }
 
+/// Runs a query. The lake is read-only here: statements that would create
+/// tables, write files or change settings are refused.
 async fn query(ctx: &SessionContext, sql: &str) -> Result<Output> {
-    let df = ctx.sql(sql).await?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx.sql_with_options(sql, options).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     Ok(Output {

@@ -361,6 +361,11 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
         (vec!["top", "--since", "7x"], "invalid time"),
         (vec!["sql", "SELEC nonsense"], "error"),
         (vec!["sql", "SELECT nope FROM clicks"], "error"),
+        (
+            vec!["sql", "COPY clicks TO '/tmp/snowlink-copy.parquet'"],
+            "not supported",
+        ),
+        (vec!["sql", "CREATE TABLE t AS SELECT 1"], "not supported"),
     ] {
         let out = analytics(&lake, &args);
         assert!(!out.status.success(), "{args:?} should fail");
