@@ -35,15 +35,21 @@ pub enum DecodeError {
 pub fn encode(value: u64) -> String {
     let mut buf = [0u8; MAX_LEN];
     let start = encode_into(value, &mut buf);
-    // The buffer holds only alphabet bytes, which are ASCII.
-    String::from_utf8_lossy(&buf[start..]).into_owned()
+    ascii(&buf[start..])
 }
 
 /// Encodes `value` left-padded with `'0'` to exactly [`MAX_LEN`] characters.
 pub fn encode_fixed(value: u64) -> String {
     let mut buf = [b'0'; MAX_LEN];
     encode_into(value, &mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    ascii(&buf)
+}
+
+/// The buffer holds only alphabet bytes, which are ASCII.
+fn ascii(bytes: &[u8]) -> String {
+    std::str::from_utf8(bytes)
+        .expect("the alphabet is ASCII")
+        .to_owned()
 }
 
 /// Writes the digits right-aligned into `buf`, returning the first index used.
