@@ -75,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = args.into_settings()?;
             crate::telemetry::init(settings.log_format, "info");
+            raise_open_files_limit();
             runtime.block_on(async {
                 let app = Application::build(settings).await?;
                 app.run_until_stopped().await?;
@@ -160,4 +161,26 @@ fn decode(code: &str, settings: &Settings) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// Each client connection holds a file descriptor; lift the soft limit to the
+/// hard one so thousands of concurrent clients are accepted, not refused.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                let wanted = lim.rlim_max;
+                lim.rlim_cur = wanted;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    tracing::debug!(open_files = wanted, "raised the open-files limit");
+                }
+            }
+        }
+    }
 }

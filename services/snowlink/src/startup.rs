@@ -95,6 +95,8 @@ impl Application {
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::not_found))
         })
+        // Many clients connecting at once must queue, not be refused.
+        .backlog(4096)
         .listen(listener)?
         .shutdown_timeout(10);
         if let Some(workers) = settings.workers {
