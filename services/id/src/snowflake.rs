@@ -373,7 +373,13 @@ mod tests {
 
     #[test]
     fn clock_step_back_recovers_within_the_bound() {
-        let (clock, g) = manual(1);
+        // A generous bound: the test checks recovery, not timing, so a slow
+        // machine must not turn the wait into a failure.
+        let clock = Arc::new(ManualClock::new(T0));
+        let config = GeneratorConfig::new(1)
+            .unwrap()
+            .with_max_clock_wait(Duration::from_secs(30));
+        let g = Generator::with_clock(config, clock.clone());
         let before = g.next_id().unwrap();
         clock.set(T0 - 5);
         let c = clock.clone();
