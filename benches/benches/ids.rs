@@ -13,40 +13,10 @@ use snowlink_id::{base62, CodeCodec, Generator, GeneratorConfig};
 /// Ids per second one worker may issue: 4,096 per millisecond.
 const BOUND_PER_SEC: f64 = 4_096_000.0;
 
-fn contended(c: &mut Criterion) {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut group = c.benchmark_group("ids");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function(format!("next_id/{threads}_threads"), |b| {
-        b.iter_custom(|iters| {
-            let g = Arc::new(Generator::new(GeneratorConfig::new(1).unwrap()));
-            let per_thread = iters.div_ceil(threads as u64);
-            let start = Instant::now();
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let g = g.clone();
-                    std::thread::spawn(move || {
-                        for _ in 0..per_thread {
-                            black_box(g.next_id().unwrap());
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().unwrap();
-            }
-            // Time per id across all threads: the generator's throughput.
-            start
-                .elapsed()
-                .div_f64((per_thread * threads as u64) as f64 / iters as f64)
-        })
-    });
-    group.finish();
-
-    // A direct reading for the results table: ids per second from one
-    // generator hammered by every core, as a fraction of the bound.
+/// `threads` threads each take `per_thread` ids from one shared generator;
+/// returns the wall time.
+fn hammer(threads: usize, per_thread: u64) -> Duration {
     let g = Arc::new(Generator::new(GeneratorConfig::new(1).unwrap()));
-    let per_thread = 2_000_000u64;
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
@@ -61,7 +31,26 @@ fn contended(c: &mut Criterion) {
     for h in handles {
         h.join().unwrap();
     }
-    let rate = (per_thread * threads as u64) as f64 / start.elapsed().as_secs_f64();
+    start.elapsed()
+}
+
+fn contended(c: &mut Criterion) {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut group = c.benchmark_group("ids");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("next_id/{threads}_threads"), |b| {
+        b.iter_custom(|iters| {
+            let per_thread = iters.div_ceil(threads as u64);
+            // Time per id across all threads: the generator's throughput.
+            hammer(threads, per_thread).div_f64((per_thread * threads as u64) as f64 / iters as f64)
+        })
+    });
+    group.finish();
+
+    // A direct reading for the results table: ids per second from one
+    // generator hammered by every core, as a fraction of the bound.
+    let per_thread = 2_000_000u64;
+    let rate = (per_thread * threads as u64) as f64 / hammer(threads, per_thread).as_secs_f64();
     println!(
         "ids/contended: {rate:.0} ids/s with {threads} threads = {:.3} of the 4096/ms bound",
         rate / BOUND_PER_SEC

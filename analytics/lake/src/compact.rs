@@ -8,11 +8,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use snowlink_events::arrow::{click_schema, from_record_batch, to_record_batch};
+use snowlink_events::arrow::{click_schema, from_record_batch};
 use snowlink_events::ClickEvent;
 
 use crate::layout::sync_dir;
-use crate::write::{click_writer_properties, ROW_GROUP_ROWS};
+use crate::write::{click_writer_properties, sorted_batches, write_parquet};
 use crate::{io_err, parse_range, range_file_name, Lake, LakeError, LakeResult};
 
 #[derive(Debug, Clone, Default)]
@@ -76,25 +76,14 @@ pub fn compact(lake: &Lake, mut progress: impl FnMut(&str)) -> LakeResult<Compac
             for (_, _, path) in &parts {
                 events.extend(read_events(path)?);
             }
-            events.sort_unstable_by(|a, b| {
-                (a.code.as_str(), a.ts, a.event_id).cmp(&(b.code.as_str(), b.ts, b.event_id))
-            });
             stats.rows += events.len() as u64;
-            let batches = events
-                .chunks(ROW_GROUP_ROWS)
-                .map(to_record_batch)
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = staged.join(&name);
-            let file = File::create(&out).map_err(io_err(&out))?;
-            let mut writer = parquet::arrow::ArrowWriter::try_new(
-                file,
+            let batches = sorted_batches(&mut events)?;
+            write_parquet(
+                &staged.join(&name),
+                &batches,
                 click_schema(),
-                Some(click_writer_properties()),
+                click_writer_properties(),
             )?;
-            for b in &batches {
-                writer.write(b)?;
-            }
-            writer.into_inner()?.sync_all().map_err(io_err(&out))?;
             after += 1;
         }
         sync_dir(&staged)?;

@@ -75,18 +75,39 @@ pub(crate) fn write_atomically(
             .unwrap_or("file"),
         std::process::id()
     ));
-    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let bytes = write_parquet(&tmp, batches, schema, props)?;
+    std::fs::rename(&tmp, final_path).map_err(io_err(final_path))?;
+    sync_dir(dir)?;
+    Ok(bytes)
+}
+
+/// Writes `batches` to a new file at `path` and fsyncs it; returns its size.
+pub(crate) fn write_parquet(
+    path: &Path,
+    batches: &[RecordBatch],
+    schema: arrow_schema::SchemaRef,
+    props: WriterProperties,
+) -> LakeResult<u64> {
+    let file = File::create(path).map_err(io_err(path))?;
     let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
     for batch in batches {
         writer.write(batch)?;
     }
     let file = writer.into_inner()?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    let bytes = file.metadata().map_err(io_err(&tmp))?.len();
-    drop(file);
-    std::fs::rename(&tmp, final_path).map_err(io_err(final_path))?;
-    sync_dir(dir)?;
-    Ok(bytes)
+    file.sync_all().map_err(io_err(path))?;
+    Ok(file.metadata().map_err(io_err(path))?.len())
+}
+
+/// Sorts events by `(code, ts, event_id)`, the lake's order, and cuts them
+/// into row-group-sized batches.
+pub(crate) fn sorted_batches(events: &mut [ClickEvent]) -> LakeResult<Vec<RecordBatch>> {
+    events.sort_unstable_by(|a, b| {
+        (a.code.as_str(), a.ts, a.event_id).cmp(&(b.code.as_str(), b.ts, b.event_id))
+    });
+    Ok(events
+        .chunks(ROW_GROUP_ROWS)
+        .map(to_record_batch)
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Writes one day's events from the source range `first..=last` to
@@ -101,13 +122,7 @@ pub fn write_clicks(
     last: i64,
     events: &mut [ClickEvent],
 ) -> LakeResult<WrittenFile> {
-    events.sort_unstable_by(|a, b| {
-        (a.code.as_str(), a.ts, a.event_id).cmp(&(b.code.as_str(), b.ts, b.event_id))
-    });
-    let batches = events
-        .chunks(ROW_GROUP_ROWS)
-        .map(to_record_batch)
-        .collect::<Result<Vec<_>, _>>()?;
+    let batches = sorted_batches(events)?;
     let path = lake
         .clicks_dir(date)
         .join(range_file_name(source, first, last));

@@ -56,6 +56,22 @@ impl ApiError {
         )
     }
 
+    pub fn link_deleted(code: &str) -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "link_deleted",
+            format!("the link {code:?} has been deleted"),
+        )
+    }
+
+    pub fn link_expired(code: &str) -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "link_expired",
+            format!("the link {code:?} has expired"),
+        )
+    }
+
     pub fn route_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }

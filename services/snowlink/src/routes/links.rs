@@ -148,11 +148,7 @@ async fn find(state: &AppState, code: &str) -> Result<std::sync::Arc<Link>, ApiE
         .await?
         .ok_or_else(|| ApiError::link_not_found(code))?;
     if link.deleted_at.is_some() {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "link_deleted",
-            format!("the link {code:?} has been deleted"),
-        ));
+        return Err(ApiError::link_deleted(code));
     }
     Ok(std::sync::Arc::new(link))
 }
@@ -184,11 +180,7 @@ async fn delete(
             tracing::info!(%code, "link deleted");
             Ok(HttpResponse::NoContent().finish())
         }
-        DeleteOutcome::AlreadyDeleted => Err(ApiError::new(
-            StatusCode::GONE,
-            "link_deleted",
-            format!("the link {code:?} has already been deleted"),
-        )),
+        DeleteOutcome::AlreadyDeleted => Err(ApiError::link_deleted(&code)),
         DeleteOutcome::NotFound => Err(ApiError::link_not_found(&code)),
     }
 }

@@ -36,20 +36,8 @@ async fn redirect(
         .ok_or_else(|| ApiError::link_not_found(&code))?;
     match link.state_at(crate::now_ms()) {
         LinkState::Active => {}
-        LinkState::Expired => {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                "link_expired",
-                format!("the link {code:?} has expired"),
-            ))
-        }
-        LinkState::Deleted => {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                "link_deleted",
-                format!("the link {code:?} has been deleted"),
-            ))
-        }
+        LinkState::Expired => return Err(ApiError::link_expired(&code)),
+        LinkState::Deleted => return Err(ApiError::link_deleted(&code)),
     }
     // HEAD is a preview or a check, not a visit.
     if let (Some(clicks), true) = (&state.clicks, req.method() == Method::GET) {
