@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# HTTP benchmarks: durable creates, then redirects over the links made with a
+# Zipf popularity, against the bare actix-web baseline, in one run.
+#   benches/http.sh [LINKS] [SECONDS]
+# Prints one JSON object per measurement. Release binaries are built first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LINKS=${1:-100000}
+SECS=${2:-10}
+CONNS=${CONNS:-64}
+cargo build --release -q -p snowlink -p snowlink-benches --bins
+BIN=target/release
+work=$(mktemp -d)
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+pids=()
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB" >&2
+KEY=$("$BIN/snowlink" keys create --data-dir "$work/data" --name bench)
+port=$(free_port)
+SNOWLINK_LOG=warn "$BIN/snowlink" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --cache-capacity "$((LINKS * 2))" &
+pids+=($!)
+wait_port "$port"
+
+printf '{"bench":"create",%s\n' "$("$BIN/loadgen" --addr "127.0.0.1:$port" --mode create --key "$KEY" \
+  --connections "$CONNS" --duration 600 --max-requests "$LINKS" --out "$work/codes" | cut -c2-)"
+
+base=$(free_port)
+"$BIN/bare-actix" "127.0.0.1:$base" &
+pids+=($!)
+wait_port "$base"
+
+run() { "$BIN/loadgen" --addr "127.0.0.1:$1" --codes "$work/codes" --connections "$CONNS" --duration "$SECS" "${@:2}" | cut -c2-; }
+# Warm both (the cache, the allocator), then measure, baseline first.
+run "$port" >/dev/null; run "$base" >/dev/null
+printf '{"bench":"redirect_baseline",%s\n' "$(run "$base")"
+snow=$(run "$port")
+printf '{"bench":"redirect",%s\n' "$snow"
+half=$(python3 -c "import json,sys; print(json.loads('{'+sys.argv[1])['rps']/2)" "$snow")
+printf '{"bench":"redirect_half_load","rate":%s,%s\n' "$half" "$(run "$port" --rate "$half")"
