@@ -13,6 +13,8 @@
 //! are rebuilt for every day that received events, tracked durably so a crash
 //! between the checkpoint and the rollup is repaired on the next run.
 
+pub mod kafka;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,9 +28,10 @@ use snowlink_events::ClickEvent;
 use snowlink_lake::{parse_range, write_clicks, Lake};
 use snowlink_store::ClickSpool;
 
-/// Move spooled click events into the Parquet lake.
+/// Move click events into the Parquet lake, from the local spool or from Kafka.
 ///
-/// Reads the click spool that `snowlink serve` writes under its data directory,
+/// Reads the click spool that `snowlink serve` writes under its data directory
+/// (or, with --kafka-brokers, consumes the clicks topic as a consumer group),
 /// writes `LAKE/clicks/date=YYYY-MM-DD/*.parquet` (one file per batch and day,
 /// sorted by code and time) and rebuilds `LAKE/daily/date=YYYY-MM-DD/daily.parquet`
 /// for each day that received events. Safe to kill at any moment: rerun it and
@@ -37,6 +40,7 @@ use snowlink_store::ClickSpool;
 /// Examples:
 ///   snowlink-aggregate --data-dir ./data --lake ./lake --once
 ///   snowlink-aggregate --data-dir ./data --lake ./lake --every 60s
+///   snowlink-aggregate --kafka-brokers kafka:9092 --group lake --lake ./lake --once
 ///   snowlink-aggregate compact --lake ./lake
 #[derive(Debug, Parser)]
 #[command(name = "snowlink-aggregate", version, verbatim_doc_comment)]
@@ -66,6 +70,29 @@ pub struct Cli {
     #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
 
+    /// Consume click events from these Kafka brokers (host:port,...) instead
+    /// of the local spool. Offsets are committed only after the Parquet files
+    /// holding them are durable; --once stops at the end of each partition
+    /// as seen at start.
+    #[arg(long, env = "SNOWLINK_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka topic of click events.
+    #[arg(long, env = "SNOWLINK_KAFKA_TOPIC", default_value = snowlink_events::kafka::DEFAULT_TOPIC)]
+    pub topic: String,
+
+    /// Kafka consumer group; use one group per lake.
+    #[arg(
+        long,
+        env = "SNOWLINK_KAFKA_GROUP",
+        default_value = "snowlink-aggregate"
+    )]
+    pub group: String,
+
+    /// Longest wait to fill a Kafka batch before writing what has arrived.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
+    pub batch_wait: Duration,
+
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -87,8 +114,10 @@ pub struct Summary {
     pub files: u64,
     pub bytes: u64,
     pub rollups: u64,
-    /// Spool rows that were not a valid event; logged and skipped.
+    /// Spool rows or messages that were not a valid event; logged and skipped.
     pub rejected: u64,
+    /// Kafka messages that were resends of events already in the lake.
+    pub duplicates: u64,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -113,6 +142,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(brokers) = &cli.kafka_brokers {
+        return run_kafka(&cli, brokers, &lake);
+    }
     let spool_path = cli.data_dir.join("spool.db");
     anyhow::ensure!(
         cli.data_dir.is_dir(),
@@ -128,10 +160,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print_summary(&s.0, s.1);
         }
         Some(every) => {
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone())?;
-            }
+            let stop = stop_flag()?;
             tracing::info!(every = %humantime::format_duration(every), "aggregating periodically");
             while !stop.load(Ordering::Relaxed) {
                 match run_once(&mut spool, &lake, cli.batch_size as usize, show_progress) {
@@ -173,9 +202,74 @@ fn print_summary(s: &Summary, elapsed: Duration) {
         elapsed.as_secs_f64()
     );
     if s.rejected > 0 {
-        line.push_str(&format!("; {} invalid spool rows skipped", s.rejected));
+        line.push_str(&format!("; {} invalid events skipped", s.rejected));
+    }
+    if s.duplicates > 0 {
+        line.push_str(&format!("; {} resent duplicates dropped", s.duplicates));
     }
     println!("{line}");
+}
+
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn progress_bar(show: bool, unit: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template"),
+    );
+    bar
+}
+
+fn run_kafka(cli: &Cli, brokers: &str, lake: &Lake) -> anyhow::Result<()> {
+    let source = kafka::KafkaSource {
+        brokers: brokers.to_owned(),
+        topic: cli.topic.clone(),
+        group: cli.group.clone(),
+        batch_size: cli.batch_size as usize,
+        batch_wait: cli.batch_wait,
+    };
+    let show_progress = !cli.no_progress && std::io::stderr().is_terminal();
+    let stop = stop_flag()?;
+    match cli.every {
+        None => {
+            let started = Instant::now();
+            let bar = progress_bar(show_progress, "messages");
+            let s = kafka::run(&source, lake, true, &stop, &bar)?;
+            print_summary(&s, started.elapsed());
+        }
+        Some(every) => {
+            tracing::info!(every = %humantime::format_duration(every), topic = %source.topic, "aggregating from kafka periodically");
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let bar = progress_bar(show_progress, "messages");
+                match kafka::run(&source, lake, true, &stop, &bar) {
+                    Ok(s) => print_summary(&s, started.elapsed()),
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "aggregation failed; retrying next round"
+                    ),
+                }
+                let until = Instant::now() + every;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            tracing::info!("stopped");
+        }
+    }
+    Ok(())
 }
 
 /// Moves everything spooled into the lake and rebuilds the touched rollups.

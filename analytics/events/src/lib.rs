@@ -15,6 +15,20 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "arrow")]
 pub mod arrow;
 
+/// How click events travel through Kafka: one JSON [`ClickEvent`] per
+/// message, keyed by `code` (so one link's clicks stay in order on one
+/// partition), with two headers naming the spool the event was forwarded
+/// from and its sequence number there. A consumer drops a message whose
+/// sequence it has already seen from that spool on that partition: that is
+/// a resend after a failure, not a new click.
+pub mod kafka {
+    pub const DEFAULT_TOPIC: &str = "clicks";
+    /// The forwarding spool's random identity.
+    pub const HEADER_SPOOL: &str = "snowlink-spool";
+    /// The event's sequence number in that spool, in decimal.
+    pub const HEADER_SEQ: &str = "snowlink-seq";
+}
+
 /// Version of the event layout written by this build.
 pub const SCHEMA_VERSION: u16 = 1;
 

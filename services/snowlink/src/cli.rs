@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use snowlink_store::{LinkStore, SqliteStore};
+use snowlink_store::LinkStore;
 
 use crate::configuration::{ServeArgs, Settings};
 use crate::startup::Application;
@@ -30,6 +30,17 @@ pub enum Command {
     /// Manage API keys for the management API.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create or update the ScyllaDB schema (keyspace, tables) from the
+    /// migrations compiled into this binary. Safe to run again: applied
+    /// migrations are recorded and skipped.
+    ///
+    /// Example: SNOWLINK_SCYLLA_NODES=scylla:9042 snowlink migrate
+    ///
+    /// The embedded database needs no migration: it updates itself on start.
+    Migrate {
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
     /// Show the id, time and worker behind a generated code (needs the code secret).
     Decode {
         /// A generated code, e.g. 3fK9xQ2mZpA.
@@ -82,6 +93,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Migrate { settings } => {
+            crate::telemetry::init(crate::configuration::LogFormat::Pretty, "info");
+            runtime.block_on(migrate(&settings.into_settings()?))
+        }
         Command::Keys(cmd) => {
             crate::telemetry::init(crate::configuration::LogFormat::Pretty, "warn");
             runtime.block_on(keys(cmd))
@@ -94,9 +109,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore>> {
-    let path = settings.links_db();
-    let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(Arc::new(store))
+    crate::startup::open_store(settings).await
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !settings.scylla_nodes.is_empty(),
+        "nothing to migrate: no ScyllaDB nodes are configured (set SNOWLINK_SCYLLA_NODES); \
+         the embedded database migrates itself when it is opened"
+    );
+    let config = settings.scylla_config()?;
+    let session = snowlink_store_scylla::connect(&config)
+        .await
+        .with_context(|| format!("connecting to ScyllaDB at {}", config.nodes.join(",")))?;
+    let report = snowlink_store_scylla::migrate(&session, &config).await?;
+    println!(
+        "keyspace {}: applied {} migration(s){}, {} already applied",
+        config.keyspace,
+        report.applied.len(),
+        if report.applied.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", report.applied.join(", "))
+        },
+        report.already_applied.len()
+    );
+    Ok(())
 }
 
 async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {

@@ -28,8 +28,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Base of every short URL handed out, e.g. `https://sho.rt`.
     pub public_url: Url,
-    /// Snowflake worker id, 0..=1023; unique per running instance.
-    pub worker_id: u64,
+    /// Snowflake worker id, 0..=1023; unique per running instance. Unset:
+    /// leased from Redis when `redis_url` is set, else 0.
+    pub worker_id: Option<u64>,
     /// Custom epoch of the Snowflake timestamps.
     pub epoch: DateTime<Utc>,
     /// How long an id request waits for a clock that stepped back before the
@@ -65,6 +66,30 @@ pub struct Settings {
     /// Header with the client's ISO country code from a trusted proxy;
     /// empty disables.
     pub country_header: String,
+    /// ScyllaDB nodes (`host:port`); when set, links and keys live there
+    /// instead of the embedded database.
+    pub scylla_nodes: Vec<String>,
+    pub scylla_keyspace: String,
+    /// Consistency of reads and writes, e.g. `LOCAL_QUORUM`.
+    pub scylla_consistency: String,
+    /// Consistency of lightweight transactions: `SERIAL` or `LOCAL_SERIAL`.
+    pub scylla_serial_consistency: String,
+    pub scylla_username: Option<String>,
+    pub scylla_password: Option<String>,
+    /// Datacenter whose replicas are preferred.
+    pub scylla_local_datacenter: Option<String>,
+    /// Keyspace replication map used by `snowlink migrate`.
+    pub scylla_replication: String,
+    /// Redis URL (`redis://host:port/db`); when set, Redis is a cache shared
+    /// by all instances, carries invalidations, and leases worker ids.
+    pub redis_url: Option<String>,
+    /// Kafka bootstrap servers (`host:port,...`); when set, click events are
+    /// forwarded from the spool to Kafka.
+    pub kafka_brokers: Option<String>,
+    pub kafka_topic: String,
+    /// How long a click may wait for Kafka's acknowledgement before its
+    /// batch is resent from the spool, in milliseconds.
+    pub kafka_message_timeout_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -80,7 +105,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".parse().expect("valid literal"),
             data_dir: PathBuf::from("./data"),
             public_url: Url::parse("http://127.0.0.1:8080").expect("valid literal"),
-            worker_id: 0,
+            worker_id: None,
             epoch: DateTime::from_timestamp_millis(snowlink_id::DEFAULT_EPOCH_MS as i64)
                 .expect("valid epoch"),
             max_clock_wait_ms: 100,
@@ -97,6 +122,18 @@ impl Default for Settings {
             click_queue_capacity: 65_536,
             client_ip_header: None,
             country_header: "CF-IPCountry".into(),
+            scylla_nodes: Vec::new(),
+            scylla_keyspace: "snowlink".into(),
+            scylla_consistency: "LOCAL_QUORUM".into(),
+            scylla_serial_consistency: "LOCAL_SERIAL".into(),
+            scylla_username: None,
+            scylla_password: None,
+            scylla_local_datacenter: None,
+            scylla_replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            redis_url: None,
+            kafka_brokers: None,
+            kafka_topic: snowlink_events::kafka::DEFAULT_TOPIC.into(),
+            kafka_message_timeout_ms: 10_000,
         }
     }
 }
@@ -114,6 +151,9 @@ impl std::fmt::Debug for Settings {
                 &self.code_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("sequential_codes", &self.sequential_codes)
+            .field("scylla_nodes", &self.scylla_nodes)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("kafka_brokers", &self.kafka_brokers)
             .finish_non_exhaustive()
     }
 }
@@ -139,7 +179,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SNOWLINK_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<Url>,
 
-    /// Snowflake worker id, 0..=1023, unique per running instance [default: 0].
+    /// Snowflake worker id, 0..=1023, unique per running instance [default: leased from Redis if --redis-url is set, else 0].
     #[arg(long, env = "SNOWLINK_WORKER_ID", value_name = "N")]
     pub worker_id: Option<u64>,
 
@@ -209,6 +249,71 @@ pub struct ServeArgs {
     /// Header holding the client's ISO country code, set by a trusted proxy or CDN; empty disables [default: CF-IPCountry].
     #[arg(long, env = "SNOWLINK_COUNTRY_HEADER", value_name = "HEADER")]
     pub country_header: Option<String>,
+
+    /// ScyllaDB nodes, comma-separated host:port; stores links there instead of the embedded database.
+    /// Run `snowlink migrate` once first.
+    #[arg(
+        long,
+        env = "SNOWLINK_SCYLLA_NODES",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ','
+    )]
+    pub scylla_nodes: Option<Vec<String>>,
+
+    /// ScyllaDB keyspace [default: snowlink].
+    #[arg(long, env = "SNOWLINK_SCYLLA_KEYSPACE", value_name = "NAME")]
+    pub scylla_keyspace: Option<String>,
+
+    /// Consistency of ScyllaDB reads and writes [default: LOCAL_QUORUM].
+    #[arg(long, env = "SNOWLINK_SCYLLA_CONSISTENCY", value_name = "LEVEL")]
+    pub scylla_consistency: Option<String>,
+
+    /// Consistency of lightweight transactions (alias claims): SERIAL or LOCAL_SERIAL [default: LOCAL_SERIAL].
+    #[arg(long, env = "SNOWLINK_SCYLLA_SERIAL_CONSISTENCY", value_name = "LEVEL")]
+    pub scylla_serial_consistency: Option<String>,
+
+    /// ScyllaDB user name (with --scylla-password).
+    #[arg(long, env = "SNOWLINK_SCYLLA_USERNAME", value_name = "USER")]
+    pub scylla_username: Option<String>,
+
+    /// ScyllaDB password.
+    #[arg(
+        long,
+        env = "SNOWLINK_SCYLLA_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub scylla_password: Option<String>,
+
+    /// Prefer ScyllaDB replicas in this datacenter.
+    #[arg(long, env = "SNOWLINK_SCYLLA_LOCAL_DATACENTER", value_name = "DC")]
+    pub scylla_local_datacenter: Option<String>,
+
+    /// Keyspace replication for `snowlink migrate`, a CQL map [default: {'class': 'SimpleStrategy', 'replication_factor': 1}].
+    /// Production: {'class': 'NetworkTopologyStrategy', 'dc1': 3}.
+    #[arg(long, env = "SNOWLINK_SCYLLA_REPLICATION", value_name = "MAP")]
+    pub scylla_replication: Option<String>,
+
+    /// Redis URL, e.g. redis://127.0.0.1:6379: a cache shared by all instances, cross-instance invalidation, worker-id leases.
+    #[arg(
+        long,
+        env = "SNOWLINK_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// Kafka bootstrap servers, comma-separated host:port; click events are forwarded there from the local spool.
+    #[arg(long, env = "SNOWLINK_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka topic for click events [default: clicks].
+    #[arg(long, env = "SNOWLINK_KAFKA_TOPIC", value_name = "TOPIC")]
+    pub kafka_topic: Option<String>,
+
+    /// Milliseconds a click may wait for Kafka's acknowledgement before its batch is resent from the spool [default: 10000].
+    #[arg(long, env = "SNOWLINK_KAFKA_MESSAGE_TIMEOUT_MS", value_name = "MS")]
+    pub kafka_message_timeout_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -225,7 +330,6 @@ impl ServeArgs {
             listen,
             data_dir,
             public_url,
-            worker_id,
             epoch,
             max_clock_wait_ms,
             sequential_codes,
@@ -237,8 +341,29 @@ impl ServeArgs {
             log_format,
             clicks_enabled,
             click_queue_capacity,
-            country_header
+            country_header,
+            scylla_nodes,
+            scylla_keyspace,
+            scylla_consistency,
+            scylla_serial_consistency,
+            scylla_replication,
+            kafka_topic,
+            kafka_message_timeout_ms
         );
+        macro_rules! layer_optional {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field.filter(|v| !v.is_empty()) { s.$field = Some(v); } )* };
+        }
+        layer_optional!(
+            scylla_username,
+            scylla_password,
+            scylla_local_datacenter,
+            redis_url,
+            kafka_brokers
+        );
+        if let Some(id) = self.worker_id {
+            s.worker_id = Some(id);
+        }
+        s.scylla_nodes.retain(|n| !n.trim().is_empty());
         if self.code_secret.is_some() {
             s.code_secret = self.code_secret;
         }
@@ -262,12 +387,39 @@ impl Settings {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.worker_id > snowlink_id::MAX_WORKER_ID as u64 {
+        if let Some(id) = self
+            .worker_id
+            .filter(|&id| id > snowlink_id::MAX_WORKER_ID as u64)
+        {
             bail!(
-                "worker_id {} is out of range 0..={}",
-                self.worker_id,
+                "worker_id {id} is out of range 0..={}",
                 snowlink_id::MAX_WORKER_ID
             );
+        }
+        if !self.scylla_nodes.is_empty() {
+            self.scylla_config()?;
+            if !self.sequential_codes && self.code_secret.is_none() {
+                bail!(
+                    "with a shared ScyllaDB store every instance must permute codes with the same key: \
+                     set code_secret (SNOWLINK_CODE_SECRET) to one value on all instances"
+                );
+            }
+            if self.worker_id.is_none() && self.redis_url.is_none() {
+                bail!(
+                    "with a shared ScyllaDB store every instance needs its own worker id: \
+                     set worker_id (SNOWLINK_WORKER_ID) or redis_url (SNOWLINK_REDIS_URL) to lease one"
+                );
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str())
+                .map_err(|e| anyhow::anyhow!("redis_url {url:?} is invalid: {e}"))?;
+        }
+        if self.kafka_brokers.is_some() && self.kafka_topic.trim().is_empty() {
+            bail!("kafka_topic must not be empty");
+        }
+        if self.kafka_message_timeout_ms < 100 {
+            bail!("kafka_message_timeout_ms must be at least 100");
         }
         if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host().is_none()
         {
@@ -286,6 +438,23 @@ impl Settings {
             bail!("max_url_length {} is too small", self.max_url_length);
         }
         Ok(())
+    }
+
+    /// The ScyllaDB connection settings, checked.
+    pub fn scylla_config(&self) -> anyhow::Result<snowlink_store_scylla::ScyllaConfig> {
+        use snowlink_store_scylla::{parse_consistency, parse_serial_consistency, ScyllaConfig};
+        let mut c = ScyllaConfig::new(self.scylla_nodes.clone());
+        c.keyspace = self.scylla_keyspace.clone();
+        c.consistency = parse_consistency(&self.scylla_consistency)
+            .map_err(|e| anyhow::anyhow!("scylla_consistency: {e}"))?;
+        c.serial_consistency = parse_serial_consistency(&self.scylla_serial_consistency)
+            .map_err(|e| anyhow::anyhow!("scylla_serial_consistency: {e}"))?;
+        c.username = self.scylla_username.clone();
+        c.password = self.scylla_password.clone();
+        c.local_datacenter = self.scylla_local_datacenter.clone();
+        c.replication = self.scylla_replication.clone();
+        c.validate()?;
+        Ok(c)
     }
 
     /// Path of the click spool.
@@ -322,8 +491,50 @@ mod tests {
         };
         let s = args.into_settings().unwrap();
         assert_eq!(s.listen.port(), 9000);
-        assert_eq!(s.worker_id, 9);
+        assert_eq!(s.worker_id, Some(9));
         assert_eq!(s.max_url_length, 2048);
+    }
+
+    #[test]
+    fn distributed_settings_are_checked() {
+        let shared_store_without_secret = ServeArgs {
+            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
+            worker_id: Some(1),
+            ..Default::default()
+        };
+        let err = shared_store_without_secret.into_settings().unwrap_err();
+        assert!(format!("{err:#}").contains("code_secret"), "{err:#}");
+        let shared_store_without_worker_source = ServeArgs {
+            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
+            code_secret: Some("s3cret".into()),
+            ..Default::default()
+        };
+        let err = shared_store_without_worker_source
+            .into_settings()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("worker id"), "{err:#}");
+        let ok = ServeArgs {
+            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
+            code_secret: Some("s3cret".into()),
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            ..Default::default()
+        }
+        .into_settings()
+        .unwrap();
+        assert_eq!(ok.scylla_config().unwrap().keyspace, "snowlink");
+        let bad_level = ServeArgs {
+            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
+            code_secret: Some("s3cret".into()),
+            worker_id: Some(1),
+            scylla_consistency: Some("mostly".into()),
+            ..Default::default()
+        };
+        assert!(bad_level.into_settings().is_err());
+        let bad_redis = ServeArgs {
+            redis_url: Some("http://nope".into()),
+            ..Default::default()
+        };
+        assert!(bad_redis.into_settings().is_err());
     }
 
     #[test]

@@ -13,14 +13,19 @@
 //! * [`links`]: the rules of a link (URL, alias, expiry, redirect status),
 //!   free of HTTP.
 //! * [`cache`]: the in-process read-through cache in front of the store.
+//! * [`shared_cache`]: the optional Redis tier shared by every instance, and
+//!   the invalidation channel between instances.
+//! * [`lease`]: the Snowflake worker id, fixed or leased from Redis.
 //! * [`clicks`]: click capture: bounded channel, enrichment, durable spool.
+//! * [`kafka`]: the optional forwarder from the spool to a Kafka topic.
 //! * [`auth`]: API keys: minting, hashing, the bearer extractor and the
 //!   failed-attempt rate limit.
 //! * [`error`]: the one JSON error body, `{"error":{"code","message"}}`.
 //! * [`telemetry`]: `tracing` subscriber set-up.
 //!
 //! Invariant: only this crate knows about HTTP. Storage lives behind
-//! `snowlink_store::LinkStore`, ids in `snowlink_id`.
+//! `snowlink_store::LinkStore` (embedded SQLite, or ScyllaDB from
+//! `snowlink_store_scylla`), ids in `snowlink_id`.
 
 pub mod auth;
 pub mod cache;
@@ -28,8 +33,11 @@ pub mod cli;
 pub mod clicks;
 pub mod configuration;
 pub mod error;
+pub mod kafka;
+pub mod lease;
 pub mod links;
 pub mod routes;
+pub mod shared_cache;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -11,38 +11,94 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use snowlink_id::{CodeCodec, Generator, GeneratorConfig};
 use snowlink_store::{LinkStore, SqliteStore};
+use snowlink_store_scylla::ScyllaStore;
 
 use crate::auth::KeyVerifier;
 use crate::cache::LinkCache;
 use crate::clicks::ClickPipeline;
 use crate::configuration::Settings;
 use crate::error::json_error;
+use crate::kafka::{Forwarder, KafkaSettings};
+use crate::lease::{WorkerId, WorkerLease};
 use crate::links::UrlPolicy;
+use crate::shared_cache::SharedCache;
 use crate::state::AppState;
+
+/// How long a worker-id lease lasts without renewal.
+pub const WORKER_LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// A built, not yet running, service bound to its port.
 pub struct Application {
     port: u16,
     server: Server,
     clicks: Option<ClickPipeline>,
+    forwarder: Option<Forwarder>,
+    worker: WorkerId,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Application {
-    /// Opens the embedded store under `settings.data_dir` and binds
-    /// `settings.listen` (port 0 picks a free port).
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+/// Opens the store the settings select: ScyllaDB when nodes are given, else
+/// the embedded database under the data directory.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore>> {
+    if settings.scylla_nodes.is_empty() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
         let store = SqliteStore::open(settings.links_db())
             .with_context(|| format!("opening {}", settings.links_db().display()))?;
-        Self::build_with_store(settings, Arc::new(store))
+        Ok(Arc::new(store))
+    } else {
+        let config = settings.scylla_config()?;
+        let store = ScyllaStore::connect(&config).await.with_context(|| {
+            format!(
+                "connecting to ScyllaDB at {} (keyspace {}; has `snowlink migrate` been run?)",
+                config.nodes.join(","),
+                config.keyspace
+            )
+        })?;
+        Ok(Arc::new(store))
+    }
+}
+
+impl Application {
+    /// Opens the configured store and binds `settings.listen` (port 0 picks
+    /// a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        Self::build_with_store(settings, store).await
     }
 
     /// Builds the service over any [`LinkStore`].
-    pub fn build_with_store(settings: Settings, store: Arc<dyn LinkStore>) -> anyhow::Result<Self> {
+    pub async fn build_with_store(
+        settings: Settings,
+        store: Arc<dyn LinkStore>,
+    ) -> anyhow::Result<Self> {
         let codec = code_codec(&settings)?;
+        let shared = match &settings.redis_url {
+            Some(url) => Some(Arc::new(SharedCache::new(
+                url,
+                Duration::from_secs(settings.cache_ttl_secs),
+                Duration::from_secs(settings.negative_cache_ttl_secs),
+            )?)),
+            None => None,
+        };
+        let worker = match (settings.worker_id, &shared) {
+            (Some(id), _) => WorkerId::Fixed(id),
+            (None, Some(shared)) => WorkerId::Leased(
+                WorkerLease::acquire(
+                    shared.connection(),
+                    snowlink_id::MAX_WORKER_ID as u64,
+                    WORKER_LEASE_TTL,
+                )
+                .await?,
+            ),
+            (None, None) => WorkerId::Fixed(0),
+        };
+        let heartbeat = match &worker {
+            WorkerId::Leased(lease) => Some(lease.spawn_heartbeat()),
+            WorkerId::Fixed(_) => None,
+        };
         let ids = Arc::new(Generator::new(
-            GeneratorConfig::new(settings.worker_id)?
+            GeneratorConfig::new(worker.id())?
                 .with_epoch_ms(settings.epoch.timestamp_millis() as u64)
                 .with_max_clock_wait(Duration::from_millis(settings.max_clock_wait_ms)),
         ));
@@ -59,13 +115,33 @@ impl Application {
         } else {
             None
         };
-        let state = web::Data::new(AppState {
-            cache: LinkCache::new(
-                store.clone(),
-                settings.cache_capacity,
-                Duration::from_secs(settings.cache_ttl_secs),
-                Duration::from_secs(settings.negative_cache_ttl_secs),
+        let forwarder = match (&settings.kafka_brokers, &clicks) {
+            (Some(brokers), Some(_)) => Some(
+                Forwarder::start(
+                    &settings.spool_db(),
+                    KafkaSettings {
+                        brokers: brokers.clone(),
+                        topic: settings.kafka_topic.clone(),
+                        message_timeout: Duration::from_millis(settings.kafka_message_timeout_ms),
+                    },
+                )
+                .context("starting the kafka forwarder")?,
             ),
+            _ => None,
+        };
+        let mut cache = LinkCache::new(
+            store.clone(),
+            settings.cache_capacity,
+            Duration::from_secs(settings.cache_ttl_secs),
+            Duration::from_secs(settings.negative_cache_ttl_secs),
+        );
+        if let Some(shared) = shared {
+            cache = cache.with_shared(shared);
+        }
+        let state = web::Data::new(AppState {
+            cache,
+            worker: worker.clone(),
+            kafka: forwarder.as_ref().map(Forwarder::metrics),
             keys: KeyVerifier::new(store.clone(), settings.auth_failures_per_minute),
             store,
             ids,
@@ -106,7 +182,11 @@ impl Application {
             port,
             data_dir = %settings.data_dir.display(),
             public_url = %settings.public_url,
-            worker_id = settings.worker_id,
+            worker_id = worker.id(),
+            leased = matches!(worker, WorkerId::Leased(_)),
+            store = if settings.scylla_nodes.is_empty() { "embedded" } else { "scylla" },
+            redis = settings.redis_url.is_some(),
+            kafka = settings.kafka_brokers.is_some(),
             keyed_codes = !settings.sequential_codes,
             "snowlink listening"
         );
@@ -114,11 +194,19 @@ impl Application {
             port,
             server: server.run(),
             clicks,
+            forwarder,
+            worker,
+            heartbeat,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The Snowflake worker id this instance issues ids with.
+    pub fn worker_id(&self) -> u64 {
+        self.worker.id()
     }
 
     /// A handle to stop the server gracefully from elsewhere.
@@ -133,6 +221,15 @@ impl Application {
         let served = self.server.await;
         if let Some(clicks) = self.clicks {
             clicks.shutdown().await;
+        }
+        if let Some(forwarder) = self.forwarder {
+            forwarder.shutdown().await;
+        }
+        if let Some(heartbeat) = self.heartbeat {
+            heartbeat.abort();
+        }
+        if let WorkerId::Leased(lease) = &self.worker {
+            lease.release().await;
         }
         served?;
         tracing::info!("snowlink stopped");

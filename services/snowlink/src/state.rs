@@ -8,12 +8,18 @@ use snowlink_store::LinkStore;
 use crate::auth::KeyVerifier;
 use crate::cache::LinkCache;
 use crate::clicks::ClickSender;
+use crate::kafka::ForwardMetrics;
+use crate::lease::WorkerId;
 use crate::links::UrlPolicy;
 
 pub struct AppState {
     pub store: Arc<dyn LinkStore>,
     pub cache: LinkCache,
     pub ids: Arc<Generator>,
+    /// Where the generator's worker id comes from; checked before each create.
+    pub worker: WorkerId,
+    /// `None` unless clicks are forwarded to Kafka.
+    pub kafka: Option<Arc<ForwardMetrics>>,
     pub codec: CodeCodec,
     pub keys: KeyVerifier,
     pub url_policy: UrlPolicy,

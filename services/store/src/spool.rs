@@ -12,6 +12,9 @@
 //!   next run rewrites exactly that range to exactly the same file names.
 //! * `dirty_days`: days whose daily rollup must be rebuilt; recorded in the
 //!   same transaction as the checkpoint, cleared after the rollup is written.
+//! * `meta.spool_id`: a random identity created with the file. Events
+//!   forwarded to Kafka carry it with their `seq`, so a consumer can tell a
+//!   resent event from a new one.
 //! * `visitor_salts`: the random key of each UTC day for visitor hashes; keys
 //!   older than yesterday are deleted, so old visitor ids cannot be linked.
 //!
@@ -38,6 +41,8 @@ CREATE TABLE IF NOT EXISTS progress (
 INSERT OR IGNORE INTO progress (id, checkpoint) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS dirty_days (day TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS visitor_salts (day INTEGER PRIMARY KEY, salt BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', lower(hex(randomblob(8))));
 ";
 
 /// Where the batch job stands.
@@ -94,6 +99,14 @@ impl ClickSpool {
                 })
             },
         )
+    }
+
+    /// The random identity of this spool file (16 hex digits).
+    pub fn spool_id(&self) -> SpoolResult<String> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'spool_id'", [], |r| {
+                r.get(0)
+            })
     }
 
     /// Events still waiting to reach the lake.
@@ -226,6 +239,26 @@ mod tests {
         spool.complete(3, &[]).unwrap();
         spool.append(&["d"]).unwrap();
         assert_eq!(spool.read_after(3, 10).unwrap(), vec![(4, "d".into())]);
+    }
+
+    #[test]
+    fn spool_identity_is_stable_and_distinct() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ClickSpool::open(dir.path().join("a.db"))
+            .unwrap()
+            .spool_id()
+            .unwrap();
+        assert_eq!(id.len(), 16);
+        let again = ClickSpool::open(dir.path().join("a.db"))
+            .unwrap()
+            .spool_id()
+            .unwrap();
+        assert_eq!(id, again);
+        let other = ClickSpool::open(dir.path().join("b.db"))
+            .unwrap()
+            .spool_id()
+            .unwrap();
+        assert_ne!(id, other);
     }
 
     #[test]

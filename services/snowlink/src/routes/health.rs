@@ -16,12 +16,35 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The store answers, so the service can do its job.
+/// The store answers, so the service can do its job: 200, with `status`
+/// `ready`, or `degraded` when an optional part (Redis, Kafka, the worker-id
+/// lease) is down and the service runs without it. 503 when the store is
+/// unreachable.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .store
         .ping()
         .await
         .map_err(|e| ApiError::unavailable("store_unavailable", &e))?;
-    Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": "ok"})))
+    let mut body = json!({"status": "ready", "store": "ok"});
+    let mut degraded = false;
+    if let Some(shared) = state.cache.shared() {
+        let ok = shared.healthy();
+        degraded |= !ok;
+        body["redis"] = json!(if ok { "ok" } else { "unavailable" });
+    }
+    if let Some(kafka) = &state.kafka {
+        let ok = kafka.connected.load(std::sync::atomic::Ordering::Relaxed);
+        body["kafka"] = json!(if ok { "ok" } else { "unavailable" });
+        degraded |= !ok;
+    }
+    if let crate::lease::WorkerId::Leased(_) = &state.worker {
+        let ok = state.worker.check().is_ok();
+        body["worker_lease"] = json!(if ok { "ok" } else { "expired" });
+        degraded |= !ok;
+    }
+    if degraded {
+        body["status"] = json!("degraded");
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

@@ -88,6 +88,10 @@ async fn create(
     if let Some(alias) = &body.alias {
         check_alias(alias)?;
     }
+    state
+        .worker
+        .check()
+        .map_err(|e| ApiError::unavailable("id_unavailable", &e))?;
     let id = state
         .ids
         .next_id_async()
@@ -128,8 +132,9 @@ async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    // A negative entry may be cached from before the link existed.
-    state.cache.invalidate(&link.code).await;
+    // A negative entry may be cached, here or elsewhere, from before the
+    // link existed.
+    state.cache.changed(&link.code, Some(&link)).await;
     tracing::info!(code = %link.code, "link created");
     let view = LinkView::new(&link, &state.short_url_base);
     Ok(HttpResponse::Created()
@@ -174,7 +179,12 @@ async fn delete(
         return Err(ApiError::link_not_found(&code));
     }
     let outcome = state.store.delete_link(&code, crate::now_ms()).await?;
-    state.cache.invalidate(&code).await;
+    if outcome != DeleteOutcome::NotFound {
+        // Every instance must stop redirecting: record the tombstone in the
+        // shared cache and tell the others.
+        let tombstone = state.store.get_link(&code).await.ok().flatten();
+        state.cache.changed(&code, tombstone.as_ref()).await;
+    }
     match outcome {
         DeleteOutcome::Deleted => {
             tracing::info!(%code, "link deleted");

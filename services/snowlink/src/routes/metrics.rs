@@ -44,6 +44,18 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             );
         }
     }
+    if let Some(kafka) = &state.kafka {
+        let _ = writeln!(
+            out,
+            "# HELP snowlink_kafka_forwarded_total Click events delivered to Kafka from the spool.\n# TYPE snowlink_kafka_forwarded_total counter\nsnowlink_kafka_forwarded_total {}",
+            kafka.forwarded.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP snowlink_kafka_failures_total Forwarding batches that failed (retried).\n# TYPE snowlink_kafka_failures_total counter\nsnowlink_kafka_failures_total {}",
+            kafka.failures.load(Ordering::Relaxed)
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

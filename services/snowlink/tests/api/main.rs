@@ -4,6 +4,7 @@
 mod auth;
 mod concurrency;
 mod crash;
+mod distributed;
 mod health;
 mod helpers;
 mod links;

@@ -1,0 +1,305 @@
+//! The Redis tier: a cache shared by every instance, and the channel on which
+//! instances tell each other that a link changed.
+//!
+//! * Entries are `snowlink:link:<code>` holding the link as JSON, or `none`
+//!   for an unknown code, with a TTL (found links: the configured TTL with
+//!   ±10% jitter, so entries written together do not expire together;
+//!   unknown codes: the short negative TTL).
+//! * Fills after a store read use `SET NX`: they never overwrite. A change
+//!   (create, delete) overwrites with the new state, so a slow fill racing a
+//!   delete cannot put the old link back.
+//! * Every change is published on `snowlink:invalidate`; each instance drops
+//!   the code from its in-process cache. When the subscription is lost, it
+//!   reconnects and drops its whole in-process cache, since messages sent
+//!   meanwhile are gone.
+//! * Redis is never required for a redirect: any Redis error opens a short
+//!   circuit during which the tier is skipped and reads go to the store, and
+//!   `/readyz` reports `degraded`. The connection manager reconnects by
+//!   itself.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use snowlink_store::{CodeKind, Link};
+
+pub const INVALIDATION_CHANNEL: &str = "snowlink:invalidate";
+const KEY_PREFIX: &str = "snowlink:link:";
+/// How long the tier is skipped after a Redis error.
+const CIRCUIT_OPEN_MS: i64 = 1_000;
+const NONE: &str = "none";
+
+/// The JSON form of a cached link.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedLink {
+    code: String,
+    id: i64,
+    kind: String,
+    url: String,
+    redirect: u16,
+    created_at: i64,
+    expires_at: Option<i64>,
+    deleted_at: Option<i64>,
+    owner: Option<String>,
+}
+
+pub fn encode(link: Option<&Link>) -> String {
+    match link {
+        None => NONE.to_owned(),
+        Some(l) => serde_json::to_string(&CachedLink {
+            code: l.code.clone(),
+            id: l.id,
+            kind: l.kind.as_str().to_owned(),
+            url: l.url.clone(),
+            redirect: l.redirect,
+            created_at: l.created_at,
+            expires_at: l.expires_at,
+            deleted_at: l.deleted_at,
+            owner: l.owner.clone(),
+        })
+        .expect("a link always serialises"),
+    }
+}
+
+/// `None` for an entry that is not ours to trust (then the store decides).
+pub fn decode(raw: &str) -> Option<Option<Link>> {
+    if raw == NONE {
+        return Some(None);
+    }
+    let c: CachedLink = serde_json::from_str(raw).ok()?;
+    Some(Some(Link {
+        code: c.code,
+        id: c.id,
+        kind: CodeKind::parse(&c.kind)?,
+        url: c.url,
+        redirect: c.redirect,
+        created_at: c.created_at,
+        expires_at: c.expires_at,
+        deleted_at: c.deleted_at,
+        owner: c.owner,
+    }))
+}
+
+/// A TTL with ±10% jitter.
+fn jittered(ttl: Duration) -> Duration {
+    let ms = ttl.as_millis() as u64;
+    let spread = ms / 10;
+    if spread == 0 {
+        return ttl.max(Duration::from_millis(1));
+    }
+    Duration::from_millis(ms - spread + rand::random::<u64>() % (2 * spread + 1))
+}
+
+pub struct SharedCache {
+    client: redis::Client,
+    conn: ConnectionManager,
+    ttl: Duration,
+    negative_ttl: Duration,
+    /// Skip Redis until this time (ms since the epoch).
+    open_until_ms: AtomicI64,
+    subscribed: AtomicBool,
+}
+
+impl SharedCache {
+    /// Prepares the connection; does not wait for Redis to answer, so the
+    /// service starts (and redirects) while Redis is down.
+    pub fn new(url: &str, ttl: Duration, negative_ttl: Duration) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("invalid redis URL {url:?}: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(300)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            client,
+            conn,
+            ttl,
+            negative_ttl,
+            open_until_ms: AtomicI64::new(0),
+            subscribed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn available(&self) -> bool {
+        crate::now_ms() >= self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, what: &str, e: &redis::RedisError) {
+        let now = crate::now_ms();
+        let previous = self
+            .open_until_ms
+            .swap(now + CIRCUIT_OPEN_MS, Ordering::Relaxed);
+        if previous <= now {
+            tracing::warn!(error = %e, op = what, "redis unavailable; serving from the store");
+        }
+    }
+
+    /// Whether the last Redis call worked and invalidations are arriving.
+    pub fn healthy(&self) -> bool {
+        self.available() && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// The cached state of `code`: `Some(None)` is a cached "unknown";
+    /// `None` is a miss (or Redis unavailable).
+    pub async fn get(&self, code: &str) -> Option<Option<Link>> {
+        if !self.available() {
+            return None;
+        }
+        let mut conn = self.conn.clone();
+        match conn
+            .get::<_, Option<String>>(format!("{KEY_PREFIX}{code}"))
+            .await
+        {
+            Ok(raw) => raw.as_deref().and_then(decode),
+            Err(e) => {
+                self.failed("get", &e);
+                None
+            }
+        }
+    }
+
+    /// Stores what the store said, unless an entry is already there.
+    pub async fn fill(&self, code: &str, link: Option<&Link>) {
+        self.set(code, link, true).await;
+    }
+
+    /// Records a change, overwriting any entry.
+    pub async fn put(&self, code: &str, link: Option<&Link>) {
+        self.set(code, link, false).await;
+    }
+
+    async fn set(&self, code: &str, link: Option<&Link>, only_if_absent: bool) {
+        if !self.available() {
+            return;
+        }
+        let ttl = match link {
+            Some(_) => jittered(self.ttl),
+            None => self.negative_ttl,
+        };
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{KEY_PREFIX}{code}"))
+            .arg(encode(link))
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        if only_if_absent {
+            cmd.arg("NX");
+        }
+        let mut conn = self.conn.clone();
+        if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+            self.failed("set", &e);
+        }
+    }
+
+    /// Tells every instance that `code` changed.
+    pub async fn publish(&self, code: &str) {
+        let mut conn = self.conn.clone();
+        if let Err(e) = conn.publish::<_, _, ()>(INVALIDATION_CHANNEL, code).await {
+            self.failed("publish", &e);
+        }
+    }
+
+    /// Listens for changes published by any instance (this one included) and
+    /// calls `invalidate(Some(code))`; after every (re)subscription, calls
+    /// `invalidate(None)`: drop everything, messages may have been missed.
+    pub fn spawn_subscriber<F, Fut>(self: &Arc<Self>, invalidate: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Option<String>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match this.subscribe_once(&invalidate).await {
+                    Ok(()) => backoff = Duration::from_millis(100),
+                    Err(e) => {
+                        if this.subscribed.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "redis invalidation channel lost; reconnecting");
+                        } else {
+                            tracing::debug!(error = %e, "redis invalidation channel: cannot connect");
+                        }
+                    }
+                }
+                this.subscribed.store(false, Ordering::Relaxed);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        })
+    }
+
+    async fn subscribe_once<F, Fut>(&self, invalidate: &F) -> redis::RedisResult<()>
+    where
+        F: Fn(Option<String>) -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let mut pubsub =
+            tokio::time::timeout(Duration::from_secs(1), self.client.get_async_pubsub())
+                .await
+                .map_err(|_| {
+                    redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connecting for pub/sub",
+                    ))
+                })??;
+        pubsub.subscribe(INVALIDATION_CHANNEL).await?;
+        invalidate(None).await;
+        if !self.subscribed.swap(true, Ordering::Relaxed) {
+            tracing::info!("subscribed to redis invalidations");
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            if let Ok(code) = msg.get_payload::<String>() {
+                invalidate(Some(code)).await;
+            }
+        }
+        Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "subscription ended",
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        let link = Link {
+            code: "abc".into(),
+            id: 7,
+            kind: CodeKind::Alias,
+            url: "https://example.com/x".into(),
+            redirect: 308,
+            created_at: 1,
+            expires_at: Some(2),
+            deleted_at: None,
+            owner: Some("ci".into()),
+        };
+        assert_eq!(decode(&encode(Some(&link))), Some(Some(link)));
+        assert_eq!(decode(&encode(None)), Some(None));
+        assert_eq!(decode("garbage"), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let j = jittered(Duration::from_secs(300)).as_millis();
+            assert!((270_000..=330_000).contains(&j), "{j}");
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! The distributed path against real servers: `redis-server` and the `tansu`
+//! Kafka-compatible broker, started per test on free loopback ports
+//! (`snowlink_testkit`). Without them installed, each test says it skipped,
+//! unless `SNOWLINK_REQUIRE_SERVERS=1` (set by `./scripts/test`) makes that a
+//! failure.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use clap::Parser;
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+use snowlink::configuration::Settings;
+use snowlink::startup::Application;
+use snowlink_store::{LinkStore, SqliteStore};
+use snowlink_testkit::Server;
+use tempfile::TempDir;
+
+use crate::helpers::{client, test_settings};
+
+/// One running instance.
+struct Instance {
+    address: String,
+    worker_id: u64,
+    handle: ServerHandle,
+    stopped: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: TempDir,
+}
+
+impl Instance {
+    async fn start(store: Arc<dyn LinkStore>, tweak: impl FnOnce(&mut Settings)) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings(dir.path());
+        settings.code_secret = Some("shared-secret-of-the-fleet".into());
+        tweak(&mut settings);
+        let app = Application::build_with_store(settings, store)
+            .await
+            .expect("instance builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let worker_id = app.worker_id();
+        let handle = app.handle();
+        let stopped = tokio::spawn(app.run_until_stopped());
+        Instance {
+            address,
+            worker_id,
+            handle,
+            stopped,
+            _dir: dir,
+        }
+    }
+
+    /// Graceful stop: queued clicks reach the spool, the lease is released.
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        self.stopped.await.unwrap().unwrap();
+    }
+}
+
+struct Fleet {
+    store: Arc<dyn LinkStore>,
+    key: String,
+    _dir: TempDir,
+}
+
+impl Fleet {
+    async fn new() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn LinkStore> =
+            Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
+        let (key, record) = snowlink::auth::mint_key("fleet", snowlink::now_ms());
+        store.create_api_key(&record).await.unwrap();
+        Fleet {
+            store,
+            key,
+            _dir: dir,
+        }
+    }
+
+    async fn create(&self, on: &Instance, url: &str) -> String {
+        let r = client()
+            .post(format!("{}/api/v1/links", on.address))
+            .bearer_auth(&self.key)
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    async fn delete(&self, on: &Instance, code: &str) {
+        let r = client()
+            .delete(format!("{}/api/v1/links/{code}", on.address))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+}
+
+async fn follow(on: &Instance, code: &str) -> u16 {
+    client()
+        .get(format!("{}/{code}", on.address))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn readiness(on: &Instance) -> Value {
+    client()
+        .get(format!("{}/readyz", on.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn redis_conn(redis: &Server) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_served_through_redis() {
+    let Some(redis) = Server::redis("redirects_are_served_through_redis") else {
+        return;
+    };
+    let fleet = Fleet::new().await;
+    let a = Instance::start(fleet.store.clone(), |s| {
+        s.redis_url = Some(redis.redis_url());
+        s.worker_id = Some(1);
+    })
+    .await;
+    let code = fleet.create(&a, "https://example.com/through-redis").await;
+    assert_eq!(follow(&a, &code).await, 302);
+    let mut conn = redis_conn(&redis).await;
+    let cached: Option<String> = conn.get(format!("snowlink:link:{code}")).await.unwrap();
+    let cached = cached.expect("the link is in redis");
+    assert!(
+        cached.contains("https://example.com/through-redis"),
+        "{cached}"
+    );
+
+    // An instance whose own store has never seen the link still redirects:
+    // the answer came from Redis.
+    let empty = Fleet::new().await;
+    let b = Instance::start(empty.store.clone(), |s| {
+        s.redis_url = Some(redis.redis_url());
+        s.worker_id = Some(2);
+    })
+    .await;
+    assert_eq!(follow(&b, &code).await, 302);
+    assert_eq!(readiness(&b).await["redis"], "ok");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_one_instance_stops_redirects_on_every_instance() {
+    let Some(redis) = Server::redis("a_delete_on_one_instance_stops_redirects_on_every_instance")
+    else {
+        return;
+    };
+    let fleet = Fleet::new().await;
+    let a = Instance::start(fleet.store.clone(), |s| {
+        s.redis_url = Some(redis.redis_url())
+    })
+    .await;
+    let b = Instance::start(fleet.store.clone(), |s| {
+        s.redis_url = Some(redis.redis_url())
+    })
+    .await;
+    // Both subscribed before the delete.
+    for i in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while readiness(i).await["redis"] != "ok" {
+            assert!(Instant::now() < deadline, "instance never subscribed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let code = fleet.create(&a, "https://example.com/soon-gone").await;
+    // Both now hold the link in their in-process caches (TTL 300 s).
+    assert_eq!(follow(&a, &code).await, 302);
+    assert_eq!(follow(&b, &code).await, 302);
+    assert_eq!(follow(&b, &code).await, 302);
+
+    fleet.delete(&a, &code).await;
+    let deleted_at = Instant::now();
+    let mut b_status = follow(&b, &code).await;
+    while b_status == 302 && deleted_at.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        b_status = follow(&b, &code).await;
+    }
+    assert_eq!(b_status, 410, "the other instance stopped redirecting");
+    assert_eq!(follow(&a, &code).await, 410);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_load_fails_no_redirect() {
+    let Some(mut redis) = Server::redis("redis_restarted_mid_load_fails_no_redirect") else {
+        return;
+    };
+    let fleet = Fleet::new().await;
+    let a = Arc::new(
+        Instance::start(fleet.store.clone(), |s| {
+            s.redis_url = Some(redis.redis_url());
+            s.worker_id = Some(3);
+            // Short local TTL so the load keeps going through Redis.
+            s.cache_ttl_secs = 1;
+        })
+        .await,
+    );
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        codes.push(fleet.create(&a, &format!("https://example.com/{i}")).await);
+    }
+    let codes = Arc::new(codes);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for t in 0..4 {
+        let (a, codes, stop, done, failed) = (
+            a.clone(),
+            codes.clone(),
+            stop.clone(),
+            done.clone(),
+            failed.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                let status = follow(&a, &codes[i % codes.len()]).await;
+                if status != 302 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 7;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.kill();
+    let before_outage = done.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during_outage = done.load(Ordering::Relaxed) - before_outage;
+    assert_eq!(readiness(&a).await["status"], "degraded");
+    redis.start();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert!(
+        during_outage > 0,
+        "redirects were served while redis was down"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no redirect failed across the restart ({} served)",
+        done.load(Ordering::Relaxed)
+    );
+    // The cache comes back by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while readiness(&a).await["status"] != "ready" {
+        assert!(Instant::now() < deadline, "redis tier never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let code = fleet.create(&a, "https://example.com/after").await;
+    assert_eq!(follow(&a, &code).await, 302);
+    let mut conn = redis_conn(&redis).await;
+    let cached: Option<String> = conn.get(format!("snowlink:link:{code}")).await.unwrap();
+    assert!(cached.is_some(), "new entries reach redis again");
+    Arc::into_inner(a).unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_lease_distinct_worker_ids_and_never_share_a_code() {
+    let Some(redis) = Server::redis("instances_lease_distinct_worker_ids_and_never_share_a_code")
+    else {
+        return;
+    };
+    let fleet = Arc::new(Fleet::new().await);
+    let a = Arc::new(
+        Instance::start(fleet.store.clone(), |s| {
+            s.redis_url = Some(redis.redis_url())
+        })
+        .await,
+    );
+    let b = Arc::new(
+        Instance::start(fleet.store.clone(), |s| {
+            s.redis_url = Some(redis.redis_url())
+        })
+        .await,
+    );
+    assert_ne!(a.worker_id, b.worker_id);
+    let mut conn = redis_conn(&redis).await;
+    for id in [a.worker_id, b.worker_id] {
+        let ttl: i64 = conn.pttl(format!("snowlink:worker:{id}")).await.unwrap();
+        assert!(ttl > 0, "lease of worker {id} has a TTL: {ttl}");
+    }
+    let mut tasks = Vec::new();
+    for inst in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        let fleet = fleet.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut codes = Vec::new();
+            for i in 0..150 {
+                codes.push(
+                    fleet
+                        .create(&inst, &format!("https://example.com/{i}"))
+                        .await,
+                );
+            }
+            codes
+        }));
+    }
+    let mut all = HashSet::new();
+    let mut total = 0;
+    for t in tasks {
+        for c in t.await.unwrap() {
+            total += 1;
+            all.insert(c);
+        }
+    }
+    assert_eq!(all.len(), total, "every code is distinct");
+    let (a_id, b_id) = (a.worker_id, b.worker_id);
+    Arc::into_inner(a).unwrap().stop().await;
+    Arc::into_inner(b).unwrap().stop().await;
+    // Released on shutdown.
+    for id in [a_id, b_id] {
+        let exists: bool = conn.exists(format!("snowlink:worker:{id}")).await.unwrap();
+        assert!(!exists, "lease {id} released");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_worker_id_lease_the_service_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    // Nothing listens there.
+    settings.redis_url = Some(format!(
+        "redis://127.0.0.1:{}",
+        snowlink_testkit::free_port()
+    ));
+    let err = match Application::build(settings).await {
+        Ok(_) => panic!("started without a worker id"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("worker id"), "{err}");
+}
+
+/// Every row of the lake's click files.
+fn lake_events(lake: &Path) -> Vec<snowlink_events::ClickEvent> {
+    let mut out = Vec::new();
+    let Ok(days) = std::fs::read_dir(lake.join("clicks")) else {
+        return out;
+    };
+    for day in days {
+        for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                for batch in reader {
+                    out.extend(snowlink_events::arrow::from_record_batch(&batch.unwrap()).unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn aggregate(brokers: &str, lake: &Path) -> anyhow::Result<()> {
+    let cli = snowlink_aggregate::Cli::parse_from([
+        "snowlink-aggregate",
+        "--kafka-brokers",
+        brokers,
+        "--group",
+        "test-lake",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--once",
+        "--no-progress",
+        "--batch-wait",
+        "500ms",
+    ]);
+    snowlink_aggregate::run(cli)
+}
+
+async fn metric(on: &Instance, name: &str) -> u64 {
+    let text = client()
+        .get(format!("{}/metrics", on.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
+    let Some(mut kafka) =
+        Server::tansu("clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once")
+    else {
+        return;
+    };
+    kafka.create_topic("clicks", 3);
+    let fleet = Fleet::new().await;
+    let a = Instance::start(fleet.store.clone(), |s| {
+        s.kafka_brokers = Some(kafka.bootstrap());
+        s.worker_id = Some(5);
+        // Shorter than the outage below, so batches fail and are resent.
+        s.kafka_message_timeout_ms = 1_000;
+    })
+    .await;
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        codes.push(fleet.create(&a, &format!("https://example.com/k{i}")).await);
+    }
+    let mut sent: HashMap<String, u64> = HashMap::new();
+    let click = |n: usize, round: usize| {
+        let codes = codes.clone();
+        let address = a.address.clone();
+        async move {
+            let http = client();
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for i in 0..n {
+                let code = &codes[(i * 5 + round) % codes.len()];
+                let r = http
+                    .get(format!("{address}/{code}"))
+                    .header(
+                        "user-agent",
+                        "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 302, "redirects never wait for kafka");
+                *counts.entry(code.clone()).or_default() += 1;
+            }
+            counts
+        }
+    };
+    let mut add = |counts: HashMap<String, u64>| {
+        for (c, n) in counts {
+            *sent.entry(c).or_default() += n;
+        }
+    };
+    add(click(200, 0).await);
+    kafka.kill();
+    add(click(300, 1).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        metric(&a, "snowlink_kafka_failures_total").await > 0,
+        "deliveries failed while the broker was down"
+    );
+    kafka.start();
+    add(click(200, 2).await);
+    let total: u64 = sent.values().sum();
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while metric(&a, "snowlink_kafka_forwarded_total").await < total {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {total} clicks forwarded",
+            metric(&a, "snowlink_kafka_forwarded_total").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.stop().await;
+
+    let lake = tempfile::tempdir().unwrap();
+    let brokers = kafka.bootstrap();
+    let lake_path = lake.path().to_path_buf();
+    tokio::task::spawn_blocking(move || aggregate(&brokers, &lake_path))
+        .await
+        .unwrap()
+        .expect("aggregate from kafka");
+    let events = lake_events(lake.path());
+    let ids: HashSet<i64> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), events.len(), "no event twice");
+    assert!(
+        events.len() as u64 >= total,
+        "every click sent is in the lake"
+    );
+    let mut per_code: HashMap<String, u64> = HashMap::new();
+    for e in &events {
+        *per_code.entry(e.code.clone()).or_default() += 1;
+    }
+    assert_eq!(per_code, sent, "exact counts per link");
+
+    // A second run finds nothing new and changes nothing.
+    let brokers = kafka.bootstrap();
+    let lake_path = lake.path().to_path_buf();
+    tokio::task::spawn_blocking(move || aggregate(&brokers, &lake_path))
+        .await
+        .unwrap()
+        .expect("second aggregate");
+    assert_eq!(lake_events(lake.path()).len(), events.len());
+    let daily = lake.path().join("daily");
+    assert!(daily.is_dir(), "daily rollups written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_events_are_dropped_by_the_aggregate() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let Some(kafka) = Server::tansu("resent_events_are_dropped_by_the_aggregate") else {
+        return;
+    };
+    kafka.create_topic("clicks", 2);
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let now = snowlink::now_ms();
+    // seq 1..=30 once, then 11..=30 again (a resend after a failure), from
+    // one spool; plus one event without headers (another producer).
+    let sends: Vec<i64> = (1..=30).chain(11..=30).collect();
+    for seq in sends {
+        let event = snowlink_events::ClickEvent {
+            schema_version: snowlink_events::SCHEMA_VERSION,
+            event_id: seq,
+            code: format!("c{}", seq % 4),
+            ts: now,
+            referrer: None,
+            referrer_host: None,
+            user_agent: None,
+            browser: None,
+            os: None,
+            device: None,
+            is_bot: false,
+            country: None,
+            visitor_id: "v".into(),
+        };
+        let seq_text = seq.to_string();
+        let json = event.to_json();
+        producer
+            .send(
+                FutureRecord::to("clicks")
+                    .key(&event.code)
+                    .payload(&json)
+                    .headers(
+                        OwnedHeaders::new()
+                            .insert(Header {
+                                key: snowlink_events::kafka::HEADER_SPOOL,
+                                value: Some("0123456789abcdef"),
+                            })
+                            .insert(Header {
+                                key: snowlink_events::kafka::HEADER_SEQ,
+                                value: Some(seq_text.as_str()),
+                            }),
+                    ),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+    let lake = tempfile::tempdir().unwrap();
+    let brokers = kafka.bootstrap();
+    let lake_path = lake.path().to_path_buf();
+    tokio::task::spawn_blocking(move || aggregate(&brokers, &lake_path))
+        .await
+        .unwrap()
+        .expect("aggregate");
+    let mut ids: Vec<i64> = lake_events(lake.path())
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=30).collect::<Vec<_>>());
+}
