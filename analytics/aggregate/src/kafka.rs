@@ -133,6 +133,17 @@ impl KafkaState {
         rows.collect()
     }
 
+    /// Records that `partition` is being written from `first` on, unless
+    /// progress is already recorded: files of a first batch interrupted
+    /// before its commit are then recognised as unrecorded on the next run.
+    fn ensure_partition(&self, topic: &str, partition: i32, first: i64) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)",
+            params![topic, partition, first],
+        )?;
+        Ok(())
+    }
+
     /// Records a written batch in one transaction.
     fn commit(
         &mut self,
@@ -200,7 +211,15 @@ fn remove_unrecorded(lake: &Lake, topic: &str, next: &HashMap<i32, i64>) -> anyh
             else {
                 continue;
             };
-            if first >= next.get(&partition).copied().unwrap_or(0) {
+            let Some(&recorded) = next.get(&partition) else {
+                anyhow::bail!(
+                    "{} belongs to {topic} partition {partition}, but {} has no progress for it: \
+                     refusing to touch the lake (restore LAKE/_kafka/state.db, or use a new lake and consumer group)",
+                    path.display(),
+                    lake.root().join("_kafka/state.db").display()
+                );
+            };
+            if first >= recorded {
                 tracing::warn!(path = %path.display(), "removing a file an interrupted run did not record");
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing {}", path.display()))?;
@@ -260,22 +279,28 @@ pub fn run(
         .set("bootstrap.servers", &source.brokers)
         .set("group.id", &source.group)
         .set("client.id", "snowlink-aggregate")
+        // Static membership: one aggregate per lake, so a restarted run
+        // (after a crash) takes its own place in the group at once instead
+        // of waiting for the killed member's session to time out.
+        .set(
+            "group.instance.id",
+            format!("snowlink-aggregate-{}", source.group),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
+        // Also the rebalance timeout: how long a join waits for members of
+        // a killed run. Batches are written well within it.
+        .set("max.poll.interval.ms", "20000")
         .create_with_context(GroupContext)
         .context("creating the kafka consumer")?;
-    consumer
-        .subscribe(&[topic])
-        .with_context(|| format!("subscribing to {topic}"))?;
-
     // The goal of a --once run: every partition's end as of now.
     let mut targets: BTreeMap<i32, i64> = BTreeMap::new();
     if once {
         let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(15))
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
             .with_context(|| {
                 format!(
                     "reading the metadata of topic {topic} from {}",
@@ -313,6 +338,13 @@ pub fn run(
             "consuming up to the current end"
         );
     }
+
+    // Joining the group comes after the metadata requests: a join can wait
+    // for the members of a killed run to time out, and a broker may answer
+    // requests on a connection in order.
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("subscribing to {topic}"))?;
 
     let caught_up = |next: &HashMap<i32, i64>| {
         targets
@@ -473,6 +505,9 @@ fn write_batch(
                 summary.rejected += 1;
             }
         }
+    }
+    for (p, (first, _)) in &ranges {
+        state.ensure_partition(topic, *p, *first)?;
     }
     let mut days: Vec<String> = Vec::new();
     for ((partition, day), mut events) in files {

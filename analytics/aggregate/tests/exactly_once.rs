@@ -233,3 +233,97 @@ fn bad_input_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The Kafka path under the same abuse: a real broker (`tansu`), events
+/// produced with resends mixed in, the consumer killed with SIGKILL mid-run
+/// several times, then run to the end.
+#[test]
+fn kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let Some(kafka) = snowlink_testkit::Server::tansu(
+        "kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once",
+    ) else {
+        return;
+    };
+    kafka.create_topic("clicks", 3);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "100")
+        .create()
+        .unwrap();
+    const N: i64 = 3_000;
+    // Every event once, then the last 300 again: a forwarder's resend.
+    let sends: Vec<i64> = (0..N).chain(N - 300..N).collect();
+    for i in sends {
+        let e = event(i);
+        let json = e.to_json();
+        let seq = (i + 1).to_string();
+        let mut record = BaseRecord::to("clicks")
+            .key(e.code.as_str())
+            .payload(json.as_str())
+            .headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: snowlink_events::kafka::HEADER_SPOOL,
+                        value: Some("00000000000000aa"),
+                    })
+                    .insert(Header {
+                        key: snowlink_events::kafka::HEADER_SEQ,
+                        value: Some(seq.as_str()),
+                    }),
+            );
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let consume = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--kafka-brokers", &kafka.bootstrap()])
+            .args(["--group", "kill-test", "--topic", "clicks"])
+            .arg("--lake")
+            .arg(&lake)
+            .args(["--once", "--batch-size", "100", "--batch-wait", "200ms"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut kills_mid_run = 0;
+    for delay_ms in [150u64, 400, 700] {
+        let mut child = consume().spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            kills_mid_run += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let out = consume().output().unwrap();
+    assert!(
+        out.status.success(),
+        "final run: {}\nbroker log (tail):\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        kafka
+            .log()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(kills_mid_run > 0, "at least one kill landed mid-run");
+    assert_exactly_once(&lake, N);
+}

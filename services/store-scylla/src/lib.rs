@@ -39,13 +39,13 @@ const MAX_TTL_SECS: i64 = 630_720_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ScyllaError {
     #[error("connecting to ScyllaDB: {0}")]
-    Connect(#[from] scylla::errors::NewSessionError),
+    Connect(Box<scylla::errors::NewSessionError>),
     #[error("CQL request failed: {0}")]
-    Execution(#[from] scylla::errors::ExecutionError),
+    Execution(Box<scylla::errors::ExecutionError>),
     #[error("preparing a CQL statement: {0}")]
-    Prepare(#[from] scylla::errors::PrepareError),
+    Prepare(Box<scylla::errors::PrepareError>),
     #[error("waiting for schema agreement: {0}")]
-    SchemaAgreement(#[from] scylla::errors::SchemaAgreementError),
+    SchemaAgreement(Box<scylla::errors::SchemaAgreementError>),
     #[error("unexpected CQL result: {0}")]
     Result(String),
     #[error("migration: {0}")]
@@ -53,6 +53,20 @@ pub enum ScyllaError {
     #[error("configuration: {0}")]
     Config(String),
 }
+
+macro_rules! boxed_error {
+    ($($t:ty => $v:ident),*) => {$(
+        impl From<$t> for ScyllaError {
+            fn from(e: $t) -> Self { ScyllaError::$v(Box::new(e)) }
+        }
+    )*};
+}
+boxed_error!(
+    scylla::errors::NewSessionError => Connect,
+    scylla::errors::ExecutionError => Execution,
+    scylla::errors::PrepareError => Prepare,
+    scylla::errors::SchemaAgreementError => SchemaAgreement
+);
 
 macro_rules! result_error {
     ($($t:ty),*) => {$(
