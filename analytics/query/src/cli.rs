@@ -104,7 +104,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let ctx = crate::lake::open(&cli.lake).await?;
         let now = chrono::Utc::now();
         let output = match cli.command {
-            Command::Top { range, limit } => commands::top(&ctx, &range, limit, now).await?,
+            Command::Top { range, limit } => {
+                commands::top(&ctx, &cli.lake, &range, limit, now).await?
+            }
             Command::Timeseries { code, by, range } => {
                 commands::timeseries(&ctx, &code, by, &range, now).await?
             }

@@ -1,5 +1,6 @@
 //! The questions the CLI answers.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -126,19 +127,123 @@ fn rows(out: &Output) -> usize {
     out.batches.iter().map(RecordBatch::num_rows).sum()
 }
 
+/// Which days of the lake a range touches, split into the days the daily
+/// rollups can answer (whole days inside the range, with a rollup at least
+/// as new as every click file of the day) and the days that need the raw
+/// clicks (days cut by a bound, or without a fresh rollup).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DayPlan {
+    pub from_daily: Vec<String>,
+    pub from_clicks: Vec<String>,
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+        .max()
+}
+
+fn plan_days(lake: &Path, bounds: &Bounds) -> Result<DayPlan> {
+    let mut plan = DayPlan::default();
+    let Ok(entries) = std::fs::read_dir(lake.join("clicks")) else {
+        return Ok(plan);
+    };
+    let mut dates: Vec<String> = entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("date=")
+                .map(str::to_owned)
+        })
+        .collect();
+    dates.sort();
+    for date in dates {
+        let Ok(day) = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d") else {
+            continue;
+        };
+        let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        let end = start + chrono::Duration::days(1);
+        let overlaps =
+            bounds.since.is_none_or(|s| s < end) && bounds.until.is_none_or(|u| u > start);
+        if !overlaps {
+            continue;
+        }
+        let whole =
+            bounds.since.is_none_or(|s| s <= start) && bounds.until.is_none_or(|u| u >= end);
+        let rollup = lake
+            .join("daily")
+            .join(format!("date={date}"))
+            .join("daily.parquet");
+        let fresh = whole
+            && match (
+                std::fs::metadata(&rollup).and_then(|m| m.modified()).ok(),
+                newest_mtime(&lake.join("clicks").join(format!("date={date}"))),
+            ) {
+                (Some(r), Some(c)) => r >= c,
+                _ => false,
+            };
+        if fresh {
+            plan.from_daily.push(date);
+        } else {
+            plan.from_clicks.push(date);
+        }
+    }
+    Ok(plan)
+}
+
+fn date_list(dates: &[String]) -> String {
+    dates
+        .iter()
+        .map(|d| format!("'{d}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The most clicked links. Whole days come from the daily rollups (one row
+/// per link and day instead of one per click); days cut by `--since` or
+/// `--until` from the clicks. Visitor ids rotate daily, so per-day distinct
+/// visitor counts add up exactly.
 pub async fn top(
     ctx: &SessionContext,
+    lake: &Path,
     range: &Range,
     limit: u64,
     now: DateTime<Utc>,
 ) -> Result<Output> {
     let bounds = Bounds::parse(range, now)?;
+    let plan = plan_days(lake, &bounds)?;
+    let mut parts = Vec::new();
+    if !plan.from_daily.is_empty() {
+        parts.push(format!(
+            "SELECT code, clicks, unique_visitors FROM daily WHERE date IN ({})",
+            date_list(&plan.from_daily)
+        ));
+    }
+    if !plan.from_clicks.is_empty() {
+        parts.push(format!(
+            "SELECT code, COUNT(*) AS clicks, COUNT(DISTINCT visitor_id) AS unique_visitors \
+             FROM clicks WHERE date IN ({}){} GROUP BY code, date",
+            date_list(&plan.from_clicks),
+            bounds.sql()
+        ));
+    }
+    if parts.is_empty() {
+        // Nothing in range: the same columns, no rows.
+        parts.push(
+            "SELECT code, COUNT(*) AS clicks, COUNT(DISTINCT visitor_id) AS unique_visitors \
+             FROM clicks WHERE FALSE GROUP BY code"
+                .to_owned(),
+        );
+    }
     query(
         ctx,
         &format!(
-            "SELECT code, COUNT(*) AS clicks, COUNT(DISTINCT visitor_id) AS unique_visitors \
-             FROM clicks WHERE TRUE{} GROUP BY code ORDER BY clicks DESC, code LIMIT {limit}",
-            bounds.sql()
+            "SELECT code, CAST(SUM(clicks) AS BIGINT) AS clicks, \
+             CAST(SUM(unique_visitors) AS BIGINT) AS unique_visitors \
+             FROM ({}) AS per_day GROUP BY code ORDER BY clicks DESC, code LIMIT {limit}",
+            parts.join(" UNION ALL ")
         ),
     )
     .await
@@ -260,4 +365,55 @@ pub async fn breakdown(
 
 pub async fn sql(ctx: &SessionContext, sql: &str) -> Result<Output> {
     query(ctx, sql).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
+    }
+
+    #[test]
+    fn whole_days_with_fresh_rollups_come_from_daily() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path();
+        for d in ["2026-11-01", "2026-11-02", "2026-11-03"] {
+            touch(&lake.join(format!("clicks/date={d}/clicks-1-2.parquet")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // 11-01 and 11-02 have rollups newer than their clicks; 11-03 none.
+        touch(&lake.join("daily/date=2026-11-01/daily.parquet"));
+        touch(&lake.join("daily/date=2026-11-02/daily.parquet"));
+        // 11-02 gets a new click file after its rollup: stale.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        touch(&lake.join("clicks/date=2026-11-02/clicks-3-4.parquet"));
+
+        let all = Bounds {
+            since: None,
+            until: None,
+        };
+        assert_eq!(
+            plan_days(lake, &all).unwrap(),
+            DayPlan {
+                from_daily: vec!["2026-11-01".into()],
+                from_clicks: vec!["2026-11-02".into(), "2026-11-03".into()],
+            }
+        );
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        // A bound inside 11-01 cuts it; 11-03 is outside the range.
+        let cut = Bounds {
+            since: Some(t("2026-11-01T12:00:00Z")),
+            until: Some(t("2026-11-03T00:00:00Z")),
+        };
+        assert_eq!(
+            plan_days(lake, &cut).unwrap(),
+            DayPlan {
+                from_daily: vec![],
+                from_clicks: vec!["2026-11-01".into(), "2026-11-02".into()],
+            }
+        );
+    }
 }
