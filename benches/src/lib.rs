@@ -1,1 +1,84 @@
-//! Benchmarks live under `benches/`; this library is empty on purpose.
+//! Shared pieces of the benchmarks: a deterministic generator of realistic
+//! click events (Zipf link popularity, a mix of browsers, bots, referrers
+//! and countries, a pool of visitors).
+
+use rand::distributions::Distribution;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use snowlink_events::{ClickEvent, SCHEMA_VERSION};
+
+const AGENTS: &[(&str, &str, &str, &str, bool)] = &[
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", "Chrome", "Windows 10", "desktop", false),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1", "Safari", "iPhone", "mobile", false),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15", "Safari", "Mac OSX", "desktop", false),
+    ("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0", "Firefox", "Linux", "desktop", false),
+    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36", "Chrome", "Android", "mobile", false),
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Googlebot", "UNKNOWN", "bot", true),
+];
+const COUNTRIES: &[&str] = &["US", "FR", "DE", "JP", "GB", "BR", "IN", "CA", "ES", "IT"];
+
+/// The code of the link with popularity rank `rank` (1 = most clicked).
+pub fn code_of_rank(rank: u64) -> String {
+    format!("c{rank:010}")
+}
+
+/// Click events spread evenly over `[t0, t0 + span_ms)`, links drawn with a
+/// Zipf(1.0) popularity over `links` codes. Same seed, same events.
+pub struct ClickGen {
+    rng: StdRng,
+    zipf: rand_distr::Zipf<f64>,
+    t0: i64,
+    span_ms: i64,
+    n: u64,
+    i: u64,
+}
+
+impl ClickGen {
+    pub fn new(seed: u64, n: u64, links: u64, t0: i64, span_ms: i64) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            zipf: rand_distr::Zipf::new(links, 1.0).expect("valid Zipf"),
+            t0,
+            span_ms,
+            n,
+            i: 0,
+        }
+    }
+}
+
+impl Iterator for ClickGen {
+    type Item = ClickEvent;
+
+    fn next(&mut self) -> Option<ClickEvent> {
+        if self.i >= self.n {
+            return None;
+        }
+        let i = self.i;
+        self.i += 1;
+        let rng = &mut self.rng;
+        let (ua, browser, os, device, bot) = AGENTS[rng.gen_range(0..AGENTS.len())];
+        let referrer_host =
+            (rng.gen_bool(0.6)).then(|| format!("site{}.example.com", rng.gen_range(0..50)));
+        Some(ClickEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: 1 << 40 | i as i64,
+            code: code_of_rank(self.zipf.sample(rng) as u64),
+            ts: self.t0 + (i as i128 * self.span_ms as i128 / self.n as i128) as i64,
+            referrer: referrer_host
+                .as_ref()
+                .map(|h| format!("https://{h}/post/{}", rng.gen_range(0..1000))),
+            referrer_host,
+            user_agent: Some(ua.to_owned()),
+            browser: Some(browser.to_owned()),
+            os: Some(os.to_owned()),
+            device: Some(device.to_owned()),
+            is_bot: bot,
+            country: Some(COUNTRIES[rng.gen_range(0..COUNTRIES.len())].to_owned()),
+            visitor_id: format!(
+                "{:016x}",
+                rng.gen_range(0..100_000u64)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ),
+        })
+    }
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of a benchmark run into benches/RESULTS.md.
+
+    benches/results.py RESULTS_DIR > benches/RESULTS.md
+
+Every row: the figure, the baseline measured in the same run, their ratio,
+and the target. Missing measurements are listed as not run.
+"""
+import glob
+import json
+import os
+import platform
+import sys
+
+out = sys.argv[1]
+
+
+def load(name):
+    rows = {}
+    path = os.path.join(out, name)
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.strip()
+            if line.startswith("{"):
+                d = json.loads(line)
+                rows[d.get("bench")] = d
+    return rows
+
+
+def criterion():
+    """bench id -> elements per second, from target/criterion."""
+    rates = {}
+    for est in glob.glob("target/criterion/**/new/estimates.json", recursive=True):
+        bench = json.load(open(os.path.join(os.path.dirname(est), "benchmark.json")))
+        ns = json.load(open(est))["mean"]["point_estimate"]
+        elements = (bench.get("throughput") or {}).get("Elements", 1)
+        rates[bench["full_id"]] = elements / (ns * 1e-9)
+    return rates
+
+
+def f(x, unit="", digits=0):
+    if x is None:
+        return "not run"
+    return f"{x:,.{digits}f}{unit}"
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+rows = []
+
+
+def row(what, figure, baseline, r, target, met=None):
+    status = "" if met is None else (" ✅" if met else " ❌")
+    rows.append(f"| {what} | {figure} | {baseline} | {f(r, digits=2) if r is not None else '-'} | {target}{status} |")
+
+
+meta = json.load(open(os.path.join(out, "machine.json")))
+ids = criterion()
+contended = next((v for k, v in ids.items() if k.startswith("ids/next_id")), None)
+row("ids: one generator, all cores (ids/s)", f(contended), "4,096,000 (the bound)",
+    ratio(contended, 4_096_000), "1.00 of the bound", None if contended is None else contended >= 0.95 * 4_096_000)
+for op in ["encode", "decode"]:
+    a, b = ids.get(f"base62/{op}/snowlink"), ids.get(f"base62/{op}/base62_crate")
+    row(f"Base62 {op} (values/s)", f(a), f"{f(b)} (`base62` crate)", ratio(a, b), "≥ 1.00 of the crate",
+        None if a is None or b is None else a >= b)
+k, s = ids.get("codec/encode/keyed"), ids.get("codec/encode/sequential")
+row("code bijection: keyed encode (codes/s)", f(k), f"{f(s)} (unpermuted encode)", ratio(k, s), "cost reported", None)
+
+http = load("http.jsonl")
+c = http.get("create", {})
+row("create: durable `POST /api/v1/links` (req/s)", f(c.get("rps")), "-", None, "≥ 5,000/s",
+    None if not c else c["rps"] >= 5000)
+row("create: p99 latency", f(c.get("p99_us", 0) / 1000 if c else None, " ms", 2), "-", None, "reported", None)
+r, base = http.get("redirect", {}), http.get("redirect_baseline", {})
+rr = ratio(r.get("rps"), base.get("rps"))
+row("redirect: `GET /{code}`, 100k links, Zipf, clicks on (req/s)", f(r.get("rps")),
+    f"{f(base.get('rps'))} (bare actix-web 302)", rr, "≥ 0.80 of the baseline", None if rr is None else rr >= 0.8)
+if r:
+    row("redirect: p50 / p99 / p99.9", f"{r['p50_us']/1000:.2f} / {r['p99_us']/1000:.2f} / {r['p999_us']/1000:.2f} ms",
+        f"{base['p50_us']/1000:.2f} / {base['p99_us']/1000:.2f} / {base['p999_us']/1000:.2f} ms" if base else "-", None, "reported", None)
+h = http.get("redirect_half_load", {})
+row("redirect at half the max rate: p99", f(h.get("p99_us", 0) / 1000 if h else None, " ms", 2),
+    f"{f(h.get('rate'))} req/s offered" if h else "-", None, "< 2 ms", None if not h else h["p99_us"] < 2000)
+
+p = load("pipeline.jsonl")
+sp = p.get("pipeline_spool_to_parquet", {})
+row("pipeline: spool → Parquet (events/s)", f(sp.get("events_per_sec")), "-", None, "≥ 300,000/s",
+    None if not sp else sp["events_per_sec"] >= 300_000)
+row("lake size (bytes/event)", f(sp.get("parquet_bytes_per_event"), digits=1),
+    f"{f(sp.get('json_bytes_per_event'), digits=1)} (JSON lines)",
+    ratio(sp.get("parquet_bytes_per_event"), sp.get("json_bytes_per_event")), "< 40 bytes",
+    None if not sp else sp["parquet_bytes_per_event"] < 40)
+kp = p.get("pipeline_kafka_to_parquet", {})
+row("pipeline: Kafka (tansu) → Parquet (events/s)", f(kp.get("events_per_sec")),
+    f"{f(sp.get('events_per_sec'))} (spool path, same run)", ratio(kp.get("events_per_sec"), sp.get("events_per_sec")),
+    "≥ 300,000/s", None if not kp else kp["events_per_sec"] >= 300_000)
+
+q = load("query.jsonl")
+gen = q.get(None, {})
+for name, label in [("query_top", "top 10 links"), ("query_timeseries", "daily time series of one link"),
+                    ("query_breakdown_referrer", "referrer breakdown of one link")]:
+    d = q.get(name)
+    if not d:
+        row(f"query: {label}", "not run", "-", None, "≤ 0.50 of DuckDB, < 100 ms", None)
+        continue
+    met = d["ratio"] <= 0.5 and d["snowlink_ms"] < 100 and d["same_answer"]
+    row(f"query: {label} (whole invocation)", f"{d['snowlink_ms']:.1f} ms", f"{d['duckdb_ms']:.1f} ms (DuckDB)",
+        d["ratio"], "≤ 0.50 of DuckDB, < 100 ms" + ("" if d["same_answer"] else " (ANSWERS DIFFER)"), met)
+
+print(f"""# Benchmark results
+
+Measured {meta['date']} on {meta['cores']} cores, {meta['memory_gib']} GiB
+({meta['cpu']}), {meta['kernel']}. Release builds. Every ratio is against a
+baseline measured in the same run; absolute figures from another run or
+machine are not comparable. ✅ / ❌: the target is met / not met.
+
+| measurement | figure | baseline (same run) | ratio | target |
+|---|---|---|---|---|""")
+print("\n".join(rows))
+print(f"""
+Query lake: {meta.get('query_lake', 'not generated')}.
+
+## Reproduce
+
+```sh
+benches/run                  # everything (about 15 minutes); or: benches/run ids http pipeline query
+```
+
+Each part on its own: `cargo bench -p snowlink-benches --bench ids`,
+`benches/http.sh [LINKS] [SECONDS]`, `target/release/pipeline [EVENTS]`,
+`target/release/pipeline-kafka [EVENTS]` (needs `tansu`),
+`target/release/genlake --out LAKE` then
+`benches/query.py target/release/snowlink-analytics LAKE c0000000001`.
+Raw JSON lines of this run are in `target/bench-results/`.
+""")

@@ -1,0 +1,79 @@
+//! Writes a synthetic lake for the query benchmark: N clicks spread evenly
+//! over D days, L links with a Zipf(1.0) popularity, one file per day (as
+//! after `snowlink-aggregate compact`) and the daily rollups.
+//!
+//!   cargo run --release -p snowlink-benches --bin genlake -- --out LAKE \
+//!       [--clicks 10000000] [--days 30] [--links 100000]
+//!
+//! Prints one JSON object: what was written, and the hottest code.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use snowlink_benches::{code_of_rank, ClickGen};
+use snowlink_lake::Lake;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10_000_000)]
+    clicks: u64,
+    #[arg(long, default_value_t = 30)]
+    days: u64,
+    #[arg(long, default_value_t = 100_000)]
+    links: u64,
+    /// First day, UTC midnight, in ms since the epoch (2026-10-01).
+    #[arg(long, default_value_t = 1_790_812_800_000)]
+    start_ms: i64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.days > 0 && args.clicks >= args.days,
+        "need at least one click per day"
+    );
+    let lake = Lake::new(&args.out);
+    let _lock = lake.lock()?;
+    let started = Instant::now();
+    let per_day = args.clicks / args.days;
+    let mut bytes = 0u64;
+    let mut written = 0u64;
+    for day in 0..args.days {
+        let n = if day + 1 == args.days {
+            args.clicks - per_day * (args.days - 1)
+        } else {
+            per_day
+        };
+        let t0 = args.start_ms + day as i64 * 86_400_000;
+        let mut events: Vec<_> = ClickGen::new(1000 + day, n, args.links, t0, 86_400_000).collect();
+        let date = events[0].date();
+        let file = snowlink_lake::write_clicks(
+            &lake,
+            &date,
+            None,
+            written as i64 + 1,
+            (written + n) as i64,
+            &mut events,
+        )?;
+        bytes += file.bytes;
+        written += n;
+        snowlink_lake::rebuild_daily(&lake, &date)?;
+        eprintln!("{date}: {n} clicks, {} bytes", file.bytes);
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "clicks": written,
+            "days": args.days,
+            "links": args.links,
+            "bytes": bytes,
+            "seconds": started.elapsed().as_secs_f64(),
+            "hot_code": code_of_rank(1),
+            "first_day": snowlink_events::date_of_ms(args.start_ms),
+        })
+    );
+    Ok(())
+}

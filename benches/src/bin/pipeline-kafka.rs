@@ -1,0 +1,99 @@
+//! Pipeline through Kafka: events per second from a topic to Parquet with
+//! `snowlink-aggregate`'s consumer, against a local `tansu` broker started
+//! for the run. Producing is not timed; consuming, writing Parquet and
+//! committing are.
+//!
+//!   cargo run --release -p snowlink-benches --bin pipeline-kafka -- [EVENTS]
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use snowlink_aggregate::kafka::{run, KafkaSource};
+use snowlink_benches::ClickGen;
+use snowlink_lake::Lake;
+use snowlink_testkit::Server;
+
+fn main() -> anyhow::Result<()> {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(200_000);
+    let Some(broker) = Server::tansu("pipeline-kafka") else {
+        anyhow::bail!(
+            "tansu is not installed: cargo install tansu --locked --features dynostore,libsql"
+        );
+    };
+    broker.create_topic("clicks", 3);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .create()?;
+    let t0: i64 = 1_795_132_800_000;
+    let produce_start = Instant::now();
+    for (i, e) in ClickGen::new(7, n, 10_000, t0, 86_400_000).enumerate() {
+        let json = e.to_json();
+        let seq = (i + 1).to_string();
+        let mut record = BaseRecord::to("clicks")
+            .key(e.code.as_str())
+            .payload(json.as_str())
+            .headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: snowlink_events::kafka::HEADER_SPOOL,
+                        value: Some("00000000000000be"),
+                    })
+                    .insert(Header {
+                        key: snowlink_events::kafka::HEADER_SEQ,
+                        value: Some(seq.as_str()),
+                    }),
+            );
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(600))?;
+    let produce_seconds = produce_start.elapsed().as_secs_f64();
+
+    let dir = tempfile::tempdir()?;
+    let lake = Lake::new(dir.path().join("lake"));
+    let source = KafkaSource {
+        brokers: broker.bootstrap(),
+        topic: "clicks".into(),
+        group: "bench".into(),
+        batch_size: 250_000,
+        batch_wait: Duration::from_secs(2),
+    };
+    let start = Instant::now();
+    let summary = run(
+        &source,
+        &lake,
+        true,
+        &AtomicBool::new(false),
+        &indicatif::ProgressBar::hidden(),
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    anyhow::ensure!(summary.events == n, "moved {} of {n}", summary.events);
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "pipeline_kafka_to_parquet",
+            "events": n,
+            "seconds": seconds,
+            "events_per_sec": n as f64 / seconds,
+            "produce_events_per_sec": n as f64 / produce_seconds,
+            "parquet_bytes_per_event": summary.bytes as f64 / n as f64,
+        })
+    );
+    Ok(())
+}
