@@ -305,11 +305,17 @@ pub struct UaInfo {
 }
 
 /// User-agent parsing (woothee) and bot detection (isbot's maintained list,
-/// plus woothee's crawler category).
+/// plus woothee's crawler category), with the answers for recent user
+/// agents remembered: traffic repeats a small set of them, and parsing plus
+/// the bot patterns cost far more than a lookup.
 pub struct Enricher {
     parser: woothee::parser::Parser,
     bots: isbot::Bots,
+    seen: std::collections::HashMap<String, UaInfo>,
 }
+
+/// User agents remembered by an [`Enricher`]; the memory is cleared when full.
+const UA_CACHE: usize = 4096;
 
 impl Default for Enricher {
     fn default() -> Self {
@@ -322,10 +328,27 @@ impl Enricher {
         Self {
             parser: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
+            seen: std::collections::HashMap::new(),
         }
     }
 
-    pub fn parse(&self, ua: Option<&str>) -> UaInfo {
+    /// What `ua` says, from memory when it was seen recently.
+    pub fn parse(&mut self, ua: Option<&str>) -> UaInfo {
+        let Some(key) = ua else {
+            return self.parse_uncached(None);
+        };
+        if let Some(info) = self.seen.get(key) {
+            return info.clone();
+        }
+        let info = self.parse_uncached(Some(key));
+        if self.seen.len() >= UA_CACHE {
+            self.seen.clear();
+        }
+        self.seen.insert(key.to_owned(), info.clone());
+        info
+    }
+
+    fn parse_uncached(&self, ua: Option<&str>) -> UaInfo {
         let Some(ua) = ua.filter(|s| !s.trim().is_empty()) else {
             return UaInfo {
                 browser: None,
@@ -388,7 +411,7 @@ mod tests {
 
     #[test]
     fn user_agents() {
-        let e = Enricher::new();
+        let mut e = Enricher::new();
         let chrome = e.parse(Some(CHROME_WIN));
         assert_eq!(chrome.browser.as_deref(), Some("Chrome"));
         assert_eq!(chrome.device, "desktop");
@@ -401,6 +424,9 @@ mod tests {
         assert_eq!(bot.device, "bot");
         assert!(e.parse(Some("curl/8.5.0")).is_bot);
         assert!(!e.parse(None).is_bot);
+        // Remembered answers are the same answers.
+        assert_eq!(e.parse(Some(GOOGLEBOT)), bot);
+        assert_eq!(e.parse(Some(CHROME_WIN)), chrome);
     }
 
     #[test]
