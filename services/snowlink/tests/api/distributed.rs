@@ -596,3 +596,37 @@ async fn resent_events_are_dropped_by_the_aggregate() {
     ids.sort();
     assert_eq!(ids, (1..=30).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_lease_stops_issuing_before_it_can_expire() {
+    use snowlink::lease::WorkerLease;
+
+    let Some(redis) = Server::redis("a_worker_lease_stops_issuing_before_it_can_expire") else {
+        return;
+    };
+    let client = redis::Client::open(redis.redis_url()).unwrap();
+    let manager = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let ttl = Duration::from_secs(3);
+    // No heartbeat: the lease is left to run out.
+    let lease = WorkerLease::acquire(manager, 7, ttl).await.unwrap();
+    assert!(lease.worker_id() <= 7);
+    assert!(lease.check().is_ok());
+    let key = format!("snowlink:worker:{}", lease.worker_id());
+    let mut conn = redis_conn(&redis).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lease.check().is_ok() {
+        assert!(Instant::now() < deadline, "the lease never stopped issuing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The moment it stops, Redis still holds the key: nobody else can have
+    // taken the id yet.
+    let left: i64 = conn.pttl(&key).await.unwrap();
+    assert!(left > 0, "the key must outlive issuing; {left} ms left");
+    // A renewal makes it usable again.
+    assert!(lease.renew().await);
+    assert!(lease.check().is_ok());
+    // Another holder takes over the key: the next renewal stops issuing.
+    let _: () = conn.set(&key, "someone-else").await.unwrap();
+    assert!(!lease.renew().await);
+    assert!(lease.check().is_err());
+}
