@@ -418,18 +418,8 @@ pub fn run(
     }
     bar.finish_and_clear();
 
-    for day in state.dirty_days()?.into_iter() {
-        let day: String = day;
-        let stats = snowlink_lake::rebuild_daily(lake, &day)?;
-        tracing::info!(
-            day,
-            codes = stats.codes,
-            clicks = stats.clicks,
-            "daily rollup rebuilt"
-        );
-        state.clear_dirty_day(&day)?;
-        summary.rollups += 1;
-    }
+    let days = state.dirty_days()?;
+    summary.rollups += crate::rebuild_rollups(lake, days, |day| Ok(state.clear_dirty_day(day)?))?;
     Ok(summary)
 }
 

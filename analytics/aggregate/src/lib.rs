@@ -162,23 +162,57 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(every) => {
             let stop = stop_flag()?;
             tracing::info!(every = %humantime::format_duration(every), "aggregating periodically");
-            while !stop.load(Ordering::Relaxed) {
-                match run_once(&mut spool, &lake, cli.batch_size as usize, show_progress) {
-                    Ok((s, elapsed)) => print_summary(&s, elapsed),
-                    Err(e) => tracing::error!(
-                        error = format!("{e:#}"),
-                        "aggregation failed; retrying next round"
-                    ),
-                }
-                let until = Instant::now() + every;
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-            tracing::info!("stopped");
+            repeat_every(every, &stop, || {
+                run_once(&mut spool, &lake, cli.batch_size as usize, show_progress)
+            });
         }
     }
     Ok(())
+}
+
+/// Runs `round` every `every` until SIGINT/SIGTERM, printing each summary;
+/// a failed round is logged and retried at the next one.
+fn repeat_every(
+    every: Duration,
+    stop: &AtomicBool,
+    mut round: impl FnMut() -> anyhow::Result<(Summary, Duration)>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match round() {
+            Ok((s, elapsed)) => print_summary(&s, elapsed),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "aggregation failed; retrying next round"
+            ),
+        }
+        let until = Instant::now() + every;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    tracing::info!("stopped");
+}
+
+/// Rebuilds the rollup of every day in `days`, calling `done` after each so
+/// the day is no longer marked.
+pub(crate) fn rebuild_rollups(
+    lake: &Lake,
+    days: Vec<String>,
+    mut done: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut rebuilt = 0;
+    for day in days {
+        let stats = snowlink_lake::rebuild_daily(lake, &day)?;
+        tracing::info!(
+            day,
+            codes = stats.codes,
+            clicks = stats.clicks,
+            "daily rollup rebuilt"
+        );
+        done(&day)?;
+        rebuilt += 1;
+    }
+    Ok(rebuilt)
 }
 
 fn init_logs() {
@@ -251,22 +285,11 @@ fn run_kafka(cli: &Cli, brokers: &str, lake: &Lake) -> anyhow::Result<()> {
         }
         Some(every) => {
             tracing::info!(every = %humantime::format_duration(every), topic = %source.topic, "aggregating from kafka periodically");
-            while !stop.load(Ordering::Relaxed) {
+            repeat_every(every, &stop, || {
                 let started = Instant::now();
                 let bar = progress_bar(show_progress, "messages");
-                match kafka::run(&source, lake, true, &stop, &bar) {
-                    Ok(s) => print_summary(&s, started.elapsed()),
-                    Err(e) => tracing::error!(
-                        error = format!("{e:#}"),
-                        "aggregation failed; retrying next round"
-                    ),
-                }
-                let until = Instant::now() + every;
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-            tracing::info!("stopped");
+                kafka::run(&source, lake, true, &stop, &bar).map(|s| (s, started.elapsed()))
+            });
         }
     }
     Ok(())
@@ -316,17 +339,8 @@ pub fn run_once(
     }
     bar.finish_and_clear();
 
-    for day in spool.dirty_days()? {
-        let stats = snowlink_lake::rebuild_daily(lake, &day)?;
-        tracing::info!(
-            day,
-            codes = stats.codes,
-            clicks = stats.clicks,
-            "daily rollup rebuilt"
-        );
-        spool.clear_dirty_day(&day)?;
-        summary.rollups += 1;
-    }
+    let days = spool.dirty_days()?;
+    summary.rollups += rebuild_rollups(lake, days, |day| Ok(spool.clear_dirty_day(day)?))?;
     Ok((summary, started.elapsed()))
 }
 

@@ -239,54 +239,16 @@ fn bad_input_is_a_clear_error() {
 /// several times, then run to the end.
 #[test]
 fn kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once() {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
     let Some(kafka) = snowlink_testkit::Server::tansu(
         "kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once",
     ) else {
         return;
     };
     kafka.create_topic("clicks", 3);
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "100")
-        .create()
-        .unwrap();
     const N: i64 = 3_000;
     // Every event once, then the last 300 again: a forwarder's resend.
-    let sends: Vec<i64> = (0..N).chain(N - 300..N).collect();
-    for i in sends {
-        let e = event(i);
-        let json = e.to_json();
-        let seq = (i + 1).to_string();
-        let mut record = BaseRecord::to("clicks")
-            .key(e.code.as_str())
-            .payload(json.as_str())
-            .headers(
-                OwnedHeaders::new()
-                    .insert(Header {
-                        key: snowlink_events::kafka::HEADER_SPOOL,
-                        value: Some("00000000000000aa"),
-                    })
-                    .insert(Header {
-                        key: snowlink_events::kafka::HEADER_SEQ,
-                        value: Some(seq.as_str()),
-                    }),
-            );
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    let sends = (0..N).chain(N - 300..N).map(|i| (i + 1, event(i)));
+    snowlink_testkit::produce_clicks(&kafka.bootstrap(), "clicks", "00000000000000aa", sends);
 
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");

@@ -8,8 +8,6 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use snowlink_aggregate::kafka::{run, KafkaSource};
 use snowlink_benches::ClickGen;
 use snowlink_lake::Lake;
@@ -27,42 +25,15 @@ fn main() -> anyhow::Result<()> {
         );
     };
     broker.create_topic("clicks", 3);
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .create()?;
     let t0: i64 = 1_795_132_800_000;
     let produce_start = Instant::now();
-    for (i, e) in ClickGen::new(7, n, 10_000, t0, 86_400_000).enumerate() {
-        let json = e.to_json();
-        let seq = (i + 1).to_string();
-        let mut record = BaseRecord::to("clicks")
-            .key(e.code.as_str())
-            .payload(json.as_str())
-            .headers(
-                OwnedHeaders::new()
-                    .insert(Header {
-                        key: snowlink_events::kafka::HEADER_SPOOL,
-                        value: Some("00000000000000be"),
-                    })
-                    .insert(Header {
-                        key: snowlink_events::kafka::HEADER_SEQ,
-                        value: Some(seq.as_str()),
-                    }),
-            );
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(600))?;
+    let events = ClickGen::new(7, n, 10_000, t0, 86_400_000).enumerate();
+    snowlink_testkit::produce_clicks(
+        &broker.bootstrap(),
+        "clicks",
+        "00000000000000be",
+        events.map(|(i, e)| (i as i64 + 1, e)),
+    );
     let produce_seconds = produce_start.elapsed().as_secs_f64();
 
     let dir = tempfile::tempdir()?;

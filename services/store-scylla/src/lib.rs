@@ -23,7 +23,9 @@ use futures::TryStreamExt;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
 use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
@@ -385,6 +387,39 @@ impl ScyllaStore {
     pub fn session(&self) -> &Session {
         &self.session
     }
+
+    /// Runs a statement and returns its first row, if any.
+    async fn first_row<R>(
+        &self,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> StoreResult<Option<R>>
+    where
+        R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
+    {
+        self.session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(backend)?
+            .into_rows_result()
+            .map_err(backend)?
+            .maybe_first_row::<R>()
+            .map_err(backend)
+    }
+
+    /// Runs a lightweight transaction; true if it applied.
+    async fn conditional(
+        &self,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> StoreResult<bool> {
+        let result = self
+            .session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(backend)?;
+        applied(result).map_err(backend)
+    }
 }
 
 #[async_trait]
@@ -412,12 +447,10 @@ impl LinkStore for ScyllaStore {
                 Ok(())
             }
             CodeKind::Alias => {
-                let result = self
-                    .session
-                    .execute_unpaged(&self.st.insert_link_if_absent, values)
-                    .await
-                    .map_err(backend)?;
-                if applied(result).map_err(backend)? {
+                if self
+                    .conditional(&self.st.insert_link_if_absent, values)
+                    .await?
+                {
                     Ok(())
                 } else {
                     Err(StoreError::Conflict(link.code.clone()))
@@ -427,15 +460,7 @@ impl LinkStore for ScyllaStore {
     }
 
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
-        let row: Option<LinkRow> = self
-            .session
-            .execute_unpaged(&self.st.get_link, (code,))
-            .await
-            .map_err(backend)?
-            .into_rows_result()
-            .map_err(backend)?
-            .maybe_first_row()
-            .map_err(backend)?;
+        let row: Option<LinkRow> = self.first_row(&self.st.get_link, (code,)).await?;
         Ok(row.and_then(link_from_row))
     }
 
@@ -449,25 +474,23 @@ impl LinkStore for ScyllaStore {
             return Ok(DeleteOutcome::AlreadyDeleted);
         }
         let ttl = ttl_secs(link.expires_at, now_ms());
-        let result = self
-            .session
-            .execute_unpaged(&self.st.delete_link, (ttl, at_ms, code))
-            .await
-            .map_err(backend)?;
-        Ok(if applied(result).map_err(backend)? {
-            DeleteOutcome::Deleted
-        } else {
-            DeleteOutcome::AlreadyDeleted
-        })
+        Ok(
+            if self
+                .conditional(&self.st.delete_link, (ttl, at_ms, code))
+                .await?
+            {
+                DeleteOutcome::Deleted
+            } else {
+                DeleteOutcome::AlreadyDeleted
+            },
+        )
     }
 
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        let claimed = self
-            .session
-            .execute_unpaged(&self.st.claim_key_name, (&key.name, &key.hash))
-            .await
-            .map_err(backend)?;
-        if !applied(claimed).map_err(backend)? {
+        if !self
+            .conditional(&self.st.claim_key_name, (&key.name, &key.hash))
+            .await?
+        {
             return Err(StoreError::KeyNameTaken(key.name.clone()));
         }
         self.session
@@ -487,15 +510,7 @@ impl LinkStore for ScyllaStore {
     }
 
     async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
-        let row: Option<KeyRow> = self
-            .session
-            .execute_unpaged(&self.st.find_key, (hash,))
-            .await
-            .map_err(backend)?
-            .into_rows_result()
-            .map_err(backend)?
-            .maybe_first_row()
-            .map_err(backend)?;
+        let row: Option<KeyRow> = self.first_row(&self.st.find_key, (hash,)).await?;
         Ok(row.and_then(key_from_row))
     }
 
@@ -516,27 +531,14 @@ impl LinkStore for ScyllaStore {
     }
 
     async fn revoke_api_key(&self, name: &str, at_ms: i64) -> StoreResult<bool> {
-        let hash: Option<(Option<String>,)> = self
-            .session
-            .execute_unpaged(&self.st.key_name, (name,))
-            .await
-            .map_err(backend)?
-            .into_rows_result()
-            .map_err(backend)?
-            .maybe_first_row()
-            .map_err(backend)?;
+        let hash: Option<(Option<String>,)> = self.first_row(&self.st.key_name, (name,)).await?;
         let Some((Some(hash),)) = hash else {
             return Ok(false);
         };
         if self.find_api_key(&hash).await?.is_none() {
             return Ok(false);
         }
-        let result = self
-            .session
-            .execute_unpaged(&self.st.revoke_key, (at_ms, &hash))
-            .await
-            .map_err(backend)?;
-        applied(result).map_err(backend)
+        self.conditional(&self.st.revoke_key, (at_ms, &hash)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -269,3 +269,55 @@ impl Drop for Server {
         self.kill();
     }
 }
+
+/// Produces click events to `topic` the way the service's forwarder does:
+/// one JSON event per message, keyed by code, with the spool id and the
+/// sequence number as headers. `items` are `(seq, event)`. Waits until every
+/// message is acknowledged.
+pub fn produce_clicks(
+    bootstrap: &str,
+    topic: &str,
+    spool: &str,
+    items: impl IntoIterator<Item = (i64, snowlink_events::ClickEvent)>,
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .create()
+        .expect("a kafka producer");
+    for (seq, event) in items {
+        let json = event.to_json();
+        let seq = seq.to_string();
+        let mut record = BaseRecord::to(topic)
+            .key(event.code.as_str())
+            .payload(json.as_str())
+            .headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: snowlink_events::kafka::HEADER_SPOOL,
+                        value: Some(spool),
+                    })
+                    .insert(Header {
+                        key: snowlink_events::kafka::HEADER_SEQ,
+                        value: Some(seq.as_str()),
+                    }),
+            );
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(600))
+        .expect("every message acknowledged");
+}

@@ -527,61 +527,43 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resent_events_are_dropped_by_the_aggregate() {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let Some(kafka) = Server::tansu("resent_events_are_dropped_by_the_aggregate") else {
         return;
     };
     kafka.create_topic("clicks", 2);
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
     let now = snowlink::now_ms();
     // seq 1..=30 once, then 11..=30 again (a resend after a failure), from
-    // one spool; plus one event without headers (another producer).
+    // one spool.
     let sends: Vec<i64> = (1..=30).chain(11..=30).collect();
-    for seq in sends {
-        let event = snowlink_events::ClickEvent {
-            schema_version: snowlink_events::SCHEMA_VERSION,
-            event_id: seq,
-            code: format!("c{}", seq % 4),
-            ts: now,
-            referrer: None,
-            referrer_host: None,
-            user_agent: None,
-            browser: None,
-            os: None,
-            device: None,
-            is_bot: false,
-            country: None,
-            visitor_id: "v".into(),
-        };
-        let seq_text = seq.to_string();
-        let json = event.to_json();
-        producer
-            .send(
-                FutureRecord::to("clicks")
-                    .key(&event.code)
-                    .payload(&json)
-                    .headers(
-                        OwnedHeaders::new()
-                            .insert(Header {
-                                key: snowlink_events::kafka::HEADER_SPOOL,
-                                value: Some("0123456789abcdef"),
-                            })
-                            .insert(Header {
-                                key: snowlink_events::kafka::HEADER_SEQ,
-                                value: Some(seq_text.as_str()),
-                            }),
-                    ),
-                Duration::from_secs(10),
+    let events: Vec<(i64, snowlink_events::ClickEvent)> = sends
+        .into_iter()
+        .map(|seq| {
+            (
+                seq,
+                snowlink_events::ClickEvent {
+                    schema_version: snowlink_events::SCHEMA_VERSION,
+                    event_id: seq,
+                    code: format!("c{}", seq % 4),
+                    ts: now,
+                    referrer: None,
+                    referrer_host: None,
+                    user_agent: None,
+                    browser: None,
+                    os: None,
+                    device: None,
+                    is_bot: false,
+                    country: None,
+                    visitor_id: "v".into(),
+                },
             )
-            .await
-            .expect("delivered");
-    }
+        })
+        .collect();
+    let bootstrap = kafka.bootstrap();
+    tokio::task::spawn_blocking(move || {
+        snowlink_testkit::produce_clicks(&bootstrap, "clicks", "0123456789abcdef", events)
+    })
+    .await
+    .unwrap();
     let lake = tempfile::tempdir().unwrap();
     let brokers = kafka.bootstrap();
     let lake_path = lake.path().to_path_buf();
