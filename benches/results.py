@@ -59,6 +59,13 @@ def row(what, figure, baseline, r, target, met=None):
 meta = json.load(open(os.path.join(out, "machine.json")))
 ids = criterion()
 contended = next((v for k, v in ids.items() if k.startswith("ids/next_id")), None)
+# The direct reading printed by the bench (every core on one generator for
+# 2 M ids each) is the figure; criterion's estimate is the fallback.
+ids_log = os.path.join(out, "ids.log")
+if os.path.exists(ids_log):
+    for line in open(ids_log):
+        if line.startswith("ids/contended:"):
+            contended = float(line.split()[1])
 row("ids: one generator, all cores (ids/s)", f(contended), "4,096,000 (the bound)",
     ratio(contended, 4_096_000), "1.00 of the bound", None if contended is None else contended >= 0.95 * 4_096_000)
 for op in ["encode", "decode"]:
@@ -121,6 +128,29 @@ machine are not comparable. ✅ / ❌: the target is met / not met.
 print("\n".join(rows))
 print(f"""
 Query lake: {meta.get('query_lake', 'not generated')}.
+
+## What falls short, and the evidence
+
+- **Redirect at 0.55 of bare actix-web; p99 at half load above 2 ms.** The
+  load generator shares the 2 cores with the server, so both figures include
+  its cost. Remembering parsed user agents in the click spooler (this run)
+  did not move the ratio, so per-click enrichment is not the bottleneck;
+  the redirect path itself (cache lookup, click capture and channel send,
+  headers) has not been profiled under load yet.
+- **Spool → Parquet below 300k events/s.** The batch job parses each spooled
+  event from JSON, sorts, converts to Arrow and compresses on one thread.
+- **Kafka → Parquet with tansu: a few hundred events/s.** The broker process
+  runs at 100% of a core while the consumer waits on its fetches: this
+  figure measures tansu's fetch path over its SQLite store, not the
+  consumer. It needs a run against Apache Kafka for a real figure.
+- **Queries.** `perf` of `top` (answered from the daily rollups): 26% in
+  DataFusion's string group-by map (`ArrowBytesMap::insert_if_new`), 8%
+  `memcmp`, 8% zstd: grouping 30 days × ~65k codes by string. `perf` of the
+  referrer breakdown: the `COUNT(DISTINCT visitor_id)` hash tables
+  (`insert_accounted` 11%, `insert_if_new` 6%, rehash 5%) over the hot
+  link's 830k rows. Next: per-day rollups by (code, referrer host) and a
+  rollup over whole months, both exact because visitor ids rotate daily.
+- **Base62 encode at 0.48 of the `base62` crate.**
 
 ## Reproduce
 

@@ -22,6 +22,18 @@ pub fn code_of_rank(rank: u64) -> String {
     format!("c{rank:010}")
 }
 
+/// The visitor id of visitor `v` on the UTC day of `ts`: like the service's
+/// (a keyed hash under a key of the day), the same person has another id
+/// the next day. Multiplying by an odd constant is a bijection, so distinct
+/// (visitor, day) pairs never collide.
+fn visitor_id(v: u64, ts: i64) -> String {
+    let day = ts.div_euclid(86_400_000) as u64;
+    format!(
+        "{:016x}",
+        (v ^ (day << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    )
+}
+
 /// Click events spread evenly over `[t0, t0 + span_ms)`, links drawn with a
 /// Zipf(1.0) popularity over `links` codes. Same seed, same events.
 pub struct ClickGen {
@@ -55,6 +67,7 @@ impl Iterator for ClickGen {
         }
         let i = self.i;
         self.i += 1;
+        let ts = self.t0 + (i as i128 * self.span_ms as i128 / self.n as i128) as i64;
         let rng = &mut self.rng;
         let (ua, browser, os, device, bot) = AGENTS[rng.gen_range(0..AGENTS.len())];
         let referrer_host =
@@ -63,7 +76,7 @@ impl Iterator for ClickGen {
             schema_version: SCHEMA_VERSION,
             event_id: 1 << 40 | i as i64,
             code: code_of_rank(self.zipf.sample(rng) as u64),
-            ts: self.t0 + (i as i128 * self.span_ms as i128 / self.n as i128) as i64,
+            ts,
             referrer: referrer_host
                 .as_ref()
                 .map(|h| format!("https://{h}/post/{}", rng.gen_range(0..1000))),
@@ -74,11 +87,7 @@ impl Iterator for ClickGen {
             device: Some(device.to_owned()),
             is_bot: bot,
             country: Some(COUNTRIES[rng.gen_range(0..COUNTRIES.len())].to_owned()),
-            visitor_id: format!(
-                "{:016x}",
-                rng.gen_range(0..100_000u64)
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ),
+            visitor_id: visitor_id(rng.gen_range(0..100_000u64), ts),
         })
     }
 }
