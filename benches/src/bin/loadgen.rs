@@ -2,8 +2,9 @@
 //!
 //! Keeps `--connections` HTTP/1.1 keep-alive connections busy for
 //! `--duration`, either as fast as the server answers (closed loop) or at a
-//! fixed total `--rate` (open loop: latency is measured from the moment each
-//! request was due, so a stalled server cannot hide its queueing).
+//! fixed total `--rate` (open loop: a request sent late because the server
+//! had not yet answered the previous one is timed from when it was due, so a
+//! stalled server cannot hide its queueing).
 //!
 //! Modes:
 //! * `get`: `GET /{code}` with codes drawn from `--codes FILE` under a Zipf
@@ -126,9 +127,22 @@ async fn worker(
             .unwrap_or_default();
     let mut n = 0u64;
     while Instant::now() < deadline {
+        // Open loop. When this connection is behind its schedule (the
+        // server held the previous answer past this request's due time),
+        // latency counts from the due time, so queueing is not hidden.
+        // When it is ahead, it waits, and latency counts from the send: the
+        // timer's millisecond granularity belongs to this process, not to
+        // the server.
+        let mut start = Instant::now();
         if let Some(i) = interval {
-            tokio::time::sleep_until(next_due.into()).await;
+            let due = next_due;
             next_due += i;
+            if start < due {
+                tokio::time::sleep_until(due.into()).await;
+                start = Instant::now();
+            } else {
+                start = due;
+            }
         }
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         if budget
@@ -137,11 +151,6 @@ async fn worker(
         {
             break;
         }
-        // Open loop: latency counts from when the request was due.
-        let start = match interval {
-            Some(i) => next_due - i,
-            None => Instant::now(),
-        };
         let request = match args.mode {
             Mode::Get => {
                 let rank = zipf

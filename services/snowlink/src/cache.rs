@@ -3,9 +3,9 @@
 //! * Found links stay for `ttl`; unknown codes are remembered as unknown for
 //!   a short `negative_ttl`, so a flood of requests for junk codes does not
 //!   reach the store.
-//! * Concurrent misses for one code are coalesced: moka runs one loader and
-//!   every waiter shares its result, so the store sees one read per code at a
-//!   time however many requests miss together.
+//! * Concurrent misses for one code are coalesced: the first request loads,
+//!   the others wait for its result (value or error), so the store sees one
+//!   read per code at a time however many requests miss together.
 //! * With Redis configured ([`SharedCache`]), a local miss asks Redis before
 //!   the store, and what the store says is written back for the other
 //!   instances.
@@ -14,12 +14,16 @@
 //!   carries `expires_at`, so expiry needs no invalidation.
 //! * An invalidation that arrives while a load for the same code is in flight
 //!   wins: the loaded value is served to the waiting requests but not kept.
+//!
+//! The map is `quick_cache` (sharded, CLOCK-Pro eviction): a hit is a shard
+//! read lock and a hash lookup, which matters on the redirect path. Entries
+//! carry their own deadline; an entry past it counts as a miss.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use quick_cache::sync::Cache;
 use snowlink_store::{Link, LinkStore, StoreError};
 
 use crate::shared_cache::SharedCache;
@@ -27,23 +31,22 @@ use crate::shared_cache::SharedCache;
 /// `None` is a cached "no such code".
 type Entry = Option<Arc<Link>>;
 
-struct TtlPolicy {
-    ttl: Duration,
-    negative_ttl: Duration,
-}
-
-impl moka::Expiry<String, Entry> for TtlPolicy {
-    fn expire_after_create(&self, _key: &String, value: &Entry, _at: Instant) -> Option<Duration> {
-        Some(match value {
-            Some(_) => self.ttl,
-            None => self.negative_ttl,
-        })
-    }
+/// What one load produced, and until when it may be served.
+#[derive(Clone)]
+struct Slot {
+    value: Result<Entry, Arc<StoreError>>,
+    /// Served to requests that asked before this instant. A value not to be
+    /// kept (an error, or one outdated by an invalidation during its load)
+    /// has the load's end here: it answers the requests that were waiting
+    /// for that load, and no later ones.
+    until: Instant,
 }
 
 #[derive(Clone)]
 pub struct LinkCache {
-    cache: Cache<String, Entry>,
+    cache: Arc<Cache<String, Slot>>,
+    ttl: Duration,
+    negative_ttl: Duration,
     store: Arc<dyn LinkStore>,
     shared: Option<Arc<SharedCache>>,
     /// Bumped by every invalidation.
@@ -57,12 +60,10 @@ impl LinkCache {
         ttl: Duration,
         negative_ttl: Duration,
     ) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .expire_after(TtlPolicy { ttl, negative_ttl })
-            .build();
         Self {
-            cache,
+            cache: Arc::new(Cache::new(capacity.max(1) as usize)),
+            ttl,
+            negative_ttl,
             store,
             shared: None,
             generation: Arc::new(AtomicU64::new(0)),
@@ -88,29 +89,51 @@ impl LinkCache {
     /// The link under `code`, from this process, else Redis, else (once per
     /// code at a time) the store.
     pub async fn get(&self, code: &str) -> Result<Entry, Arc<StoreError>> {
+        let guard = loop {
+            let asked = Instant::now();
+            match self.cache.get_value_or_guard_async(code).await {
+                Ok(slot) if slot.until > asked => return slot.value,
+                // Past its deadline: drop it (unless someone just replaced
+                // it) and load again.
+                Ok(_) => {
+                    self.cache.remove_if(code, |slot| slot.until <= asked);
+                }
+                Err(guard) => break guard,
+            }
+        };
         let generation = self.generation.load(Ordering::Acquire);
-        let store = &self.store;
-        let shared = self.shared.as_ref();
-        let entry = self
-            .cache
-            .try_get_with_by_ref(code, async move {
-                if let Some(shared) = shared {
-                    if let Some(hit) = shared.get(code).await {
-                        return Ok(hit.map(Arc::new));
-                    }
-                }
-                let link = store.get_link(code).await?;
-                if let Some(shared) = shared {
-                    shared.fill(code, link.as_ref()).await;
-                }
-                Ok(link.map(Arc::new))
-            })
-            .await?;
-        if self.generation.load(Ordering::Acquire) != generation {
-            // Something changed while this was loading: do not keep it.
-            self.cache.invalidate(code).await;
+        let value = self.load(code).await;
+        let now = Instant::now();
+        let until = if self.generation.load(Ordering::Acquire) != generation {
+            // Something changed while this was loading: serve it to the
+            // requests waiting on this load, keep it for no one else.
+            now
+        } else {
+            match &value {
+                Ok(Some(_)) => now + self.ttl,
+                Ok(None) => now + self.negative_ttl,
+                // Errors go to the waiters, not to later requests.
+                Err(_) => now,
+            }
+        };
+        let _ = guard.insert(Slot {
+            value: value.clone(),
+            until,
+        });
+        value
+    }
+
+    async fn load(&self, code: &str) -> Result<Entry, Arc<StoreError>> {
+        if let Some(shared) = &self.shared {
+            if let Some(hit) = shared.get(code).await {
+                return Ok(hit.map(Arc::new));
+            }
         }
-        Ok(entry)
+        let link = self.store.get_link(code).await?;
+        if let Some(shared) = &self.shared {
+            shared.fill(code, link.as_ref()).await;
+        }
+        Ok(link.map(Arc::new))
     }
 
     /// After a create or delete: drops `code` here, records its new state in
@@ -127,8 +150,171 @@ impl LinkCache {
     async fn drop_local(&self, code: Option<&str>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         match code {
-            Some(code) => self.cache.invalidate(code).await,
-            None => self.cache.invalidate_all(),
+            Some(code) => {
+                self.cache.remove(code);
+            }
+            None => self.cache.clear(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use snowlink_store::conformance::sample_link;
+    use snowlink_store::{ApiKey, CodeKind, DeleteOutcome, SqliteStore, StoreResult};
+
+    use super::*;
+
+    /// The embedded store, with link reads counted, slowed down, and able
+    /// to fail on demand.
+    struct Observed {
+        inner: SqliteStore,
+        reads: AtomicU64,
+        delay: Duration,
+        failing: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl LinkStore for Observed {
+        async fn create_link(&self, link: &Link) -> StoreResult<()> {
+            self.inner.create_link(link).await
+        }
+        async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Closed);
+            }
+            self.inner.get_link(code).await
+        }
+        async fn delete_link(&self, code: &str, at_ms: i64) -> StoreResult<DeleteOutcome> {
+            self.inner.delete_link(code, at_ms).await
+        }
+        async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+            self.inner.create_api_key(key).await
+        }
+        async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+            self.inner.find_api_key(hash).await
+        }
+        async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+            self.inner.list_api_keys().await
+        }
+        async fn revoke_api_key(&self, name: &str, at_ms: i64) -> StoreResult<bool> {
+            self.inner.revoke_api_key(name, at_ms).await
+        }
+        async fn ping(&self) -> StoreResult<()> {
+            self.inner.ping().await
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<Observed>,
+        cache: LinkCache,
+    }
+
+    async fn fixture(delay_ms: u64, ttl: Duration, negative_ttl: Duration) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open(dir.path().join("links.db")).unwrap();
+        inner
+            .create_link(&sample_link("known", CodeKind::Alias))
+            .await
+            .unwrap();
+        let store = Arc::new(Observed {
+            inner,
+            reads: AtomicU64::new(0),
+            delay: Duration::from_millis(delay_ms),
+            failing: AtomicBool::new(false),
+        });
+        let cache = LinkCache::new(store.clone(), 1000, ttl, negative_ttl);
+        Fixture {
+            _dir: dir,
+            store,
+            cache,
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(600);
+
+    fn reads(f: &Fixture) -> u64 {
+        f.store.reads.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_for_one_code_read_the_store_once() {
+        let f = fixture(50, LONG, LONG).await;
+        let gets = (0..64).map(|_| f.cache.get("known"));
+        let results = futures::future::join_all(gets).await;
+        for r in results {
+            assert_eq!(r.unwrap().unwrap().code, "known");
+        }
+        assert_eq!(reads(&f), 1);
+        f.cache.get("known").await.unwrap().unwrap();
+        assert_eq!(reads(&f), 1, "a hit must not read the store");
+    }
+
+    #[tokio::test]
+    async fn unknown_codes_are_remembered_for_the_negative_ttl_only() {
+        let f = fixture(0, LONG, Duration::from_millis(50)).await;
+        assert!(f.cache.get("nope").await.unwrap().is_none());
+        assert!(f.cache.get("nope").await.unwrap().is_none());
+        assert_eq!(reads(&f), 1);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(f.cache.get("nope").await.unwrap().is_none());
+        assert_eq!(reads(&f), 2, "an expired negative entry must be reloaded");
+    }
+
+    #[tokio::test]
+    async fn found_links_expire_after_the_ttl() {
+        let f = fixture(0, Duration::from_millis(50), LONG).await;
+        f.cache.get("known").await.unwrap().unwrap();
+        f.cache.get("known").await.unwrap().unwrap();
+        assert_eq!(reads(&f), 1);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        f.cache.get("known").await.unwrap().unwrap();
+        assert_eq!(reads(&f), 2);
+    }
+
+    #[tokio::test]
+    async fn a_store_error_reaches_the_waiters_and_is_not_kept() {
+        let f = fixture(50, LONG, LONG).await;
+        f.store.failing.store(true, Ordering::SeqCst);
+        let results = futures::future::join_all((0..16).map(|_| f.cache.get("known"))).await;
+        assert!(results.iter().all(Result::is_err));
+        assert_eq!(reads(&f), 1, "waiters share the failed load");
+        f.store.failing.store(false, Ordering::SeqCst);
+        assert!(f.cache.get("known").await.unwrap().is_some());
+        assert_eq!(reads(&f), 2, "the error must not be served after the load");
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_load_wins() {
+        let f = fixture(100, LONG, LONG).await;
+        let load = f.cache.get("known");
+        let invalidate = async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            f.cache.changed("known", None).await;
+        };
+        let (loaded, ()) = tokio::join!(load, invalidate);
+        assert!(loaded.unwrap().is_some());
+        f.cache.get("known").await.unwrap();
+        assert_eq!(
+            reads(&f),
+            2,
+            "the value loaded before the change must not be kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_drops_the_cached_entry() {
+        let f = fixture(0, LONG, LONG).await;
+        f.cache.get("known").await.unwrap().unwrap();
+        f.store.inner.delete_link("known", 1).await.unwrap();
+        f.cache.changed("known", None).await;
+        let now = f.cache.get("known").await.unwrap().unwrap();
+        assert!(now.deleted_at.is_some());
+        assert_eq!(reads(&f), 2);
     }
 }

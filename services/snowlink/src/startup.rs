@@ -169,7 +169,7 @@ impl Application {
                         .error_handler(|err, _req| json_error(err).into()),
                 )
                 .configure(crate::routes::configure)
-                .default_service(web::to(crate::routes::not_found))
+                .default_service(web::to(crate::routes::fallback))
         })
         // Many clients connecting at once must queue, not be refused.
         .backlog(4096)

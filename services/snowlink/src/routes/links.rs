@@ -12,16 +12,21 @@ use crate::links::{check_alias, check_redirect, is_code_syntax, parse_expiry, Re
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // A scope, so that other paths are told apart by a prefix comparison
+    // before any pattern runs.
     cfg.service(
-        web::resource("/api/v1/links")
-            .route(web::post().to(create))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/links/{code}")
-            .route(web::get().to(get))
-            .route(web::delete().to(delete))
-            .default_service(web::to(super::method_not_allowed)),
+        web::scope("/api/v1/links")
+            .service(
+                web::resource("")
+                    .route(web::post().to(create))
+                    .default_service(web::to(super::method_not_allowed)),
+            )
+            .service(
+                web::resource("/{code}")
+                    .route(web::get().to(get))
+                    .route(web::delete().to(delete))
+                    .default_service(web::to(super::method_not_allowed)),
+            ),
     );
 }
 

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource, each with its own `configure`.
 //!
-//! Order matters: fixed paths are mounted before the catch-all `/{code}`.
+//! The redirect, `/{code}`, is the default service: whatever no other route
+//! matches.
 
 mod health;
 mod links;
@@ -15,13 +16,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     links::configure(cfg);
     metrics::configure(cfg);
-    redirect::configure(cfg);
 }
 
-/// Answer for paths no route matches.
-pub async fn not_found() -> actix_web::Result<actix_web::HttpResponse> {
-    Err(ApiError::route_not_found().into())
-}
+pub use redirect::fallback;
 
 /// Answer for a known path with a method it does not support.
 pub async fn method_not_allowed() -> actix_web::Result<actix_web::HttpResponse> {

@@ -1,5 +1,7 @@
 //! `GET /{code}`: the redirect, the hot path.
 
+use std::borrow::Cow;
+
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use snowlink_store::LinkState;
@@ -9,22 +11,44 @@ use crate::error::ApiError;
 use crate::links::is_code_syntax;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/{code}")
-            .route(web::get().to(redirect))
-            .route(web::head().to(redirect))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+/// `GET /{code}` (and HEAD) redirect; any other method on a single-segment
+/// path is 405; every other path no route matched is 404.
+///
+/// This is the app's default service rather than a `/{code}` resource: the
+/// router would run a pattern match per request to capture the segment,
+/// and this path is the hot one.
+pub async fn fallback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(code) = single_segment(req.path()) else {
+        return Err(ApiError::route_not_found());
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::method_not_allowed());
+    }
+    redirect(&req, code, &state).await
+}
+
+/// The segment of `/{segment}`, percent-decoded (invalid UTF-8 replaced);
+/// `None` for `/` and for paths of more than one segment.
+fn single_segment(path: &str) -> Option<Cow<'_, str>> {
+    let segment = path.strip_prefix('/')?;
+    if segment.is_empty() || segment.contains('/') {
+        return None;
+    }
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment));
+    }
+    Some(percent_encoding::percent_decode_str(segment).decode_utf8_lossy())
 }
 
 #[tracing::instrument(level = "debug", skip(state, req))]
 async fn redirect(
-    req: HttpRequest,
-    code: web::Path<String>,
-    state: web::Data<AppState>,
+    req: &HttpRequest,
+    code: Cow<'_, str>,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
-    let code = code.into_inner();
     if !is_code_syntax(&code) {
         return Err(ApiError::link_not_found(&code));
     }
@@ -41,7 +65,7 @@ async fn redirect(
     }
     // HEAD is a preview or a check, not a visit.
     if let (Some(clicks), true) = (&state.clicks, req.method() == Method::GET) {
-        clicks.send(capture(&req, &state, code));
+        clicks.send(capture(req, state, code.into_owned()));
     }
     let status = StatusCode::from_u16(link.redirect).unwrap_or(StatusCode::FOUND);
     let mut response = HttpResponse::build(status);
@@ -81,5 +105,21 @@ fn capture(req: &HttpRequest, state: &AppState, code: String) -> RawClick {
         user_agent: header_string(req, "user-agent", MAX_USER_AGENT),
         ip,
         country,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_segment;
+
+    #[test]
+    fn single_segments_are_recognised_and_decoded() {
+        assert_eq!(single_segment("/abc").as_deref(), Some("abc"));
+        assert_eq!(single_segment("/%61bc").as_deref(), Some("abc"));
+        assert_eq!(single_segment("/"), None);
+        assert_eq!(single_segment("/a/b"), None);
+        assert_eq!(single_segment("/abc/"), None);
+        assert_eq!(single_segment("/a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(single_segment("/%FF").as_deref(), Some("\u{FFFD}"));
     }
 }
