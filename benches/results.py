@@ -100,9 +100,21 @@ row("lake size (bytes/event)", f(sp.get("parquet_bytes_per_event"), digits=1),
     ratio(sp.get("parquet_bytes_per_event"), sp.get("json_bytes_per_event")), "< 40 bytes",
     None if not sp else sp["parquet_bytes_per_event"] < 40)
 kp = p.get("pipeline_kafka_to_parquet", {})
-row("pipeline: Kafka (tansu) → Parquet (events/s)", f(kp.get("events_per_sec")),
+row("pipeline: Apache Kafka → Parquet (events/s)", f(kp.get("events_per_sec")),
     f"{f(sp.get('events_per_sec'))} (spool path, same run)", ratio(kp.get("events_per_sec"), sp.get("events_per_sec")),
     "≥ 300,000/s", None if not kp else kp["events_per_sec"] >= 300_000)
+fw = p.get("forward_spool_to_kafka", {})
+row("forwarder: spool → Apache Kafka, acks=all (events/s)", f(fw.get("events_per_sec")),
+    f"{f(sp.get('events_per_sec'))} (spool → Parquet, same run)", ratio(fw.get("events_per_sec"), sp.get("events_per_sec")),
+    "reported", None)
+
+st = load("stores.jsonl").get("store_creates", {})
+row(f"store creates, {st.get('engine', 'CQL engine')} (creates/s, {st.get('concurrency', 64)} in flight)",
+    f(st.get("cql_per_sec")), f"{f(st.get('sqlite_per_sec'))} (SQLite, same run)",
+    ratio(st.get("cql_per_sec"), st.get("sqlite_per_sec")), "reported", None)
+row("CQL create with `IF NOT EXISTS` against a plain `INSERT`", f(st.get("cql_per_sec")),
+    f"{f(st.get('cql_plain_insert_per_sec'))} (plain INSERT, same run)",
+    ratio(st.get("cql_per_sec"), st.get("cql_plain_insert_per_sec")), "cost reported", None)
 
 q = load("query.jsonl")
 gen = q.get(None, {})
@@ -145,10 +157,11 @@ Query lake: {meta.get('query_lake', 'not generated')}.
   shows in both tails.
 - **Spool → Parquet below 300k events/s.** The batch job parses each spooled
   event from JSON, sorts, converts to Arrow and compresses on one thread.
-- **Kafka → Parquet with tansu: a few hundred events/s.** The broker process
-  runs at 100% of a core while the consumer waits on its fetches: this
-  figure measures tansu's fetch path over its SQLite store, not the
-  consumer. It needs a run against Apache Kafka for a real figure.
+- **Engines.** Kafka figures are against Apache Kafka 4.3.1 (KRaft, one
+  node, on the same 2 cores as the consumer); CQL figures against Apache
+  Cassandra 5.0.6 (one node, same cores) unless the row names ScyllaDB.
+  Neither is a ScyllaDB figure: shard-per-core ScyllaDB is expected to be
+  faster, and is not measured here.
 - **Queries.** `perf` of `top` (answered from the daily rollups): 26% in
   DataFusion's string group-by map (`ArrowBytesMap::insert_if_new`), 8%
   `memcmp`, 8% zstd: grouping 30 days × ~65k codes by string. `perf` of the
@@ -166,7 +179,9 @@ benches/run                  # everything (about 15 minutes); or: benches/run id
 
 Each part on its own: `cargo bench -p snowlink-benches --bench ids`,
 `benches/http.sh [LINKS] [SECONDS]`, `target/release/pipeline [EVENTS]`,
-`target/release/pipeline-kafka [EVENTS]` (needs `tansu`),
+`target/release/pipeline-kafka [EVENTS]`, `target/release/forward-kafka [EVENTS]`,
+`target/release/store-creates [CREATES] [CONCURRENCY]` (Kafka and Cassandra
+from `scripts/engines fetch`),
 `target/release/genlake --out LAKE` then
 `benches/query.py target/release/snowlink-analytics LAKE c0000000001`.
 Raw JSON lines of this run are in `target/bench-results/`.

@@ -237,6 +237,49 @@ fn remove_unrecorded(lake: &Lake, topic: &str, next: &HashMap<i32, i64>) -> anyh
     Ok(removed)
 }
 
+/// Before a compaction: deletes every Kafka file the lake's state does not
+/// record, for every topic with files in the lake. A compaction would
+/// otherwise merge such a file (left by a run killed between writing it and
+/// recording it) into a file the next run cannot tell apart, and its events
+/// would be consumed and written a second time. Refuses when files of a
+/// topic exist without any state for it.
+pub fn remove_unrecorded_before_compaction(lake: &Lake) -> anyhow::Result<usize> {
+    let mut topics: std::collections::BTreeSet<String> = Default::default();
+    for date in lake.click_dates()? {
+        for path in lake.click_files(&date)? {
+            if let Some((Some(source), _, _)) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_range)
+            {
+                if let Some((topic, p)) = source.rsplit_once(".p") {
+                    if p.parse::<i32>().is_ok() {
+                        topics.insert(topic.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    if topics.is_empty() {
+        return Ok(0);
+    }
+    let state_path = lake.root().join("_kafka").join("state.db");
+    anyhow::ensure!(
+        state_path.is_file(),
+        "the lake holds files from Kafka ({}) but {} is missing: refusing to compact          (restore it, or use a new lake and consumer group)",
+        topics.iter().cloned().collect::<Vec<_>>().join(", "),
+        state_path.display()
+    );
+    let state = KafkaState::open(&state_path)
+        .with_context(|| format!("opening {}", state_path.display()))?;
+    let mut removed = 0;
+    for topic in topics {
+        let next = state.offsets(&topic)?;
+        removed += remove_unrecorded(lake, &topic, &next)?;
+    }
+    Ok(removed)
+}
+
 /// One consumed message, as much as the batch needs.
 struct Polled {
     partition: i32,

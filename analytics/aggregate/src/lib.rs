@@ -93,6 +93,12 @@ pub struct Cli {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
     pub batch_wait: Duration,
 
+    /// After moving everything (with --once), give up this data dir's spool
+    /// so another consumer may drain it (the service's Kafka forwarder).
+    /// Refused while clicks remain in it.
+    #[arg(long, requires = "once", conflicts_with = "kafka_brokers")]
+    pub release_spool: bool,
+
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -131,6 +137,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         );
         let started = Instant::now();
         let _lock = lake.lock()?;
+        // Only what the ledger records may be merged.
+        let removed = kafka::remove_unrecorded_before_compaction(&lake)?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                "removed files an interrupted Kafka run did not record"
+            );
+        }
         let stats = snowlink_lake::compact(&lake, |date| tracing::info!(date, "compacting"))?;
         println!(
             "compacted {} days: {} files -> {} files, {} rows rewritten, {:.2}s",
@@ -153,11 +167,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let mut spool = ClickSpool::open(&spool_path)
         .with_context(|| format!("opening {}", spool_path.display()))?;
+    // The spool has one consumer: with Kafka forwarding on, its clicks go to
+    // Kafka and must be aggregated from there.
+    if let Err(e) = spool.claim(snowlink_store::CONSUMER_LAKE) {
+        anyhow::bail!(
+            "{e}: {} is forwarded to Kafka by `snowlink serve --kafka-brokers`, and two consumers \
+             would split and duplicate clicks. Aggregate from Kafka instead \
+             (snowlink-aggregate --kafka-brokers HOST:PORT --lake {})",
+            spool_path.display(),
+            cli.lake.display()
+        );
+    }
     let show_progress = !cli.no_progress && std::io::stderr().is_terminal();
     match cli.every {
         None => {
             let s = run_once(&mut spool, &lake, cli.batch_size as usize, show_progress)?;
             print_summary(&s.0, s.1);
+            if cli.release_spool {
+                spool
+                    .release()
+                    .with_context(|| format!("releasing {}", spool_path.display()))?;
+                println!(
+                    "released {}: another consumer may drain it now",
+                    spool_path.display()
+                );
+            }
         }
         Some(every) => {
             let stop = stop_flag()?;

@@ -234,12 +234,12 @@ fn bad_input_is_a_clear_error() {
     assert!(!out.status.success());
 }
 
-/// The Kafka path under the same abuse: a real broker (`tansu`), events
+/// The Kafka path under the same abuse: Apache Kafka, events
 /// produced with resends mixed in, the consumer killed with SIGKILL mid-run
 /// several times, then run to the end.
 #[test]
 fn kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once() {
-    let Some(kafka) = snowlink_testkit::Server::tansu(
+    let Some(kafka) = snowlink_testkit::Server::kafka(
         "kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once",
     ) else {
         return;
@@ -288,4 +288,126 @@ fn kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once() {
     );
     assert!(kills_mid_run > 0, "at least one kill landed mid-run");
     assert_exactly_once(&lake, N);
+}
+
+/// A Kafka run killed after writing its files but before recording them,
+/// then a compaction, then a rerun: every event once. The compaction must
+/// not merge files the lake's state does not record.
+#[test]
+fn compaction_after_an_unrecorded_kafka_batch_duplicates_nothing() {
+    let Some(kafka) = snowlink_testkit::Server::kafka(
+        "compaction_after_an_unrecorded_kafka_batch_duplicates_nothing",
+    ) else {
+        return;
+    };
+    kafka.create_topic("clicks", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let consume = || {
+        let out = Command::new(BIN)
+            .args(["--kafka-brokers", &kafka.bootstrap()])
+            .args(["--group", "compact-test", "--topic", "clicks"])
+            .arg("--lake")
+            .arg(&lake)
+            .args(["--once", "--batch-size", "200", "--batch-wait", "200ms"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let state = lake.join("_kafka/state.db");
+    snowlink_testkit::produce_clicks(
+        &kafka.bootstrap(),
+        "clicks",
+        "00000000000000cc",
+        (0..1_000).map(|i| (i + 1, event(i))),
+    );
+    consume();
+    // The state as it was before the next batch was recorded.
+    let saved = dir.path().join("state-after-first-run");
+    std::fs::create_dir_all(&saved).unwrap();
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::copy(lake.join("_kafka").join(f), saved.join(f));
+    }
+    snowlink_testkit::produce_clicks(
+        &kafka.bootstrap(),
+        "clicks",
+        "00000000000000cc",
+        (1_000..2_000).map(|i| (i + 1, event(i))),
+    );
+    consume();
+    // A crash between writing the second run's files and recording them:
+    // the files are there, the state does not know them.
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(lake.join("_kafka").join(f));
+        if saved.join(f).exists() {
+            std::fs::copy(saved.join(f), lake.join("_kafka").join(f)).unwrap();
+        }
+    }
+    assert!(state.exists());
+    let out = Command::new(BIN)
+        .args(["compact", "--lake"])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    consume();
+    let ids = lake_event_ids(&lake);
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), 2_000, "every event is in the lake");
+    assert_eq!(ids.len(), 2_000, "no event twice");
+}
+
+/// A spool that the service forwards to Kafka is refused to the lake path
+/// (both would advance the same checkpoint), with an error that says what
+/// to do; a drained spool can be released and handed over.
+#[test]
+fn a_spool_forwarded_to_kafka_is_not_drained_into_a_lake_too() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_spool(dir.path(), 10);
+    {
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        spool.claim(snowlink_store::CONSUMER_KAFKA).unwrap();
+    }
+    let lake = dir.path().join("lake");
+    let out = aggregate(dir.path(), &lake, &["--once"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--kafka-brokers"), "{err}");
+    assert!(
+        lake_event_ids(&lake).is_empty(),
+        "nothing was taken from the spool"
+    );
+    let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+    assert_eq!(spool.backlog().unwrap(), 10);
+    // Not drained: the owner cannot be replaced.
+    assert!(spool.release().is_err());
+
+    // A spool drained into a lake and released may go to Kafka.
+    let dir = tempfile::tempdir().unwrap();
+    fill_spool(dir.path(), 10);
+    let lake = dir.path().join("lake");
+    let out = aggregate(dir.path(), &lake, &["--once", "--release-spool"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lake_event_ids(&lake).len(), 10);
+    let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+    assert_eq!(spool.consumer().unwrap(), None);
+    spool.claim(snowlink_store::CONSUMER_KAFKA).unwrap();
+    assert!(matches!(
+        spool.claim(snowlink_store::CONSUMER_LAKE),
+        Err(snowlink_store::ClaimError::Owned { .. })
+    ));
 }

@@ -1,6 +1,6 @@
 //! Pipeline through Kafka: events per second from a topic to Parquet with
-//! `snowlink-aggregate`'s consumer, against a local `tansu` broker started
-//! for the run. Producing is not timed; consuming, writing Parquet and
+//! `snowlink-aggregate`'s consumer, against a local Apache Kafka broker
+//! (KRaft, one node, from `scripts/engines`) started for the run. Producing is not timed; consuming, writing Parquet and
 //! committing are.
 //!
 //!   cargo run --release -p snowlink-benches --bin pipeline-kafka -- [EVENTS]
@@ -19,10 +19,8 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(200_000);
-    let Some(broker) = Server::tansu("pipeline-kafka") else {
-        anyhow::bail!(
-            "tansu is not installed: cargo install tansu --locked --features dynostore,libsql"
-        );
+    let Some(broker) = Server::kafka("pipeline-kafka") else {
+        anyhow::bail!("Apache Kafka is not fetched: run scripts/engines fetch");
     };
     broker.create_topic("clicks", 3);
     let t0: i64 = 1_795_132_800_000;

@@ -24,6 +24,17 @@
 //!   until the next millisecond. That spin is the only wait shorter than the
 //!   clock bound, and it never exceeds one millisecond on a healthy clock.
 //!
+//! # Restarts
+//!
+//! The generator itself keeps no state across restarts. A process that may
+//! restart (or whose clock may step back past a restart) fences it: it
+//! persists a reservation `R` ahead of the clock and calls
+//! [`Generator::set_ceiling`] with it (no id at or after `R` until a later
+//! reservation is persisted); on start, it calls [`Generator::set_floor`]
+//! with the last persisted reservation, and no id at or before it is ever
+//! issued again. A restart with the clock behind the floor waits (or fails
+//! with [`IdError::ClockMovedBackwards`]) exactly as a clock step does.
+//!
 //! The state is loaded *before* the clock is read, and reloaded on every
 //! failed compare-and-swap, so "clock reading lower than the last issued
 //! timestamp" can only mean the clock really went backwards, never a race
@@ -66,6 +77,10 @@ pub enum IdError {
     ClockBeforeEpoch { now_ms: u64, epoch_ms: u64 },
     #[error("the clock is past the last millisecond the 41-bit timestamp can hold")]
     TimestampOverflow,
+    #[error(
+        "no id time is reserved yet (the reservation could not be persisted within {waited_ms} ms)"
+    )]
+    Unreserved { waited_ms: u64 },
 }
 
 /// Why a single non-blocking attempt did not produce an id.
@@ -73,8 +88,12 @@ pub enum IdError {
 pub enum TryNextError {
     /// All 4,096 ids of the current millisecond are issued; retry in the next.
     SequenceExhausted,
-    /// The clock reads `behind_ms` milliseconds before the last issued id.
+    /// The clock reads `behind_ms` milliseconds before the last issued id
+    /// (or at or before the floor).
     ClockBehind { behind_ms: u64 },
+    /// The clock reached the ceiling: the next reservation is not yet
+    /// persisted.
+    Unreserved,
     /// A condition that waiting cannot fix.
     Fatal(IdError),
 }
@@ -141,6 +160,10 @@ pub struct Generator<C: Clock = SystemClock> {
     max_clock_wait: Duration,
     /// `(timestamp << SEQUENCE_BITS) | sequence` of the last issued id.
     state: AtomicU64,
+    /// No id with a timestamp at or below this (ms since the custom epoch).
+    floor: AtomicU64,
+    /// No id with a timestamp at or above this (ms since the custom epoch).
+    ceiling: AtomicU64,
 }
 
 impl Generator<SystemClock> {
@@ -157,7 +180,32 @@ impl<C: Clock> Generator<C> {
             worker_bits: (config.worker_id as u64) << SEQUENCE_BITS,
             max_clock_wait: config.max_clock_wait,
             state: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
+            ceiling: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Never issue an id whose time is at or before `unix_ms` (the last
+    /// reservation persisted before a restart). Only ever raises the floor.
+    pub fn set_floor(&self, unix_ms: u64) {
+        let ts = unix_ms.saturating_sub(self.epoch_ms);
+        self.floor.fetch_max(ts, Ordering::AcqRel);
+    }
+
+    /// Issue no id whose time is at or after `unix_ms` (the end of the
+    /// reservation persisted so far). Only ever raises the ceiling, once set.
+    pub fn set_ceiling(&self, unix_ms: u64) {
+        let ts = unix_ms.saturating_sub(self.epoch_ms);
+        let _ = self
+            .ceiling
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c == u64::MAX || ts > c).then_some(ts)
+            });
+    }
+
+    /// The floor, in ms since the Unix epoch (the epoch itself if none).
+    pub fn floor_unix_ms(&self) -> u64 {
+        self.floor.load(Ordering::Acquire) + self.epoch_ms
     }
 
     pub fn epoch_ms(&self) -> u64 {
@@ -195,6 +243,15 @@ impl<C: Clock> Generator<C> {
         loop {
             // Read the clock only after loading the state (see module docs).
             let now = self.elapsed_ms().map_err(TryNextError::Fatal)?;
+            let floor = self.floor.load(Ordering::Acquire);
+            if now <= floor {
+                return Err(TryNextError::ClockBehind {
+                    behind_ms: floor - now + 1,
+                });
+            }
+            if now >= self.ceiling.load(Ordering::Acquire) {
+                return Err(TryNextError::Unreserved);
+            }
             let last_ts = last >> SEQUENCE_BITS;
             let next = if now > last_ts {
                 now << SEQUENCE_BITS
@@ -287,6 +344,14 @@ impl Waiter {
                 }
                 Ok(Wait::Spin)
             }
+            TryNextError::Unreserved => {
+                if waited >= self.bound {
+                    return Err(IdError::Unreserved {
+                        waited_ms: waited.as_millis() as u64,
+                    });
+                }
+                Ok(Wait::Sleep(Duration::from_millis(1)))
+            }
             TryNextError::ClockBehind { behind_ms } => {
                 if waited >= self.bound {
                     return Err(IdError::ClockMovedBackwards {
@@ -317,6 +382,52 @@ mod tests {
             .unwrap()
             .with_max_clock_wait(Duration::from_millis(20));
         (clock.clone(), Generator::with_clock(config, clock))
+    }
+
+    #[test]
+    fn a_restart_behind_its_floor_never_reissues_an_id() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let config = GeneratorConfig::new(4)
+            .unwrap()
+            .with_max_clock_wait(Duration::from_millis(5));
+        let before = Generator::with_clock(config.clone(), clock.clone());
+        // The process persisted a reservation up to T0 + 1000 and issued ids.
+        before.set_ceiling(T0 + 1_000);
+        let issued: HashSet<u64> = (0..100).map(|_| before.next_id().unwrap()).collect();
+        // Restart with the clock frozen (or stepped back) at T0.
+        let after = Generator::with_clock(config, clock.clone());
+        after.set_floor(T0 + 1_000);
+        assert!(matches!(
+            after.try_next(),
+            Err(TryNextError::ClockBehind { behind_ms: 1001 })
+        ));
+        assert!(matches!(
+            after.next_id(),
+            Err(IdError::ClockMovedBackwards { .. })
+        ));
+        // Once the clock passes the floor, ids flow, none seen before.
+        clock.set(T0 + 1_001);
+        let id = after.next_id().unwrap();
+        assert!(!issued.contains(&id));
+        assert!(IdParts::from_id(id, DEFAULT_EPOCH_MS).unix_ms > T0 + 1_000);
+    }
+
+    #[test]
+    fn no_id_at_or_past_the_ceiling() {
+        let (clock, g) = manual(2);
+        g.set_ceiling(T0 + 10);
+        assert!(g.next_id().is_ok());
+        clock.set(T0 + 10);
+        assert_eq!(g.try_next(), Err(TryNextError::Unreserved));
+        assert!(matches!(g.next_id(), Err(IdError::Unreserved { .. })));
+        // A lower ceiling never replaces a higher one.
+        g.set_ceiling(T0 + 5);
+        g.set_ceiling(T0 + 20);
+        assert!(g.next_id().is_ok());
+        // A lower floor never replaces a higher one either.
+        g.set_floor(T0 + 15);
+        g.set_floor(T0 + 1);
+        assert_eq!(g.floor_unix_ms(), T0 + 15);
     }
 
     #[test]

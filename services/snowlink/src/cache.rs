@@ -42,6 +42,49 @@ struct Slot {
     until: Instant,
 }
 
+const GENERATION_BUCKETS: usize = 256;
+
+struct Generations {
+    all: AtomicU64,
+    buckets: Vec<AtomicU64>,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Self {
+            all: AtomicU64::new(0),
+            buckets: (0..GENERATION_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Generations {
+    fn bucket(code: &str) -> usize {
+        // FNV-1a: cheap, and only spreads codes over buckets.
+        let mut h: u32 = 0x811c_9dc5;
+        for b in code.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        h as usize % GENERATION_BUCKETS
+    }
+
+    /// The pair of counters a load of `code` depends on.
+    fn of(&self, code: &str) -> (u64, u64) {
+        (
+            self.all.load(Ordering::Acquire),
+            self.buckets[Self::bucket(code)].load(Ordering::Acquire),
+        )
+    }
+
+    /// One code changed, or (`None`) everything.
+    fn bump(&self, code: Option<&str>) {
+        match code {
+            Some(code) => self.buckets[Self::bucket(code)].fetch_add(1, Ordering::AcqRel),
+            None => self.all.fetch_add(1, Ordering::AcqRel),
+        };
+    }
+}
+
 #[derive(Clone)]
 pub struct LinkCache {
     cache: Arc<Cache<String, Slot>>,
@@ -49,8 +92,11 @@ pub struct LinkCache {
     negative_ttl: Duration,
     store: Arc<dyn LinkStore>,
     shared: Option<Arc<SharedCache>>,
-    /// Bumped by every invalidation.
-    generation: Arc<AtomicU64>,
+    /// Invalidation counters: one per bucket of codes (bumped when a code of
+    /// the bucket changes) and one for the whole cache (bumped when it is
+    /// cleared). A load keeps its result only if neither moved meanwhile, so
+    /// a stream of creates elsewhere does not stop other codes from caching.
+    generations: Arc<Generations>,
 }
 
 impl LinkCache {
@@ -66,7 +112,7 @@ impl LinkCache {
             negative_ttl,
             store,
             shared: None,
-            generation: Arc::new(AtomicU64::new(0)),
+            generations: Arc::new(Generations::default()),
         }
     }
 
@@ -78,6 +124,7 @@ impl LinkCache {
             let local = local.clone();
             async move { local.drop_local(code.as_deref()).await }
         });
+        shared.spawn_repairer();
         self.shared = Some(shared);
         self
     }
@@ -101,10 +148,10 @@ impl LinkCache {
                 Err(guard) => break guard,
             }
         };
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.generations.of(code);
         let value = self.load(code).await;
         let now = Instant::now();
-        let until = if self.generation.load(Ordering::Acquire) != generation {
+        let until = if self.generations.of(code) != generation {
             // Something changed while this was loading: serve it to the
             // requests waiting on this load, keep it for no one else.
             now
@@ -141,14 +188,13 @@ impl LinkCache {
     pub async fn changed(&self, code: &str, now: Option<&Link>) {
         self.drop_local(Some(code)).await;
         if let Some(shared) = &self.shared {
-            shared.put(code, now).await;
-            shared.publish(code).await;
+            shared.record_change(code, now).await;
         }
     }
 
     /// Drops one code, or everything, from this process's cache.
     async fn drop_local(&self, code: Option<&str>) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generations.bump(code);
         match code {
             Some(code) => {
                 self.cache.remove(code);
@@ -206,6 +252,12 @@ mod tests {
         }
         async fn ping(&self) -> StoreResult<()> {
             self.inner.ping().await
+        }
+        async fn id_reservation(&self, worker: u16) -> StoreResult<i64> {
+            self.inner.id_reservation(worker).await
+        }
+        async fn reserve_ids(&self, worker: u16, until_ms: i64) -> StoreResult<()> {
+            self.inner.reserve_ids(worker, until_ms).await
         }
     }
 
@@ -305,6 +357,27 @@ mod tests {
             2,
             "the value loaded before the change must not be kept"
         );
+    }
+
+    #[tokio::test]
+    async fn changes_to_other_codes_during_a_load_do_not_stop_caching() {
+        let f = fixture(100, LONG, LONG).await;
+        // A stream of creates elsewhere while "known" loads.
+        let load = f.cache.get("known");
+        let others = async {
+            for i in 0..20 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                // A code in another invalidation bucket than "known".
+                let other = format!("other{i}");
+                if Generations::bucket(&other) != Generations::bucket("known") {
+                    f.cache.changed(&other, None).await;
+                }
+            }
+        };
+        let (loaded, ()) = tokio::join!(load, others);
+        assert!(loaded.unwrap().is_some());
+        f.cache.get("known").await.unwrap();
+        assert_eq!(reads(&f), 1, "the loaded value is kept");
     }
 
     #[tokio::test]

@@ -30,9 +30,13 @@ use std::time::Duration;
 
 use siphasher::sip::SipHasher13;
 use snowlink_events::{ClickEvent, SCHEMA_VERSION};
-use snowlink_id::Generator;
 use snowlink_store::ClickSpool;
 use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::ids::IdSource;
+
+/// Longest a click waits for an event id (lease renewal, clock catch-up).
+const EVENT_ID_WAIT: Duration = Duration::from_secs(10);
 
 /// Most clicks written in one spool transaction.
 const MAX_BATCH: usize = 4096;
@@ -117,7 +121,7 @@ pub struct ClickPipeline {
 
 impl ClickPipeline {
     /// Opens the spool at `spool_path` and starts the spooler thread.
-    pub fn start(spool_path: &Path, ids: Arc<Generator>, capacity: usize) -> anyhow::Result<Self> {
+    pub fn start(spool_path: &Path, ids: IdSource, capacity: usize) -> anyhow::Result<Self> {
         let spool = ClickSpool::open(spool_path)?;
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let metrics = Arc::new(ClickMetrics::default());
@@ -162,7 +166,7 @@ impl ClickPipeline {
 
 struct Spooler {
     spool: ClickSpool,
-    ids: Arc<Generator>,
+    ids: IdSource,
     metrics: Arc<ClickMetrics>,
     enricher: Enricher,
     /// Salt of the current UTC day: (day, k0, k1).
@@ -236,12 +240,26 @@ impl Spooler {
     }
 
     fn enrich(&mut self, raw: RawClick) -> Option<ClickEvent> {
-        let event_id = match self.ids.next_id() {
-            Ok(id) => id as i64,
-            Err(e) => {
-                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "no event id for a click; dropped");
-                return None;
+        // Event ids are ids like any other: issued only under the worker-id
+        // lease and inside the persisted reservation. While neither holds
+        // (a lost lease, a clock behind), the click waits here, for up to
+        // EVENT_ID_WAIT; the queue behind it fills and sheds new clicks.
+        let mut waited = Duration::ZERO;
+        let event_id = loop {
+            match self.ids.next_id_blocking() {
+                Ok(id) => break id as i64,
+                Err(e) if waited < EVENT_ID_WAIT => {
+                    if waited.is_zero() {
+                        tracing::warn!(error = %e, "no event id yet; holding the click");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    waited += Duration::from_millis(50);
+                }
+                Err(e) => {
+                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "no event id for a click; dropped");
+                    return None;
+                }
             }
         };
         let (k0, k1) = self.salt_for(raw.ts)?;

@@ -88,7 +88,16 @@ fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
 impl Forwarder {
     /// Opens its own connection to the spool and starts forwarding.
     pub fn start(spool_path: &Path, settings: KafkaSettings) -> anyhow::Result<Self> {
-        let spool = ClickSpool::open(spool_path)?;
+        let mut spool = ClickSpool::open(spool_path)?;
+        spool.claim(snowlink_store::CONSUMER_KAFKA).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}: {} is drained into a lake by `snowlink-aggregate --data-dir`, and two \
+                 consumers would split and duplicate clicks. To forward to Kafka instead, stop \
+                 the service, run `snowlink-aggregate --data-dir DIR --once --release-spool`, \
+                 then start it with Kafka",
+                spool_path.display()
+            )
+        })?;
         let spool_id = spool.spool_id()?;
         // Fails early on settings librdkafka rejects.
         drop(producer(&settings)?);

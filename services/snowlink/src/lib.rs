@@ -16,6 +16,8 @@
 //! * [`shared_cache`]: the optional Redis tier shared by every instance, and
 //!   the invalidation channel between instances.
 //! * [`lease`]: the Snowflake worker id, fixed or leased from Redis.
+//! * [`ids`]: every id the instance issues, under the lease and a persisted
+//!   reservation, so a restart never reissues an id.
 //! * [`clicks`]: click capture: bounded channel, enrichment, durable spool.
 //! * [`kafka`]: the optional forwarder from the spool to a Kafka topic.
 //! * [`auth`]: API keys: minting, hashing, the bearer extractor and the
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod clicks;
 pub mod configuration;
 pub mod error;
+pub mod ids;
 pub mod kafka;
 pub mod lease;
 pub mod links;

@@ -16,6 +16,11 @@
 //!   circuit during which the tier is skipped and reads go to the store, and
 //!   `/readyz` reports `degraded`. The connection manager reconnects by
 //!   itself.
+//! * A change is never lost to the circuit: when its overwrite or its
+//!   publication cannot be made (circuit open, Redis erroring), the change
+//!   is kept and retried every [`REPAIR_EVERY`] until both succeed, so no
+//!   instance keeps serving the old state from Redis once Redis answers
+//!   again. Reads of a code with a change still pending skip Redis.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -31,6 +36,8 @@ pub const INVALIDATION_CHANNEL: &str = "snowlink:invalidate";
 const KEY_PREFIX: &str = "snowlink:link:";
 /// How long the tier is skipped after a Redis error.
 const CIRCUIT_OPEN_MS: i64 = 1_000;
+/// How often changes that could not reach Redis are retried.
+pub const REPAIR_EVERY: Duration = Duration::from_millis(100);
 const NONE: &str = "none";
 
 /// The JSON form of a cached link.
@@ -102,6 +109,8 @@ pub struct SharedCache {
     /// Skip Redis until this time (ms since the epoch).
     open_until_ms: AtomicI64,
     subscribed: AtomicBool,
+    /// Changes not yet recorded in Redis and published: code -> new state.
+    pending: std::sync::Mutex<std::collections::HashMap<String, Option<Link>>>,
 }
 
 impl SharedCache {
@@ -123,6 +132,7 @@ impl SharedCache {
             negative_ttl,
             open_until_ms: AtomicI64::new(0),
             subscribed: AtomicBool::new(false),
+            pending: Default::default(),
         })
     }
 
@@ -148,6 +158,11 @@ impl SharedCache {
         }
     }
 
+    /// A write or publication worked: Redis answers, close the circuit.
+    fn succeeded(&self) {
+        self.open_until_ms.store(0, Ordering::Relaxed);
+    }
+
     /// Whether the last Redis call worked and invalidations are arriving.
     pub fn healthy(&self) -> bool {
         self.available() && self.subscribed.load(Ordering::Relaxed)
@@ -156,7 +171,7 @@ impl SharedCache {
     /// The cached state of `code`: `Some(None)` is a cached "unknown";
     /// `None` is a miss (or Redis unavailable).
     pub async fn get(&self, code: &str) -> Option<Option<Link>> {
-        if !self.available() {
+        if !self.available() || self.is_pending(code) {
             return None;
         }
         let mut conn = self.conn.clone();
@@ -177,15 +192,81 @@ impl SharedCache {
         self.set(code, link, true).await;
     }
 
-    /// Records a change, overwriting any entry.
-    pub async fn put(&self, code: &str, link: Option<&Link>) {
-        self.set(code, link, false).await;
+    /// Records a change: overwrites the entry and tells every instance. If
+    /// either cannot be done now, the change is retried in the background
+    /// (see [`SharedCache::spawn_repairer`]) until both are.
+    pub async fn record_change(&self, code: &str, link: Option<&Link>) {
+        if self.available()
+            && !self.is_pending(code)
+            && self.write(code, link, false).await.is_ok()
+            && self.publish(code).await.is_ok()
+        {
+            return;
+        }
+        tracing::warn!(code, "redis missed a change; retrying until it is recorded");
+        self.pending
+            .lock()
+            .expect("pending changes")
+            .insert(code.to_owned(), link.cloned());
+    }
+
+    fn is_pending(&self, code: &str) -> bool {
+        let pending = self.pending.lock().expect("pending changes");
+        !pending.is_empty() && pending.contains_key(code)
+    }
+
+    /// Changes still waiting for Redis.
+    pub fn pending_changes(&self) -> usize {
+        self.pending.lock().expect("pending changes").len()
+    }
+
+    /// Retries changes that did not reach Redis, every [`REPAIR_EVERY`],
+    /// whatever the circuit says: a repair is how the circuit learns that
+    /// Redis is back.
+    pub fn spawn_repairer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REPAIR_EVERY).await;
+                let Some(this) = this.upgrade() else { return };
+                let batch: Vec<(String, Option<Link>)> = {
+                    let pending = this.pending.lock().expect("pending changes");
+                    pending
+                        .iter()
+                        .map(|(c, l)| (c.clone(), l.clone()))
+                        .collect()
+                };
+                for (code, link) in batch {
+                    if this.write(&code, link.as_ref(), false).await.is_err()
+                        || this.publish(&code).await.is_err()
+                    {
+                        break;
+                    }
+                    let mut pending = this.pending.lock().expect("pending changes");
+                    // Only if no newer change replaced it meanwhile.
+                    if pending.get(&code) == Some(&link) {
+                        pending.remove(&code);
+                    }
+                    drop(pending);
+                    tracing::info!(code, "a change missed by redis is now recorded");
+                }
+            }
+        })
     }
 
     async fn set(&self, code: &str, link: Option<&Link>, only_if_absent: bool) {
         if !self.available() {
             return;
         }
+        let _ = self.write(code, link, only_if_absent).await;
+    }
+
+    async fn write(
+        &self,
+        code: &str,
+        link: Option<&Link>,
+        only_if_absent: bool,
+    ) -> redis::RedisResult<()> {
         let ttl = match link {
             Some(_) => jittered(self.ttl),
             None => self.negative_ttl,
@@ -199,17 +280,23 @@ impl SharedCache {
             cmd.arg("NX");
         }
         let mut conn = self.conn.clone();
-        if let Err(e) = cmd.query_async::<()>(&mut conn).await {
-            self.failed("set", &e);
+        let result = cmd.query_async::<()>(&mut conn).await;
+        match &result {
+            Ok(()) => self.succeeded(),
+            Err(e) => self.failed("set", e),
         }
+        result
     }
 
     /// Tells every instance that `code` changed.
-    pub async fn publish(&self, code: &str) {
+    async fn publish(&self, code: &str) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        if let Err(e) = conn.publish::<_, _, ()>(INVALIDATION_CHANNEL, code).await {
-            self.failed("publish", &e);
+        let result = conn.publish::<_, _, ()>(INVALIDATION_CHANNEL, code).await;
+        match &result {
+            Ok(()) => self.succeeded(),
+            Err(e) => self.failed("publish", e),
         }
+        result
     }
 
     /// Listens for changes published by any instance (this one included) and

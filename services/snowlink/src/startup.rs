@@ -18,6 +18,7 @@ use crate::cache::LinkCache;
 use crate::clicks::ClickPipeline;
 use crate::configuration::Settings;
 use crate::error::json_error;
+use crate::ids::{IdFence, IdSource};
 use crate::kafka::{Forwarder, KafkaSettings};
 use crate::lease::{WorkerId, WorkerLease};
 use crate::links::UrlPolicy;
@@ -35,6 +36,7 @@ pub struct Application {
     forwarder: Option<Forwarder>,
     worker: WorkerId,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
+    fence: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the store the settings select: ScyllaDB when nodes are given, else
@@ -97,11 +99,17 @@ impl Application {
             WorkerId::Leased(lease) => Some(lease.spawn_heartbeat()),
             WorkerId::Fixed(_) => None,
         };
-        let ids = Arc::new(Generator::new(
+        let generator = Arc::new(Generator::new(
             GeneratorConfig::new(worker.id())?
                 .with_epoch_ms(settings.epoch.timestamp_millis() as u64)
                 .with_max_clock_wait(Duration::from_millis(settings.max_clock_wait_ms)),
         ));
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+        let fence = IdFence::open(&settings.data_dir, generator.clone(), store.clone())
+            .await
+            .context("reserving ids")?;
+        let ids = IdSource::new(generator, worker.clone());
         let clicks = if settings.clicks_enabled {
             std::fs::create_dir_all(&settings.data_dir)?;
             Some(
@@ -197,6 +205,7 @@ impl Application {
             forwarder,
             worker,
             heartbeat,
+            fence: fence.spawn(),
         })
     }
 
@@ -228,6 +237,7 @@ impl Application {
         if let Some(heartbeat) = self.heartbeat {
             heartbeat.abort();
         }
+        self.fence.abort();
         if let WorkerId::Leased(lease) = &self.worker {
             lease.release().await;
         }

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use snowlink_id::{CodeCodec, Generator};
+use snowlink_id::CodeCodec;
 use snowlink_store::LinkStore;
 
 use crate::auth::KeyVerifier;
 use crate::cache::LinkCache;
 use crate::clicks::ClickSender;
+use crate::ids::IdSource;
 use crate::kafka::ForwardMetrics;
 use crate::lease::WorkerId;
 use crate::links::UrlPolicy;
@@ -15,8 +16,9 @@ use crate::links::UrlPolicy;
 pub struct AppState {
     pub store: Arc<dyn LinkStore>,
     pub cache: LinkCache,
-    pub ids: Arc<Generator>,
-    /// Where the generator's worker id comes from; checked before each create.
+    /// Link and click ids, under the worker-id lease and the id fence.
+    pub ids: IdSource,
+    /// Where the generator's worker id comes from (for readiness).
     pub worker: WorkerId,
     /// `None` unless clicks are forwarded to Kafka.
     pub kafka: Option<Arc<ForwardMetrics>>,

@@ -3,14 +3,17 @@
 //! * Every statement is prepared once at connect time; the driver's default
 //!   load balancing is token-aware and shard-aware, so each request goes
 //!   straight to a replica's owning shard.
-//! * Generated codes are unique by construction and are written with a plain
-//!   `INSERT`. Only custom aliases pay for a lightweight transaction
-//!   (`INSERT ... IF NOT EXISTS`, several round trips), and so do the rare
-//!   writes that must be conditional: deletes, key names, revocations.
+//! * Every link is written with `INSERT ... IF NOT EXISTS` (a lightweight
+//!   transaction), generated codes included: an id reissued after a clock
+//!   step or a lost lease is refused, never written over a live link. The
+//!   other conditional writes are deletes, key names and revocations.
 //! * Expiring links carry a CQL TTL of their remaining life plus
 //!   [`EXPIRED_GRACE_SECS`], so they answer 410 Gone for a while and are then
 //!   dropped by the database itself; `expires_at` stays the source of truth
-//!   for redirects.
+//!   for redirects. A TTL is only used when it ends before
+//!   [`TTL_HORIZON_SECS`] (2038-01-19, the limit of Cassandra's default
+//!   storage mode) and within CQL's 20-year maximum; links expiring later,
+//!   or never, are written without one and kept (see [`ttl_secs`]).
 //! * Reads and writes use the configured consistency (default
 //!   `LOCAL_QUORUM`), lightweight transactions `LOCAL_SERIAL`.
 
@@ -36,7 +39,11 @@ pub use migrate::{migrate, MigrateReport, MIGRATIONS};
 /// How long an expired link keeps answering 410 Gone before its row expires.
 pub const EXPIRED_GRACE_SECS: i64 = 30 * 86_400;
 /// The largest TTL CQL accepts (20 years).
-const MAX_TTL_SECS: i64 = 630_720_000;
+pub const MAX_TTL_SECS: i64 = 630_720_000;
+/// The last second a TTL may end at on every engine we run on: Cassandra
+/// (before `storage_compatibility_mode: NONE`) stores expiry as a 32-bit
+/// count of seconds and rejects writes whose TTL ends after 2038-01-19.
+pub const TTL_HORIZON_SECS: i64 = i32::MAX as i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScyllaError {
@@ -207,15 +214,23 @@ pub async fn connect(config: &ScyllaConfig) -> Result<Session, ScyllaError> {
     Ok(builder.build().await?)
 }
 
-/// The TTL, in seconds, to write a link with: 0 (none) for a link that does
-/// not expire, else its remaining life plus the grace period.
+/// The TTL, in seconds, to write a link with: its remaining life plus the
+/// grace period, or 0 (no TTL: the row is kept) when the link never expires
+/// or when that TTL would end past [`TTL_HORIZON_SECS`] or exceed
+/// [`MAX_TTL_SECS`]. Such a row is never dropped by the database; it answers
+/// 410 Gone after `expires_at` like any other, and its code stays taken.
+/// Clamping instead would drop a live link before it expires.
 pub fn ttl_secs(expires_at: Option<i64>, now_ms: i64) -> i32 {
-    match expires_at {
-        None => 0,
-        Some(at) => {
-            let remaining = (at - now_ms).max(0).div_euclid(1000) + 1;
-            (remaining + EXPIRED_GRACE_SECS).clamp(1, MAX_TTL_SECS) as i32
-        }
+    let Some(at) = expires_at else {
+        return 0;
+    };
+    let remaining = (at.saturating_sub(now_ms)).max(0).div_euclid(1000) + 1;
+    let ttl = remaining.saturating_add(EXPIRED_GRACE_SECS);
+    let ends = now_ms.div_euclid(1000).saturating_add(ttl);
+    if ttl > MAX_TTL_SECS || ends > TTL_HORIZON_SECS {
+        0
+    } else {
+        ttl as i32
     }
 }
 
@@ -291,7 +306,6 @@ fn key_from_row(row: KeyRow) -> Option<ApiKey> {
 }
 
 struct Statements {
-    insert_link: PreparedStatement,
     insert_link_if_absent: PreparedStatement,
     get_link: PreparedStatement,
     delete_link: PreparedStatement,
@@ -302,6 +316,8 @@ struct Statements {
     revoke_key: PreparedStatement,
     list_keys: PreparedStatement,
     ping: PreparedStatement,
+    get_reservation: PreparedStatement,
+    reserve_ids: PreparedStatement,
 }
 
 /// Links and API keys in ScyllaDB (or Cassandra).
@@ -329,11 +345,6 @@ impl ScyllaStore {
             }
         };
         let st = Statements {
-            insert_link: prep(
-                format!("INSERT INTO {ks}.links ({LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
-                true,
-            )
-            .await?,
             insert_link_if_absent: prep(
                 format!("INSERT INTO {ks}.links ({LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"),
                 false,
@@ -380,6 +391,18 @@ impl ScyllaStore {
             )
             .await?,
             ping: prep("SELECT release_version FROM system.local".into(), true).await?,
+            get_reservation: prep(
+                format!("SELECT until_ms FROM {ks}.id_reservations WHERE worker = ?"),
+                true,
+            )
+            .await?,
+            // The write timestamp is the reservation itself: the highest
+            // reservation wins, whatever order the writes land in.
+            reserve_ids: prep(
+                format!("UPDATE {ks}.id_reservations USING TIMESTAMP ? SET until_ms = ? WHERE worker = ?"),
+                true,
+            )
+            .await?,
         };
         Ok(Self { session, st })
     }
@@ -425,6 +448,9 @@ impl ScyllaStore {
 #[async_trait]
 impl LinkStore for ScyllaStore {
     async fn create_link(&self, link: &Link) -> StoreResult<()> {
+        // Generated codes are unique by construction, and still conditional:
+        // a reissued id (clock stepped back, lost lease) must be refused, not
+        // silently replace a live link.
         let values = (
             &link.code,
             link.id,
@@ -437,25 +463,13 @@ impl LinkStore for ScyllaStore {
             &link.owner,
             ttl_secs(link.expires_at, now_ms()),
         );
-        match link.kind {
-            // Unique by construction: one plain write, no Paxos.
-            CodeKind::Generated => {
-                self.session
-                    .execute_unpaged(&self.st.insert_link, values)
-                    .await
-                    .map_err(backend)?;
-                Ok(())
-            }
-            CodeKind::Alias => {
-                if self
-                    .conditional(&self.st.insert_link_if_absent, values)
-                    .await?
-                {
-                    Ok(())
-                } else {
-                    Err(StoreError::Conflict(link.code.clone()))
-                }
-            }
+        if self
+            .conditional(&self.st.insert_link_if_absent, values)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(link.code.clone()))
         }
     }
 
@@ -548,6 +562,24 @@ impl LinkStore for ScyllaStore {
             .map_err(backend)?;
         Ok(())
     }
+
+    async fn id_reservation(&self, worker: u16) -> StoreResult<i64> {
+        let row: Option<(Option<i64>,)> = self
+            .first_row(&self.st.get_reservation, (i32::from(worker),))
+            .await?;
+        Ok(row.and_then(|(v,)| v).unwrap_or(0))
+    }
+
+    async fn reserve_ids(&self, worker: u16, until_ms: i64) -> StoreResult<()> {
+        self.session
+            .execute_unpaged(
+                &self.st.reserve_ids,
+                (until_ms.saturating_mul(1000), until_ms, i32::from(worker)),
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -567,7 +599,14 @@ mod tests {
             ttl_secs(Some(now - 5_000), now),
             (1 + EXPIRED_GRACE_SECS) as i32
         );
-        assert_eq!(ttl_secs(Some(i64::MAX / 2), 0), MAX_TTL_SECS as i32);
+        // Past CQL's 20-year maximum or Cassandra's 2038 limit: no TTL.
+        assert_eq!(ttl_secs(Some(i64::MAX / 2), 0), 0);
+        let nov_2026 = 1_795_000_000_000;
+        let in_2040 = 2_208_988_800_000;
+        assert_eq!(ttl_secs(Some(in_2040), nov_2026), 0);
+        let in_2030 = 1_893_456_000_000;
+        let ttl = ttl_secs(Some(in_2030), nov_2026);
+        assert!(ttl > 0 && (nov_2026 / 1000 + ttl as i64) < TTL_HORIZON_SECS);
     }
 
     #[test]

@@ -7,10 +7,16 @@ use scylla::statement::Consistency;
 use crate::{ScyllaConfig, ScyllaError};
 
 /// The migration files, compiled in, in the order they apply.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_links.cql",
-    include_str!("../../../migrations/0001_links.cql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_links.cql",
+        include_str!("../../../migrations/0001_links.cql"),
+    ),
+    (
+        "0002_id_reservations.cql",
+        include_str!("../../../migrations/0002_id_reservations.cql"),
+    ),
+];
 
 /// What [`migrate`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -35,9 +35,28 @@ pub async fn run_all(store: Arc<dyn LinkStore>) {
     unknown_code_is_none(&*store).await;
     taken_alias_conflicts(&*store).await;
     taken_generated_code_is_never_overwritten(&*store).await;
+    far_future_and_near_expiries_round_trip(&*store).await;
     delete_marks_deleted_and_keeps_code_taken(&*store).await;
     concurrent_alias_claims_have_one_winner(store.clone()).await;
     api_keys_round_trip_and_revoke(&*store).await;
+    id_reservations_only_rise(&*store).await;
+}
+
+pub async fn id_reservations_only_rise(store: &dyn LinkStore) {
+    // A worker id no other run of the suite uses at the same moment.
+    let worker = (rand::random::<u16>() % 1024).max(1);
+    let base = store.id_reservation(worker).await.unwrap();
+    let at = base.max(1_800_000_000_000) + 1_000;
+    store.reserve_ids(worker, at).await.unwrap();
+    assert_eq!(store.id_reservation(worker).await.unwrap(), at);
+    store.reserve_ids(worker, at - 500).await.unwrap();
+    assert_eq!(
+        store.id_reservation(worker).await.unwrap(),
+        at,
+        "a lower reservation never replaces a higher one"
+    );
+    store.reserve_ids(worker, at + 250).await.unwrap();
+    assert_eq!(store.id_reservation(worker).await.unwrap(), at + 250);
 }
 
 pub async fn ping_answers(store: &dyn LinkStore) {
@@ -79,15 +98,60 @@ pub async fn taken_alias_conflicts(store: &dyn LinkStore) {
     assert_eq!(store.get_link(&code).await.unwrap(), Some(first));
 }
 
-/// Generated codes are unique by construction, so backends may write them
-/// without a check; this only asserts what every backend guarantees: the
-/// first link stays readable and intact or the second write is refused.
+/// A generated code written a second time (an id reissued after a clock
+/// step or a lost lease) is refused, and the first link stays intact.
 pub async fn taken_generated_code_is_never_overwritten(store: &dyn LinkStore) {
     let code = unique("gen");
     let first = sample_link(&code, CodeKind::Generated);
     store.create_link(&first).await.expect("first create");
-    let got = store.get_link(&code).await.unwrap().expect("present");
-    assert_eq!(got.url, first.url);
+    let mut second = first.clone();
+    second.id += 1;
+    second.url = "https://example.org/overwritten".into();
+    second.expires_at = None;
+    match store.create_link(&second).await {
+        Err(StoreError::Conflict(c)) => assert_eq!(c, code),
+        other => panic!("a second write of a generated code must be refused, got {other:?}"),
+    }
+    assert_eq!(store.get_link(&code).await.unwrap(), Some(first));
+}
+
+/// Links expiring soon, in 2037, after 2038-01-19 (past a 32-bit expiry
+/// clock) and beyond any TTL a database accepts are all kept as written.
+pub async fn far_future_and_near_expiries_round_trip(store: &dyn LinkStore) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (label, expires_at) in [
+        ("soon", now + 3_600_000),
+        ("y2037", 2_114_380_800_000),   // 2037-01-01
+        ("y2040", 2_208_988_800_000),   // 2040-01-01
+        ("y2106", 4_294_967_296_000),   // past u32 seconds
+        ("y9999", 253_402_300_799_000), // the last RFC 3339 second
+    ] {
+        let mut link = sample_link(&unique(label), CodeKind::Generated);
+        link.expires_at = Some(expires_at);
+        store
+            .create_link(&link)
+            .await
+            .unwrap_or_else(|e| panic!("a link expiring at {label} is stored: {e}"));
+        assert_eq!(
+            store.get_link(&link.code).await.unwrap(),
+            Some(link.clone())
+        );
+        assert_eq!(link.state_at(now), LinkState::Active);
+        assert_eq!(
+            store.delete_link(&link.code, now).await.unwrap(),
+            DeleteOutcome::Deleted,
+            "a link expiring at {label} can be deleted"
+        );
+        let deleted = store
+            .get_link(&link.code)
+            .await
+            .unwrap()
+            .expect("tombstone");
+        assert_eq!(deleted.deleted_at, Some(now));
+    }
 }
 
 pub async fn delete_marks_deleted_and_keeps_code_taken(store: &dyn LinkStore) {

@@ -17,7 +17,7 @@ pub mod spool;
 pub mod sqlite;
 
 pub use model::*;
-pub use spool::{ClickSpool, Progress};
+pub use spool::{ClaimError, ClickSpool, Progress, CONSUMER_KAFKA, CONSUMER_LAKE};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -76,4 +76,13 @@ pub trait LinkStore: Send + Sync + 'static {
 
     /// Cheap round trip proving the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The end of the highest id-time reservation recorded for Snowflake
+    /// worker `worker` (ms since the Unix epoch), 0 if none. A worker that
+    /// starts never issues an id at or before it.
+    async fn id_reservation(&self, worker: u16) -> StoreResult<i64>;
+
+    /// Records, durably, that `worker` may issue ids up to `until_ms`. Never
+    /// lowers a recorded reservation.
+    async fn reserve_ids(&self, worker: u16, until_ms: i64) -> StoreResult<()>;
 }

@@ -15,6 +15,11 @@
 //! * `meta.spool_id`: a random identity created with the file. Events
 //!   forwarded to Kafka carry it with their `seq`, so a consumer can tell a
 //!   resent event from a new one.
+//! * `meta.consumer`: who drains the spool, `lake` (`snowlink-aggregate
+//!   --data-dir`) or `kafka` (the service's forwarder). Both advance the
+//!   same checkpoint, so two consumers would split and duplicate events:
+//!   the first to [`ClickSpool::claim`] it owns it, and the other is refused
+//!   until the spool is drained and [`ClickSpool::release`]d.
 //! * `visitor_salts`: the random key of each UTC day for visitor hashes; keys
 //!   older than yesterday are deleted, so old visitor ids cannot be linked.
 //!
@@ -45,6 +50,23 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', lower(hex(randomblob(8))));
 ";
 
+/// The two ways a spool is drained.
+pub const CONSUMER_LAKE: &str = "lake";
+pub const CONSUMER_KAFKA: &str = "kafka";
+
+/// Why a spool could not be claimed or released.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("the click spool is already drained by another consumer ({owner})")]
+    Owned { owner: String },
+    #[error(
+        "{backlog} clicks are still in the spool; let its consumer ({owner}) drain them first"
+    )]
+    NotDrained { owner: String, backlog: i64 },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
 /// Where the batch job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -70,6 +92,72 @@ impl ClickSpool {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
+    }
+
+    /// Makes `consumer` the one consumer of this spool, unless another one
+    /// already is.
+    pub fn claim(&mut self, consumer: &str) -> Result<(), ClaimError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let owner: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match owner {
+            Some(owner) if owner != consumer => return Err(ClaimError::Owned { owner }),
+            Some(_) => {}
+            None => {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('consumer', ?1)",
+                    [consumer],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The consumer that owns this spool, if any.
+    pub fn consumer(&self) -> SpoolResult<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+    }
+
+    /// Frees the spool for another consumer, only once nothing is waiting in
+    /// it (no backlog, no batch in flight). Returns the former owner.
+    pub fn release(&mut self) -> Result<Option<String>, ClaimError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let owner: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let (checkpoint, pending): (i64, Option<i64>) = tx.query_row(
+            "SELECT checkpoint, pending_first FROM progress WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let backlog: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM clicks WHERE seq > ?1",
+            [checkpoint],
+            |r| r.get(0),
+        )?;
+        if backlog > 0 || pending.is_some() {
+            return Err(ClaimError::NotDrained {
+                owner: owner.unwrap_or_else(|| "none".into()),
+                backlog,
+            });
+        }
+        tx.execute("DELETE FROM meta WHERE key = 'consumer'", [])?;
+        tx.commit()?;
+        Ok(owner)
     }
 
     /// Appends events in one transaction (one fsync for the lot).

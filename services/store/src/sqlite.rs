@@ -53,6 +53,12 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         revoked_at INTEGER
     );",
+    // 2: id reservations, the fence that keeps a restarted worker from
+    // reissuing ids.
+    "CREATE TABLE id_reservations (
+        worker   INTEGER PRIMARY KEY,
+        until_ms INTEGER NOT NULL
+    );",
 ];
 
 type Reply<T> = oneshot::Sender<StoreResult<T>>;
@@ -382,6 +388,32 @@ impl LinkStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
+    }
+
+    async fn id_reservation(&self, worker: u16) -> StoreResult<i64> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT until_ms FROM id_reservations WHERE worker = ?1",
+                [worker],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn reserve_ids(&self, worker: u16, until_ms: i64) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO id_reservations (worker, until_ms) VALUES (?1, ?2)
+                 ON CONFLICT (worker) DO UPDATE SET until_ms = MAX(until_ms, excluded.until_ms)",
+            )
+            .and_then(|mut stmt| stmt.execute(params![worker, until_ms]))
+            .map_err(StoreError::backend)?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -1,18 +1,25 @@
-//! Real servers for integration tests: `redis-server` and the `tansu`
-//! Kafka-compatible broker, each on a free loopback port with its own
+//! Real servers for integration tests: `redis-server`, Apache Kafka (KRaft,
+//! one node) and Apache Cassandra (one node, the CQL engine the ScyllaDB
+//! backend is tested against), each on free loopback ports with its own
 //! temporary folder, stopped when dropped (and killed with the test process
 //! if it dies, via `PR_SET_PDEATHSIG`).
 //!
-//! `./scripts/test` installs both and sets `SNOWLINK_REQUIRE_SERVERS=1`: a
-//! missing binary then fails the test. Run alone (plain `cargo test`), a test
-//! whose server is missing says so and passes without checking anything.
+//! Kafka and Cassandra run from Maven Central jars that `scripts/engines
+//! fetch` keeps in a cache outside the repository; `scripts/engines` also
+//! writes their configuration and starts them, so tests, benches and
+//! `scripts/stack` run the engines the same way.
+//!
+//! `./scripts/test` installs and fetches everything and sets
+//! `SNOWLINK_REQUIRE_SERVERS=1`: a missing server then fails the test. Run
+//! alone (plain `cargo test`), a test whose server is missing says so and
+//! passes without checking anything.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -55,6 +62,51 @@ fn missing(name: &str, test: &str, install: &str) -> Option<Server> {
     None
 }
 
+/// The repository root (for `scripts/engines`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
+}
+
+/// `scripts/engines`, which fetches and runs Kafka and Cassandra.
+pub fn engines_script() -> PathBuf {
+    repo_root().join("scripts/engines")
+}
+
+/// Whether `scripts/engines fetch` has fetched `engine`.
+fn engine_ready(engine: &str) -> bool {
+    Command::new(engines_script())
+        .args(["ready", engine])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A keyspace name no other test uses: `prefix` plus a random suffix.
+pub fn unique_keyspace(prefix: &str) -> String {
+    let clean: String = prefix
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(24)
+        .collect();
+    format!("t_{clean}_{:012x}", rand_u64() & 0xffff_ffff_ffff)
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
 /// A server process this test owns.
 pub struct Server {
     name: &'static str,
@@ -63,9 +115,30 @@ pub struct Server {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Longest wait for the port to answer after a start.
+    ready_within: Duration,
 }
 
 impl Server {
+    fn new(
+        name: &'static str,
+        program: PathBuf,
+        args: Vec<String>,
+        port: u16,
+        dir: tempfile::TempDir,
+        ready_within: Duration,
+    ) -> Server {
+        Server {
+            name,
+            program,
+            args,
+            port,
+            dir,
+            child: None,
+            ready_within,
+        }
+    }
+
     /// `redis-server` with no persistence, or `None` (and a message) if it is
     /// not installed and not required.
     pub fn redis(test: &str) -> Option<Server> {
@@ -86,48 +159,69 @@ impl Server {
             "--dir".into(),
             dir.path().display().to_string(),
         ];
-        let mut server = Server {
-            name: "redis-server",
+        let mut server = Server::new(
+            "redis-server",
             program,
             args,
             port,
             dir,
-            child: None,
-        };
+            Duration::from_secs(30),
+        );
         server.start();
         Some(server)
     }
 
-    /// A `tansu` broker keeping its data in a SQLite file in its folder, so
-    /// topics and messages survive [`Server::stop`] and [`Server::start`].
-    pub fn tansu(test: &str) -> Option<Server> {
-        let Some(program) = find_binary("tansu") else {
-            return missing(
-                "tansu",
-                test,
-                "cargo install tansu --locked --features dynostore,libsql",
-            );
-        };
+    /// An Apache Kafka broker (KRaft, broker and controller in one node)
+    /// keeping its log in its folder, so topics and messages survive
+    /// [`Server::kill`] and [`Server::start`].
+    pub fn kafka(test: &str) -> Option<Server> {
+        if !engine_ready("kafka") {
+            return missing("Apache Kafka", test, "scripts/engines fetch");
+        }
         let port = free_port();
+        let controller = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("tcp://127.0.0.1:{port}");
         let args = vec![
-            "broker".into(),
-            "--listener-url".into(),
-            url.clone(),
-            "--advertised-listener-url".into(),
-            url,
-            "--storage-engine".into(),
-            "sqlite://kafka.db".into(),
+            "kafka".into(),
+            dir.path().join("kafka").display().to_string(),
+            port.to_string(),
+            controller.to_string(),
         ];
-        let mut server = Server {
-            name: "tansu",
-            program,
+        let mut server = Server::new(
+            "kafka",
+            engines_script(),
             args,
             port,
             dir,
-            child: None,
-        };
+            Duration::from_secs(90),
+        );
+        server.start();
+        Some(server)
+    }
+
+    /// An Apache Cassandra node of this test's own (for tests that kill it).
+    /// Tests that only need a CQL database share [`shared_cassandra`].
+    pub fn cassandra(test: &str) -> Option<Server> {
+        if !engine_ready("cassandra") {
+            return missing("Apache Cassandra", test, "scripts/engines fetch");
+        }
+        let port = free_port();
+        let storage = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = vec![
+            "cassandra".into(),
+            dir.path().join("cassandra").display().to_string(),
+            port.to_string(),
+            storage.to_string(),
+        ];
+        let mut server = Server::new(
+            "cassandra",
+            engines_script(),
+            args,
+            port,
+            dir,
+            Duration::from_secs(180),
+        );
         server.start();
         Some(server)
     }
@@ -145,16 +239,26 @@ impl Server {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    /// `127.0.0.1:PORT`, for `bootstrap.servers` or CQL `known_nodes`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT` of a CQL node.
+    pub fn cql_node(&self) -> String {
+        self.bootstrap()
     }
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
 
-    /// Starts the process (again, on the same port and folder) and waits
+    /// The pid of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the process (again, on the same ports and folder) and waits
     /// until it accepts connections.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
@@ -173,7 +277,7 @@ impl Server {
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
-                // Die with the test process, however it ends.
+                // Die with the thread that started it, however it ends.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
@@ -182,7 +286,7 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + self.ready_within;
         loop {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
@@ -192,18 +296,20 @@ impl Server {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                self.child = None;
                 panic!(
                     "{} exited with {status} before listening; log:\n{}",
                     self.name,
-                    self.log()
+                    self.log_tail()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not listen on {} within 30 s; log:\n{}",
+                "{} did not listen on {} within {:?}; log:\n{}",
                 self.name,
                 self.port,
-                self.log()
+                self.ready_within,
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -223,7 +329,7 @@ impl Server {
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGTERM);
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if child.try_wait().ok().flatten().is_some() {
                     return;
@@ -240,27 +346,17 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// Creates a topic with `tansu topic create`.
-    pub fn create_topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(&self.program)
-            .args([
-                "topic",
-                "create",
-                name,
-                "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
-                "--partitions",
-                &partitions.to_string(),
-            ])
-            .current_dir(self.dir.path())
-            .output()
-            .expect("running tansu topic create");
-        assert!(
-            out.status.success(),
-            "tansu topic create {name} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    /// The last 60 lines of the log.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// Creates a Kafka topic (one replica) and waits until the broker knows
+    /// its leaders.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        create_topic(&self.bootstrap(), name, partitions);
     }
 }
 
@@ -268,6 +364,99 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Creates `name` with `partitions` partitions on the Kafka at `bootstrap`
+/// (an existing topic is fine) and waits until every partition has a leader.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("a kafka admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics([&topic], &opts))
+        .expect("create_topics answered");
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => panic!("creating topic {t}: {e}"),
+        }
+    }
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("a kafka client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = consumer
+            .fetch_metadata(Some(name), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics().iter().find(|t| t.name() == name).map(|t| {
+                    t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            })
+            .unwrap_or(false);
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic {name} has no leaders after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One Cassandra node for the whole test binary, started on first use and
+/// killed when the binary exits. Give each test its own keyspace
+/// ([`unique_keyspace`]). `None` (and a message) when Cassandra is not
+/// fetched and not required.
+pub fn shared_cassandra(test: &str) -> Option<&'static Server> {
+    static NODE: OnceLock<Option<&'static Server>> = OnceLock::new();
+    let node = NODE.get_or_init(|| {
+        // The parent-death signal fires when the *thread* that started the
+        // process ends, so a long-lived thread starts it and then parks.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let test = test.to_owned();
+        std::thread::spawn(move || {
+            let result = std::panic::catch_unwind(|| Server::cassandra(&test));
+            match result {
+                Ok(server) => {
+                    let _ = tx.send(Ok(server.map(|s| &*Box::leak(Box::new(s)))));
+                }
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    let _ = tx.send(Err(msg));
+                }
+            }
+            loop {
+                std::thread::park();
+            }
+        });
+        match rx.recv().expect("the cassandra starter answers") {
+            Ok(server) => server,
+            Err(msg) => panic!("starting the shared cassandra: {msg}"),
+        }
+    });
+    if node.is_none() {
+        say(&format!(
+            "SKIPPED {test}: Apache Cassandra is not fetched (scripts/engines fetch)"
+        ));
+    }
+    *node
 }
 
 /// Produces click events to `topic` the way the service's forwarder does:

@@ -93,13 +93,9 @@ async fn create(
     if let Some(alias) = &body.alias {
         check_alias(alias)?;
     }
-    state
-        .worker
-        .check()
-        .map_err(|e| ApiError::unavailable("id_unavailable", &e))?;
     let id = state
         .ids
-        .next_id_async()
+        .next_id()
         .await
         .map_err(|e| ApiError::unavailable("id_unavailable", &e))?;
     let (code, kind) = match body.alias {
@@ -128,12 +124,16 @@ async fn create(
             ));
         }
         Err(snowlink_store::StoreError::Conflict(code)) => {
-            // Generated codes are unique by construction; this means two
-            // instances share a worker id.
-            return Err(ApiError::internal(&format!(
-                "generated code {code} already exists: is worker id {} used twice?",
-                state.ids.worker_id()
-            )));
+            // Generated codes are unique by construction, and the store
+            // refuses to overwrite one: this means two instances share a
+            // worker id. Nothing was written; the client may retry.
+            return Err(ApiError::unavailable(
+                "id_unavailable",
+                &format!(
+                    "generated code {code} is already taken: is worker id {} used twice?",
+                    state.ids.worker_id()
+                ),
+            ));
         }
         Err(e) => return Err(e.into()),
     }

@@ -1,8 +1,8 @@
-//! The distributed path against real servers: `redis-server` and the `tansu`
-//! Kafka-compatible broker, started per test on free loopback ports
-//! (`snowlink_testkit`). Without them installed, each test says it skipped,
-//! unless `SNOWLINK_REQUIRE_SERVERS=1` (set by `./scripts/test`) makes that a
-//! failure.
+//! The distributed path against real servers: `redis-server`, Apache Kafka
+//! and Apache Cassandra (the CQL engine the ScyllaDB backend is tested
+//! against), started on free loopback ports (`snowlink_testkit`). Without
+//! them, each test says it skipped, unless `SNOWLINK_REQUIRE_SERVERS=1` (set
+//! by `./scripts/test`) makes that a failure.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -205,6 +205,70 @@ async fn a_delete_on_one_instance_stops_redirects_on_every_instance() {
     }
     assert_eq!(b_status, 410, "the other instance stopped redirecting");
     assert_eq!(follow(&a, &code).await, 410);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A delete made while Redis stalls (its circuit open on both instances)
+/// still stops redirects on every instance once Redis answers: the change is
+/// retried until Redis records it, instead of leaving the old entry there
+/// for the other instance to reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_during_a_redis_stall_stops_redirects_everywhere() {
+    let Some(redis) = Server::redis("a_delete_during_a_redis_stall_stops_redirects_everywhere")
+    else {
+        return;
+    };
+    let fleet = Fleet::new().await;
+    let a = Instance::start(fleet.store.clone(), |s| {
+        s.redis_url = Some(redis.redis_url())
+    })
+    .await;
+    let b = Instance::start(fleet.store.clone(), |s| {
+        s.redis_url = Some(redis.redis_url())
+    })
+    .await;
+    for i in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while readiness(i).await["redis"] != "ok" {
+            assert!(Instant::now() < deadline, "instance never subscribed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let code = fleet.create(&a, "https://example.com/stall").await;
+    assert_eq!(follow(&a, &code).await, 302);
+    assert_eq!(follow(&b, &code).await, 302);
+    // Redis stalls for 600 ms (SIGSTOP), long enough for every call to time
+    // out and open the circuit on both instances.
+    let pid = redis.pid().expect("redis runs") as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let resume = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // B's cached copy expires from its process cache meanwhile: a reload
+    // would find the old entry in Redis.
+    fleet.delete(&a, &code).await;
+    resume.await.unwrap();
+    let deleted_at = Instant::now();
+    let mut statuses = (follow(&a, &code).await, follow(&b, &code).await);
+    while statuses != (410, 410) && deleted_at.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        statuses = (follow(&a, &code).await, follow(&b, &code).await);
+    }
+    assert_eq!(statuses, (410, 410), "both instances stopped redirecting");
+    // And it stays so: nothing in Redis brings the link back.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(follow(&b, &code).await, 410);
+    let mut conn = redis_conn(&redis).await;
+    let entry: Option<String> = conn.get(format!("snowlink:link:{code}")).await.unwrap();
+    if let Some(entry) = entry {
+        assert!(
+            !entry.contains("\"deleted_at\":null"),
+            "stale entry: {entry}"
+        );
+    }
     a.stop().await;
     b.stop().await;
 }
@@ -424,7 +488,7 @@ async fn metric(on: &Instance, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
     let Some(mut kafka) =
-        Server::tansu("clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once")
+        Server::kafka("clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once")
     else {
         return;
     };
@@ -527,7 +591,7 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resent_events_are_dropped_by_the_aggregate() {
-    let Some(kafka) = Server::tansu("resent_events_are_dropped_by_the_aggregate") else {
+    let Some(kafka) = Server::kafka("resent_events_are_dropped_by_the_aggregate") else {
         return;
     };
     kafka.create_topic("clicks", 2);
@@ -611,4 +675,189 @@ async fn a_worker_lease_stops_issuing_before_it_can_expire() {
     let _: () = conn.set(&key, "someone-else").await.unwrap();
     assert!(!lease.renew().await);
     assert!(lease.check().is_err());
+}
+
+/// A fleet whose links live on a CQL engine: the test kit's Cassandra node
+/// (or the one given), in a keyspace of its own.
+async fn cql_fleet(node: &str, test: &str) -> Fleet {
+    let mut config = snowlink_store_scylla::ScyllaConfig::new(vec![node.to_owned()]);
+    config.keyspace = snowlink_testkit::unique_keyspace(test);
+    config.request_timeout = Duration::from_secs(2);
+    let session = snowlink_store_scylla::connect(&config).await.unwrap();
+    snowlink_store_scylla::migrate(&session, &config)
+        .await
+        .unwrap();
+    let store: Arc<dyn LinkStore> = Arc::new(
+        snowlink_store_scylla::ScyllaStore::with_session(session, &config.keyspace)
+            .await
+            .unwrap(),
+    );
+    let (key, record) = snowlink::auth::mint_key("fleet", snowlink::now_ms());
+    store.create_api_key(&record).await.unwrap();
+    Fleet {
+        store,
+        key,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// Two instances sharing Cassandra, Redis and Kafka: a link created on one
+/// redirects on the other, and a delete on either is 410 on both at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_cassandra_redis_and_kafka() {
+    let test = "two_instances_share_cassandra_redis_and_kafka";
+    let Some(cassandra) = snowlink_testkit::shared_cassandra(test) else {
+        return;
+    };
+    let Some(redis) = Server::redis(test) else {
+        return;
+    };
+    let Some(kafka) = Server::kafka(test) else {
+        return;
+    };
+    kafka.create_topic("clicks", 3);
+    let fleet = cql_fleet(&cassandra.cql_node(), test).await;
+    let shared = |s: &mut Settings| {
+        s.redis_url = Some(redis.redis_url());
+        s.kafka_brokers = Some(kafka.bootstrap());
+    };
+    let a = Instance::start(fleet.store.clone(), shared).await;
+    let b = Instance::start(fleet.store.clone(), shared).await;
+    assert_ne!(a.worker_id, b.worker_id, "leased worker ids differ");
+    for i in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while readiness(i).await["redis"] != "ok" {
+            assert!(Instant::now() < deadline, "instance never subscribed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let on = if i % 2 == 0 { &a } else { &b };
+        codes.push(
+            fleet
+                .create(on, &format!("https://example.com/cql/{i}"))
+                .await,
+        );
+    }
+    for code in &codes {
+        assert_eq!(follow(&a, code).await, 302);
+        assert_eq!(follow(&b, code).await, 302);
+    }
+    fleet.delete(&b, &codes[0]).await;
+    fleet.delete(&a, &codes[1]).await;
+    let deleted_at = Instant::now();
+    loop {
+        let s = [
+            follow(&a, &codes[0]).await,
+            follow(&b, &codes[0]).await,
+            follow(&a, &codes[1]).await,
+            follow(&b, &codes[1]).await,
+        ];
+        if s == [410; 4] {
+            break;
+        }
+        assert!(
+            deleted_at.elapsed() < Duration::from_secs(1),
+            "a delete is 410 on both instances within one second: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The links are in Cassandra itself, not only in caches.
+    for code in &codes[2..] {
+        assert!(fleet.store.get_link(code).await.unwrap().is_some());
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Cassandra killed with SIGKILL mid-load: cached links keep redirecting,
+/// creates answer 503 `store_unavailable` within a bound (never 500, never a
+/// hang), `/readyz` says not ready; after a restart, creates succeed and no
+/// acknowledged link is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_killed_mid_load_loses_no_acknowledged_link() {
+    let test = "cassandra_killed_mid_load_loses_no_acknowledged_link";
+    let Some(mut cassandra) = Server::cassandra(test) else {
+        return;
+    };
+    let fleet = cql_fleet(&cassandra.cql_node(), test).await;
+    let a = Instance::start(fleet.store.clone(), |_| {}).await;
+    let http = client();
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // A stream of creates, running while the node is killed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (address, key) = (a.address.clone(), fleet.key.clone());
+        let (acknowledged, stop, http) = (acknowledged.clone(), stop.clone(), http.clone());
+        tokio::spawn(async move {
+            let mut statuses: HashMap<u16, u64> = HashMap::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let r = http
+                    .post(format!("{address}/api/v1/links"))
+                    .bearer_auth(&key)
+                    .timeout(Duration::from_secs(15))
+                    .json(&json!({ "url": format!("https://example.com/load/{i}") }))
+                    .send()
+                    .await
+                    .expect("every create is answered within 15 s");
+                let status = r.status().as_u16();
+                *statuses.entry(status).or_default() += 1;
+                if status == 201 {
+                    let body: Value = r.json().await.unwrap();
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(body["code"].as_str().unwrap().to_owned());
+                } else {
+                    let body: Value = r.json().await.unwrap();
+                    assert_eq!(status, 503, "{body}");
+                    assert_eq!(body["error"]["code"], "store_unavailable");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let cached: Vec<String> = acknowledged.lock().unwrap()[..5].to_vec();
+    for code in &cached {
+        assert_eq!(follow(&a, code).await, 302);
+    }
+    cassandra.kill();
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    for code in &cached {
+        assert_eq!(follow(&a, code).await, 302, "cached links keep redirecting");
+    }
+    let ready = http
+        .get(format!("{}/readyz", a.address))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the store is down");
+    cassandra.start();
+    // The driver reconnects by itself; creates succeed again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = acknowledged.lock().unwrap().len();
+    while acknowledged.lock().unwrap().len() < before + 20 {
+        assert!(Instant::now() < deadline, "creates never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let statuses = writer.await.unwrap();
+    assert!(
+        statuses.get(&503).copied().unwrap_or(0) > 0,
+        "creates failed while the node was down: {statuses:?}"
+    );
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    for code in &acknowledged {
+        assert!(
+            fleet.store.get_link(code).await.unwrap().is_some(),
+            "acknowledged link {code} is in Cassandra"
+        );
+    }
+    a.stop().await;
 }

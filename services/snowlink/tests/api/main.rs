@@ -7,6 +7,7 @@ mod crash;
 mod distributed;
 mod health;
 mod helpers;
+mod ids;
 mod links;
 mod redirect;
 mod validation;

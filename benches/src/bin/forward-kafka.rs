@@ -1,0 +1,70 @@
+//! The service's forwarder, spool → Apache Kafka: events per second from a
+//! filled click spool until Kafka has acknowledged every one (idempotent
+//! producer, acks=all, lz4), against a local broker (KRaft, one node, from
+//! `scripts/engines`) started for the run. Filling the spool is not timed.
+//!
+//!   cargo run --release -p snowlink-benches --bin forward-kafka -- [EVENTS]
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use snowlink::kafka::{Forwarder, KafkaSettings};
+use snowlink_benches::ClickGen;
+use snowlink_store::ClickSpool;
+use snowlink_testkit::Server;
+
+fn main() -> anyhow::Result<()> {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(500_000);
+    let Some(broker) = Server::kafka("forward-kafka") else {
+        anyhow::bail!("Apache Kafka is not fetched: run scripts/engines fetch");
+    };
+    broker.create_topic("clicks", 6);
+    let dir = tempfile::tempdir()?;
+    let spool_path = dir.path().join("spool.db");
+    {
+        let mut spool = ClickSpool::open(&spool_path)?;
+        let events: Vec<String> = ClickGen::new(11, n, 10_000, 1_795_132_800_000, 86_400_000)
+            .map(|e| e.to_json())
+            .collect();
+        for chunk in events.chunks(50_000) {
+            spool.append(chunk)?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let start = Instant::now();
+    let forwarder = Forwarder::start(
+        &spool_path,
+        KafkaSettings {
+            brokers: broker.bootstrap(),
+            topic: "clicks".into(),
+            message_timeout: Duration::from_secs(30),
+        },
+    )?;
+    let metrics = forwarder.metrics();
+    while metrics.forwarded.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(600),
+            "only {} of {n} forwarded in 10 minutes",
+            metrics.forwarded.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    runtime.block_on(forwarder.shutdown());
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "forward_spool_to_kafka",
+            "events": n,
+            "seconds": seconds,
+            "events_per_sec": n as f64 / seconds,
+        })
+    );
+    Ok(())
+}

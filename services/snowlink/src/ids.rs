@@ -1,0 +1,205 @@
+//! Where every id this instance issues comes from: link ids and click event
+//! ids alike.
+//!
+//! * [`IdSource`] checks the worker-id lease before each id, so no id is
+//!   issued under a lease that may have passed to another instance.
+//! * [`IdFence`] keeps a restarted worker from reissuing ids. Ids are only
+//!   issued inside a reservation that runs [`RESERVATION`] ahead of the
+//!   clock and is persisted before use: in `DATA_DIR/ids/worker-N` (fsynced,
+//!   always available) and in the link store (shared by every instance, so a
+//!   worker id that moves to another instance carries its fence with it).
+//!   On start, the highest recorded reservation becomes the generator's
+//!   floor. A restart with the clock behind it (a fast restart, an NTP step,
+//!   a VM snapshot) waits for the clock, up to [`START_WAIT`] before
+//!   serving, and beyond that answers 503 `id_unavailable` until the clock
+//!   has caught up: for as long as the clock went back, plus at most one
+//!   reservation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use snowlink_id::{Generator, IdError};
+use snowlink_store::LinkStore;
+
+use crate::lease::{LeaseError, WorkerId};
+
+/// How far ahead of the clock ids are reserved.
+pub const RESERVATION: Duration = Duration::from_millis(1_000);
+/// How often the reservation is extended.
+pub const RENEW_EVERY: Duration = Duration::from_millis(250);
+/// Longest wait, at start, for a clock behind the last reservation.
+pub const START_WAIT: Duration = Duration::from_secs(2);
+/// Longest wait for the link store's reservation at start.
+const STORE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdUnavailable {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Id(#[from] IdError),
+}
+
+/// Ids of this instance, under its worker id and lease.
+#[derive(Clone)]
+pub struct IdSource {
+    generator: Arc<Generator>,
+    worker: WorkerId,
+}
+
+impl IdSource {
+    pub fn new(generator: Arc<Generator>, worker: WorkerId) -> Self {
+        Self { generator, worker }
+    }
+
+    pub fn generator(&self) -> &Arc<Generator> {
+        &self.generator
+    }
+
+    pub fn worker_id(&self) -> u16 {
+        self.generator.worker_id()
+    }
+
+    /// The next id, waiting (without blocking the executor) for a clock that
+    /// stepped back or a reservation being persisted, within the bound.
+    pub async fn next_id(&self) -> Result<u64, IdUnavailable> {
+        self.worker.check()?;
+        Ok(self.generator.next_id_async().await?)
+    }
+
+    /// The next id, blocking the calling thread while it waits.
+    pub fn next_id_blocking(&self) -> Result<u64, IdUnavailable> {
+        self.worker.check()?;
+        Ok(self.generator.next_id()?)
+    }
+}
+
+/// The persisted reservation of one worker id.
+pub struct IdFence {
+    generator: Arc<Generator>,
+    store: Arc<dyn LinkStore>,
+    file: PathBuf,
+    worker: u16,
+}
+
+impl IdFence {
+    /// Reads the last reservation (the local file's and the store's, the
+    /// higher one), makes it the generator's floor, waits up to
+    /// [`START_WAIT`] for the clock to pass it, and persists a first
+    /// reservation.
+    pub async fn open(
+        data_dir: &Path,
+        generator: Arc<Generator>,
+        store: Arc<dyn LinkStore>,
+    ) -> anyhow::Result<Self> {
+        let worker = generator.worker_id();
+        let dir = data_dir.join("ids");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = dir.join(format!("worker-{worker}"));
+        let local = match std::fs::read_to_string(&file) {
+            Ok(s) => s
+                .trim()
+                .parse::<i64>()
+                .with_context(|| format!("{} is not a reservation", file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        let shared = match tokio::time::timeout(STORE_TIMEOUT, store.id_reservation(worker)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, worker, "cannot read the worker's id reservation from the store; using the local one");
+                0
+            }
+            Err(_) => {
+                tracing::warn!(
+                    worker,
+                    "the store did not answer for the id reservation; using the local one"
+                );
+                0
+            }
+        };
+        let floor = local.max(shared);
+        generator.set_floor(floor.max(0) as u64);
+        let fence = Self {
+            generator,
+            store,
+            file,
+            worker,
+        };
+        let behind = floor - crate::now_ms();
+        if behind >= 0 {
+            if behind < START_WAIT.as_millis() as i64 {
+                tracing::info!(
+                    worker,
+                    behind_ms = behind,
+                    "waiting for the clock to pass the last id reservation"
+                );
+                tokio::time::sleep(Duration::from_millis(behind as u64 + 1)).await;
+            } else {
+                tracing::warn!(
+                    worker,
+                    behind_ms = behind,
+                    "the clock is behind the last id reservation; creates answer 503 until it catches up"
+                );
+            }
+        }
+        fence.renew().await?;
+        Ok(fence)
+    }
+
+    /// Extends the reservation to the clock plus [`RESERVATION`]: persisted
+    /// locally (required) and in the store (best effort), then opened to
+    /// the generator.
+    pub async fn renew(&self) -> anyhow::Result<()> {
+        let floor = self.generator.floor_unix_ms() as i64;
+        let until = crate::now_ms().max(floor) + RESERVATION.as_millis() as i64;
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || write_durably(&file, until))
+            .await
+            .context("persisting the id reservation")??;
+        match tokio::time::timeout(RENEW_EVERY, self.store.reserve_ids(self.worker, until)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "recording the id reservation in the store failed")
+            }
+            Err(_) => tracing::debug!("recording the id reservation in the store timed out"),
+        }
+        self.generator.set_ceiling(until as u64);
+        Ok(())
+    }
+
+    /// Renews every [`RENEW_EVERY`] until aborted.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RENEW_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.renew().await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot persist the id reservation; ids stop at its end"
+                    );
+                }
+            }
+        })
+    }
+}
+
+/// Replaces `path` with `value`, durably: a temporary file, fsync, rename,
+/// fsync of the folder.
+fn write_durably(path: &Path, value: i64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(value.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
+}
