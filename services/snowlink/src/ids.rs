@@ -26,11 +26,11 @@ use snowlink_store::LinkStore;
 use crate::lease::{LeaseError, WorkerId};
 
 /// How far ahead of the clock ids are reserved.
-pub const RESERVATION: Duration = Duration::from_millis(1_000);
+pub const RESERVATION: Duration = Duration::from_millis(2_000);
 /// How often the reservation is extended.
 pub const RENEW_EVERY: Duration = Duration::from_millis(250);
 /// Longest wait, at start, for a clock behind the last reservation.
-pub const START_WAIT: Duration = Duration::from_secs(2);
+pub const START_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait for the link store's reservation at start.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -159,6 +159,7 @@ impl IdFence {
         tokio::task::spawn_blocking(move || write_durably(&file, until))
             .await
             .context("persisting the id reservation")??;
+        self.generator.set_ceiling(until as u64);
         match tokio::time::timeout(RENEW_EVERY, self.store.reserve_ids(self.worker, until)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -166,7 +167,6 @@ impl IdFence {
             }
             Err(_) => tracing::debug!("recording the id reservation in the store timed out"),
         }
-        self.generator.set_ceiling(until as u64);
         Ok(())
     }
 

@@ -778,6 +778,9 @@ async fn two_instances_share_cassandra_redis_and_kafka() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_killed_mid_load_loses_no_acknowledged_link() {
     let test = "cassandra_killed_mid_load_loses_no_acknowledged_link";
+    if std::env::var_os("TEST_LOG").is_some() {
+        snowlink::telemetry::init(snowlink::configuration::LogFormat::Pretty, "info");
+    }
     let Some(mut cassandra) = Server::cassandra(test) else {
         return;
     };

@@ -81,8 +81,8 @@ async fn a_restart_behind_the_last_reservation_never_reissues_an_id() {
     first.wait().unwrap();
 
     // The run that was killed had reserved ids up to here: as if its clock
-    // read 6 s ahead of the clock the restart sees (an NTP step back).
-    let reservation = snowlink::now_ms() + 6_000;
+    // read 8 s ahead of the clock the restart sees (an NTP step back).
+    let reservation = snowlink::now_ms() + 8_000;
     std::fs::write(dir.path().join("ids/worker-0"), reservation.to_string()).unwrap();
     let stepped_back_at = Instant::now();
     let mut second = serve(dir.path(), port);
@@ -109,7 +109,7 @@ async fn a_restart_behind_the_last_reservation_never_reissues_an_id() {
         }
         assert_eq!(r.status(), 503);
         assert!(
-            stepped_back_at.elapsed() < Duration::from_secs(6 + 5),
+            stepped_back_at.elapsed() < Duration::from_secs(8 + 5),
             "creates stayed unavailable well past the clock's catch-up"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
