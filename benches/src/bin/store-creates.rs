@@ -31,22 +31,26 @@ fn link(i: u64, run: u64) -> Link {
     }
 }
 
-/// Creates per second with `concurrency` tasks sharing `n` creates.
-async fn measure(store: Arc<dyn LinkStore>, n: u64, concurrency: usize) -> anyhow::Result<f64> {
-    let run = rand::random::<u32>() as u64;
+/// Writes per second with `concurrency` tasks sharing `n` writes; `write`
+/// writes the `i`-th row.
+async fn measure_writes<F, Fut>(n: u64, concurrency: usize, write: F) -> anyhow::Result<f64>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let store = store.clone();
+            let write = write.clone();
             let next = next.clone();
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
-                        return Ok::<_, snowlink_store::StoreError>(());
+                        return Ok::<_, anyhow::Error>(());
                     }
-                    store.create_link(&link(i, run)).await?;
+                    write(i).await?;
                 }
             })
         })
@@ -55,6 +59,16 @@ async fn measure(store: Arc<dyn LinkStore>, n: u64, concurrency: usize) -> anyho
         t.await??;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Creates per second through `LinkStore::create_link`.
+async fn measure(store: Arc<dyn LinkStore>, n: u64, concurrency: usize) -> anyhow::Result<f64> {
+    let run = rand::random::<u32>() as u64;
+    measure_writes(n, concurrency, move |i| {
+        let store = store.clone();
+        async move { Ok(store.create_link(&link(i, run)).await?) }
+    })
+    .await
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,35 +125,21 @@ fn main() -> anyhow::Result<()> {
             .await?;
         let plain = Arc::new(plain);
         let run = rand::random::<u32>() as u64;
-        let next = Arc::new(AtomicU64::new(0));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let store = store.clone();
-                let plain = plain.clone();
-                let next = next.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            return Ok::<_, anyhow::Error>(());
-                        }
-                        let l = link(i, run);
-                        store
-                            .session()
-                            .execute_unpaged(
-                                &plain,
-                                (&l.code, l.id, "generated", &l.url, 302i16, l.created_at, &l.owner),
-                            )
-                            .await?;
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await??;
-        }
-        let plain_rate = n as f64 / start.elapsed().as_secs_f64();
+        let plain_rate = measure_writes(n, concurrency, move |i| {
+            let (store, plain) = (store.clone(), plain.clone());
+            async move {
+                let l = link(i, run);
+                store
+                    .session()
+                    .execute_unpaged(
+                        &plain,
+                        (&l.code, l.id, "generated", &l.url, 302i16, l.created_at, &l.owner),
+                    )
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
         println!(
             "{}",
             serde_json::json!({

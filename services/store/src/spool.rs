@@ -67,6 +67,14 @@ pub enum ClaimError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// `meta.consumer`, read on `conn` (a transaction, or the connection).
+fn consumer_of(conn: &Connection) -> SpoolResult<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
 /// Where the batch job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -100,11 +108,7 @@ impl ClickSpool {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let owner: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let owner = consumer_of(&tx)?;
         match owner {
             Some(owner) if owner != consumer => return Err(ClaimError::Owned { owner }),
             Some(_) => {}
@@ -121,11 +125,7 @@ impl ClickSpool {
 
     /// The consumer that owns this spool, if any.
     pub fn consumer(&self) -> SpoolResult<Option<String>> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
-                r.get(0)
-            })
-            .optional()
+        consumer_of(&self.conn)
     }
 
     /// Frees the spool for another consumer, only once nothing is waiting in
@@ -134,11 +134,7 @@ impl ClickSpool {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let owner: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let owner = consumer_of(&tx)?;
         let (checkpoint, pending): (i64, Option<i64>) = tx.query_row(
             "SELECT checkpoint, pending_first FROM progress WHERE id = 1",
             [],

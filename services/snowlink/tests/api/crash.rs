@@ -22,8 +22,14 @@ fn free_port() -> u16 {
 }
 
 fn serve(data_dir: &Path, port: u16) -> Child {
+    serve_with(data_dir, port, &[])
+}
+
+/// `snowlink serve` on `port` over `data_dir`, with `extra` flags.
+pub(crate) fn serve_with(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
     Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .env("SNOWLINK_LOG", "warn")
@@ -33,7 +39,7 @@ fn serve(data_dir: &Path, port: u16) -> Child {
         .expect("snowlink starts")
 }
 
-async fn wait_ready(address: &str) {
+pub(crate) async fn wait_ready(address: &str) {
     let http = client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -47,7 +53,7 @@ async fn wait_ready(address: &str) {
     }
 }
 
-fn create_key(data_dir: &Path) -> String {
+pub(crate) fn create_key(data_dir: &Path) -> String {
     let out = Command::new(BIN)
         .args(["keys", "create", "--name", "crash"])
         .arg("--data-dir")

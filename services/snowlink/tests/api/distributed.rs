@@ -124,6 +124,17 @@ async fn readiness(on: &Instance) -> Value {
         .unwrap()
 }
 
+/// Waits until every instance listens for Redis invalidations.
+async fn wait_subscribed(instances: &[&Instance]) {
+    for i in instances {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while readiness(i).await["redis"] != "ok" {
+            assert!(Instant::now() < deadline, "instance never subscribed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 async fn redis_conn(redis: &Server) -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis.redis_url())
         .unwrap()
@@ -183,13 +194,7 @@ async fn a_delete_on_one_instance_stops_redirects_on_every_instance() {
     })
     .await;
     // Both subscribed before the delete.
-    for i in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while readiness(i).await["redis"] != "ok" {
-            assert!(Instant::now() < deadline, "instance never subscribed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_subscribed(&[&a, &b]).await;
     let code = fleet.create(&a, "https://example.com/soon-gone").await;
     // Both now hold the link in their in-process caches (TTL 300 s).
     assert_eq!(follow(&a, &code).await, 302);
@@ -228,13 +233,7 @@ async fn a_delete_during_a_redis_stall_stops_redirects_everywhere() {
         s.redis_url = Some(redis.redis_url())
     })
     .await;
-    for i in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while readiness(i).await["redis"] != "ok" {
-            assert!(Instant::now() < deadline, "instance never subscribed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_subscribed(&[&a, &b]).await;
     let code = fleet.create(&a, "https://example.com/stall").await;
     assert_eq!(follow(&a, &code).await, 302);
     assert_eq!(follow(&b, &code).await, 302);
@@ -724,13 +723,7 @@ async fn two_instances_share_cassandra_redis_and_kafka() {
     let a = Instance::start(fleet.store.clone(), shared).await;
     let b = Instance::start(fleet.store.clone(), shared).await;
     assert_ne!(a.worker_id, b.worker_id, "leased worker ids differ");
-    for i in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while readiness(i).await["redis"] != "ok" {
-            assert!(Instant::now() < deadline, "instance never subscribed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_subscribed(&[&a, &b]).await;
     let mut codes = Vec::new();
     for i in 0..10 {
         let on = if i % 2 == 0 { &a } else { &b };

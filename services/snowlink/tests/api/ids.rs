@@ -2,42 +2,13 @@
 //! behind the last reservation never reissues an id; it answers 503
 //! `id_unavailable` until the clock catches up, then issues ids past it.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use snowlink_id::{CodeCodec, IdParts, DEFAULT_EPOCH_MS};
 
+use crate::crash::{create_key, serve_with, wait_ready};
 use crate::helpers::client;
-
-const BIN: &str = env!("CARGO_BIN_EXE_snowlink");
-
-fn serve(data_dir: &Path, port: u16) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--sequential-codes", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("SNOWLINK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("snowlink starts")
-}
-
-async fn wait_listening(address: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client()
-        .get(format!("{address}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "service did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn create(address: &str, key: &str, i: usize) -> reqwest::Response {
     client()
@@ -60,17 +31,10 @@ async fn a_restart_behind_the_last_reservation_never_reissues_an_id() {
     let dir = tempfile::tempdir().unwrap();
     let port = snowlink_testkit::free_port();
     let address = format!("http://127.0.0.1:{port}");
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--name", "ids"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = create_key(dir.path());
 
-    let mut first = serve(dir.path(), port);
-    wait_listening(&address).await;
+    let mut first = serve_with(dir.path(), port, &["--sequential-codes"]);
+    wait_ready(&address).await;
     let mut before = Vec::new();
     for i in 0..50 {
         let r = create(&address, &key, i).await;
@@ -85,8 +49,8 @@ async fn a_restart_behind_the_last_reservation_never_reissues_an_id() {
     let reservation = snowlink::now_ms() + 8_000;
     std::fs::write(dir.path().join("ids/worker-0"), reservation.to_string()).unwrap();
     let stepped_back_at = Instant::now();
-    let mut second = serve(dir.path(), port);
-    wait_listening(&address).await;
+    let mut second = serve_with(dir.path(), port, &["--sequential-codes"]);
+    wait_ready(&address).await;
     // Redirects and reads work; creates are refused, never a reissued id.
     let r = create(&address, &key, 100).await;
     assert_eq!(r.status(), 503);
