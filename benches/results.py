@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Turns the JSON lines of a benchmark run into benches/RESULTS.md.
 
-    benches/results.py RESULTS_DIR > benches/RESULTS.md
+    benches/results.py RESULTS_DIR [PREVIOUS_RESULTS_MD] > RESULTS.md
 
 Every row: the figure, the baseline measured in the same run, their ratio,
-and the target. Missing measurements are listed as not run.
+and the target. A measurement this run did not make keeps its row from the
+previous RESULTS.md, marked with that run's date; otherwise it is listed as
+not run.
 """
 import glob
 import json
@@ -50,8 +52,23 @@ def ratio(a, b):
 
 rows = []
 
+# Rows of the previous results, by measurement, and the date they were taken.
+previous, previous_date = {}, None
+if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
+    for line in open(sys.argv[2]):
+        if line.startswith("Measured ") and previous_date is None:
+            previous_date = line.split(" on ")[0].removeprefix("Measured ").strip()
+        if line.startswith("| ") and not line.startswith("| measurement") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            what = cells[0].split(" (earlier run")[0]
+            previous[what] = (cells, cells[0] if "(earlier run" in cells[0] else f"{what} (earlier run: {previous_date})")
+
 
 def row(what, figure, baseline, r, target, met=None):
+    if figure == "not run" and what in previous:
+        cells, label = previous[what]
+        rows.append("| " + " | ".join([label] + cells[1:]) + " |")
+        return
     status = "" if met is None else (" ✅" if met else " ❌")
     rows.append(f"| {what} | {figure} | {baseline} | {f(r, digits=2) if r is not None else '-'} | {target}{status} |")
 
@@ -104,7 +121,7 @@ row("pipeline: Apache Kafka → Parquet (events/s)", f(kp.get("events_per_sec"))
     f"{f(sp.get('events_per_sec'))} (spool path, same run)", ratio(kp.get("events_per_sec"), sp.get("events_per_sec")),
     "≥ 300,000/s", None if not kp else kp["events_per_sec"] >= 300_000)
 fw = p.get("forward_spool_to_kafka", {})
-row("forwarder: spool → Apache Kafka, acks=all (events/s)", f(fw.get("events_per_sec")),
+row("forwarder: spool → Apache Kafka, one transaction per 5,000 (events/s)", f(fw.get("events_per_sec")),
     f"{f(sp.get('events_per_sec'))} (spool → Parquet, same run)", ratio(fw.get("events_per_sec"), sp.get("events_per_sec")),
     "reported", None)
 

@@ -1,19 +1,17 @@
-//! `snowlink-aggregate`: moves click events from the spool into the lake.
+//! `snowlink-aggregate`: moves click events from the spool or from Kafka
+//! into the lake, exactly once.
 //!
-//! Exactly once, by construction:
-//! 1. a batch of spooled events `first..=last` is recorded as pending;
-//! 2. its events are written, one file per UTC day, to names derived from
-//!    `first..=last` (staged, fsynced, renamed, folder fsynced);
-//! 3. only then, in one transaction, are the rows released and the
-//!    checkpoint advanced to `last`.
-//!
-//! Killed before 3, the next run finds the pending batch and writes the same
-//! range to the same names, replacing whatever part was written. Killed after
-//! 3, the rows are gone from the spool and the files are whole. Daily rollups
-//! are rebuilt for every day that received events, tracked durably so a crash
-//! between the checkpoint and the rollup is repaired on the next run.
+//! One engine ([`engine`]) does it for every source: a [`engine::Source`]
+//! yields records with a stream and a position, the files of a batch are
+//! made durable, the lake's [`ledger`] records the batch, and only then is
+//! the source acknowledged. The sources are the local click spool
+//! ([`spool`]) and the clicks topic ([`kafka`]). `compact` reads the same
+//! ledger.
 
+pub mod engine;
 pub mod kafka;
+pub mod ledger;
+pub mod spool;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,18 +22,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use snowlink_events::ClickEvent;
-use snowlink_lake::{parse_range, write_clicks, Lake};
-use snowlink_store::ClickSpool;
+use snowlink_lake::Lake;
+use snowlink_spool::ClickSpool;
 
 /// Move click events into the Parquet lake, from the local spool or from Kafka.
 ///
 /// Reads the click spool that `snowlink serve` writes under its data directory
-/// (or, with --kafka-brokers, consumes the clicks topic as a consumer group),
-/// writes `LAKE/clicks/date=YYYY-MM-DD/*.parquet` (one file per batch and day,
+/// (or, with --kafka-brokers, every partition of the clicks topic), writes
+/// `LAKE/clicks/date=YYYY-MM-DD/*.parquet` (one file per batch, stream and day,
 /// sorted by code and time) and rebuilds `LAKE/daily/date=YYYY-MM-DD/daily.parquet`
-/// for each day that received events. Safe to kill at any moment: rerun it and
-/// every event is in the lake exactly once.
+/// for each day that received events. What is in the lake is recorded in
+/// `LAKE/_ledger/ledger.db` after the files are durable and before the spool is
+/// released or Kafka offsets are committed. Safe to kill at any moment: rerun
+/// it and every event is in the lake exactly once.
 ///
 /// Examples:
 ///   snowlink-aggregate --data-dir ./data --lake ./lake --once
@@ -71,9 +70,8 @@ pub struct Cli {
     pub batch_size: u32,
 
     /// Consume click events from these Kafka brokers (host:port,...) instead
-    /// of the local spool. Offsets are committed only after the Parquet files
-    /// holding them are durable; --once stops at the end of each partition
-    /// as seen at start.
+    /// of the local spool. Reading resumes where the lake's ledger says; a
+    /// run stops at the end of each partition as seen at start.
     #[arg(long, env = "SNOWLINK_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
     pub kafka_brokers: Option<String>,
 
@@ -81,7 +79,8 @@ pub struct Cli {
     #[arg(long, env = "SNOWLINK_KAFKA_TOPIC", default_value = snowlink_events::kafka::DEFAULT_TOPIC)]
     pub topic: String,
 
-    /// Kafka consumer group; use one group per lake.
+    /// Kafka consumer group the lake's progress is committed to, for lag
+    /// monitoring (the lake's ledger decides where reading resumes).
     #[arg(
         long,
         env = "SNOWLINK_KAFKA_GROUP",
@@ -124,6 +123,8 @@ pub struct Summary {
     pub rejected: u64,
     /// Kafka messages that were resends of events already in the lake.
     pub duplicates: u64,
+    /// Records the ledger already held (read again after a crash).
+    pub skipped: u64,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -138,12 +139,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let started = Instant::now();
         let _lock = lake.lock()?;
         // Only what the ledger records may be merged.
-        let removed = kafka::remove_unrecorded_before_compaction(&lake)?;
+        let ledger = ledger::Ledger::open(&lake)?;
+        let removed = engine::remove_unrecorded(&lake, &ledger)?;
         if removed > 0 {
-            tracing::warn!(
-                removed,
-                "removed files an interrupted Kafka run did not record"
-            );
+            tracing::warn!(removed, "removed files an interrupted run did not record");
         }
         let stats = snowlink_lake::compact(&lake, |date| tracing::info!(date, "compacting"))?;
         println!(
@@ -165,26 +164,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         "the data directory {} does not exist (is it the one `snowlink serve` uses?)",
         cli.data_dir.display()
     );
-    let mut spool = ClickSpool::open(&spool_path)
+    let spool = ClickSpool::open(&spool_path)
         .with_context(|| format!("opening {}", spool_path.display()))?;
-    // The spool has one consumer: with Kafka forwarding on, its clicks go to
-    // Kafka and must be aggregated from there.
-    if let Err(e) = spool.claim(snowlink_store::CONSUMER_LAKE) {
-        anyhow::bail!(
-            "{e}: {} is forwarded to Kafka by `snowlink serve --kafka-brokers`, and two consumers \
-             would split and duplicate clicks. Aggregate from Kafka instead \
-             (snowlink-aggregate --kafka-brokers HOST:PORT --lake {})",
-            spool_path.display(),
-            cli.lake.display()
-        );
-    }
+    let mut source = spool::SpoolSource::new(spool, &spool_path, &cli.lake)?;
     let show_progress = !cli.no_progress && std::io::stderr().is_terminal();
+    let stop = stop_flag()?;
     match cli.every {
         None => {
-            let s = run_once(&mut spool, &lake, cli.batch_size as usize, show_progress)?;
+            let s = timed(&mut source, &lake, &cli, &stop, show_progress)?;
             print_summary(&s.0, s.1);
             if cli.release_spool {
-                spool
+                source
+                    .into_spool()
                     .release()
                     .with_context(|| format!("releasing {}", spool_path.display()))?;
                 println!(
@@ -194,14 +185,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Some(every) => {
-            let stop = stop_flag()?;
             tracing::info!(every = %humantime::format_duration(every), "aggregating periodically");
             repeat_every(every, &stop, || {
-                run_once(&mut spool, &lake, cli.batch_size as usize, show_progress)
+                // Each round reads what is spooled when it starts.
+                let spool = ClickSpool::open(&spool_path)
+                    .with_context(|| format!("opening {}", spool_path.display()))?;
+                let mut source = spool::SpoolSource::new(spool, &spool_path, &cli.lake)?;
+                timed(&mut source, &lake, &cli, &stop, show_progress)
             });
         }
     }
     Ok(())
+}
+
+/// One run of the engine, with its progress bar and duration.
+fn timed(
+    source: &mut dyn engine::Source,
+    lake: &Lake,
+    cli: &Cli,
+    stop: &AtomicBool,
+    show_progress: bool,
+) -> anyhow::Result<(Summary, Duration)> {
+    let started = Instant::now();
+    let bar = progress_bar(show_progress, source.unit());
+    let summary = engine::run(source, lake, cli.batch_size as usize, stop, &bar)?;
+    Ok((summary, started.elapsed()))
 }
 
 /// Runs `round` every `every` until SIGINT/SIGTERM, printing each summary;
@@ -225,28 +233,6 @@ fn repeat_every(
         }
     }
     tracing::info!("stopped");
-}
-
-/// Rebuilds the rollup of every day in `days`, calling `done` after each so
-/// the day is no longer marked.
-pub(crate) fn rebuild_rollups(
-    lake: &Lake,
-    days: Vec<String>,
-    mut done: impl FnMut(&str) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
-    let mut rebuilt = 0;
-    for day in days {
-        let stats = snowlink_lake::rebuild_daily(lake, &day)?;
-        tracing::info!(
-            day,
-            codes = stats.codes,
-            clicks = stats.clicks,
-            "daily rollup rebuilt"
-        );
-        done(&day)?;
-        rebuilt += 1;
-    }
-    Ok(rebuilt)
 }
 
 fn init_logs() {
@@ -301,127 +287,27 @@ fn progress_bar(show: bool, unit: &str) -> ProgressBar {
 }
 
 fn run_kafka(cli: &Cli, brokers: &str, lake: &Lake) -> anyhow::Result<()> {
-    let source = kafka::KafkaSource {
+    let settings = kafka::KafkaSettings {
         brokers: brokers.to_owned(),
         topic: cli.topic.clone(),
         group: cli.group.clone(),
-        batch_size: cli.batch_size as usize,
         batch_wait: cli.batch_wait,
     };
     let show_progress = !cli.no_progress && std::io::stderr().is_terminal();
     let stop = stop_flag()?;
     match cli.every {
         None => {
-            let started = Instant::now();
-            let bar = progress_bar(show_progress, "messages");
-            let s = kafka::run(&source, lake, true, &stop, &bar)?;
-            print_summary(&s, started.elapsed());
+            let mut source = kafka::KafkaSource::new(settings)?;
+            let (s, elapsed) = timed(&mut source, lake, cli, &stop, show_progress)?;
+            print_summary(&s, elapsed);
         }
         Some(every) => {
-            tracing::info!(every = %humantime::format_duration(every), topic = %source.topic, "aggregating from kafka periodically");
+            tracing::info!(every = %humantime::format_duration(every), topic = %settings.topic, "aggregating from kafka periodically");
             repeat_every(every, &stop, || {
-                let started = Instant::now();
-                let bar = progress_bar(show_progress, "messages");
-                kafka::run(&source, lake, true, &stop, &bar).map(|s| (s, started.elapsed()))
+                let mut source = kafka::KafkaSource::new(settings.clone())?;
+                timed(&mut source, lake, cli, &stop, show_progress)
             });
         }
     }
     Ok(())
-}
-
-/// Moves everything spooled into the lake and rebuilds the touched rollups.
-pub fn run_once(
-    spool: &mut ClickSpool,
-    lake: &Lake,
-    batch_size: usize,
-    show_progress: bool,
-) -> anyhow::Result<(Summary, Duration)> {
-    let started = Instant::now();
-    let _lock = lake.lock()?;
-    let mut summary = Summary::default();
-    let bar = if show_progress {
-        let bar = ProgressBar::new(spool.backlog()? as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
-                .expect("valid template"),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-
-    if let Some((first, last)) = spool.progress()?.pending {
-        tracing::warn!(
-            first,
-            last,
-            "finishing a batch interrupted by an earlier run"
-        );
-        let rows = spool.read_range(first, last)?;
-        write_batch(spool, lake, first, last, rows, true, &mut summary)?;
-        bar.inc(summary.events);
-    }
-    loop {
-        let checkpoint = spool.progress()?.checkpoint;
-        let rows = spool.read_after(checkpoint, batch_size)?;
-        let (Some(&(first, _)), Some(&(last, _))) = (rows.first(), rows.last()) else {
-            break;
-        };
-        spool.set_pending(first, last)?;
-        let before = summary.events;
-        write_batch(spool, lake, first, last, rows, false, &mut summary)?;
-        bar.inc(summary.events - before);
-    }
-    bar.finish_and_clear();
-
-    let days = spool.dirty_days()?;
-    summary.rollups += rebuild_rollups(lake, days, |day| Ok(spool.clear_dirty_day(day)?))?;
-    Ok((summary, started.elapsed()))
-}
-
-/// Writes spool rows `first..=last` to the lake, then releases them.
-fn write_batch(
-    spool: &mut ClickSpool,
-    lake: &Lake,
-    first: i64,
-    last: i64,
-    rows: Vec<(i64, String)>,
-    recovering: bool,
-    summary: &mut Summary,
-) -> anyhow::Result<()> {
-    let mut by_day: std::collections::BTreeMap<String, Vec<ClickEvent>> = Default::default();
-    for (seq, json) in rows {
-        match ClickEvent::from_json(&json) {
-            Ok(e) => by_day.entry(e.date()).or_default().push(e),
-            Err(e) => {
-                tracing::error!(seq, error = %e, "skipping a spool row that is not a click event");
-                summary.rejected += 1;
-            }
-        }
-    }
-    let days: Vec<String> = by_day.keys().cloned().collect();
-    for (day, mut events) in by_day {
-        summary.events += events.len() as u64;
-        if recovering && already_compacted(lake, &day, first, last)? {
-            continue;
-        }
-        let file = write_clicks(lake, &day, None, first, last, &mut events)?;
-        tracing::debug!(path = %file.path.display(), rows = file.rows, bytes = file.bytes, "wrote");
-        summary.files += 1;
-        summary.bytes += file.bytes;
-    }
-    spool.complete(last, &days)?;
-    Ok(())
-}
-
-/// True when a compacted file of `day` already holds `first..=last`: the
-/// interrupted batch reached the lake and was merged since.
-fn already_compacted(lake: &Lake, day: &str, first: i64, last: i64) -> anyhow::Result<bool> {
-    Ok(lake.click_files(day)?.iter().any(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .and_then(parse_range)
-            .is_some_and(|(src, f, l)| {
-                src.is_none() && f <= first && last <= l && (f, l) != (first, last)
-            })
-    }))
 }

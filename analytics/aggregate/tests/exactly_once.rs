@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use snowlink_events::{ClickEvent, SCHEMA_VERSION};
-use snowlink_store::ClickSpool;
+use snowlink_spool::ClickSpool;
 
 const BIN: &str = env!("CARGO_BIN_EXE_snowlink-aggregate");
 const DAY_MS: i64 = 86_400_000;
@@ -290,26 +290,61 @@ fn kafka_consumer_killed_at_any_moment_then_rerun_gives_every_event_once() {
     assert_exactly_once(&lake, N);
 }
 
-/// A Kafka run killed after writing its files but before recording them,
-/// then a compaction, then a rerun: every event once. The compaction must
-/// not merge files the lake's state does not record.
-#[test]
-fn compaction_after_an_unrecorded_kafka_batch_duplicates_nothing() {
-    let Some(kafka) = snowlink_testkit::Server::kafka(
-        "compaction_after_an_unrecorded_kafka_batch_duplicates_nothing",
-    ) else {
-        return;
-    };
-    kafka.create_topic("clicks", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let consume = |group: &str| {
-        let out = Command::new(BIN)
-            .args(["--kafka-brokers", &kafka.bootstrap()])
-            .args(["--group", group, "--topic", "clicks"])
+/// The two sources of the one engine, for the tests that run on both.
+enum Source {
+    Spool { data: PathBuf },
+    Kafka { kafka: snowlink_testkit::Server },
+}
+
+impl Source {
+    fn spool(dir: &Path) -> Self {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        Source::Spool { data }
+    }
+
+    fn kafka(test: &str) -> Option<Self> {
+        let kafka = snowlink_testkit::Server::kafka(test)?;
+        kafka.create_topic("clicks", 2);
+        Some(Source::Kafka { kafka })
+    }
+
+    /// Adds events `range` (each once) to the source.
+    fn feed(&self, range: std::ops::Range<i64>) {
+        match self {
+            Source::Spool { data } => {
+                let mut spool = ClickSpool::open(data.join("spool.db")).unwrap();
+                let events: Vec<String> = range.map(|i| event(i).to_json()).collect();
+                spool.append(&events).unwrap();
+            }
+            Source::Kafka { kafka } => snowlink_testkit::produce_clicks(
+                &kafka.bootstrap(),
+                "clicks",
+                "00000000000000cc",
+                range.map(|i| (i + 1, event(i))),
+            ),
+        }
+    }
+
+    /// One complete `--once` run into `lake`, in consumer group `group`
+    /// (Kafka only).
+    fn consume(&self, lake: &Path, group: &str) {
+        let mut cmd = Command::new(BIN);
+        match self {
+            Source::Spool { data } => cmd.arg("--data-dir").arg(data),
+            Source::Kafka { kafka } => cmd.args(["--kafka-brokers", &kafka.bootstrap()]).args([
+                "--group",
+                group,
+                "--topic",
+                "clicks",
+                "--batch-wait",
+                "200ms",
+            ]),
+        };
+        let out = cmd
             .arg("--lake")
-            .arg(&lake)
-            .args(["--once", "--batch-size", "200", "--batch-wait", "200ms"])
+            .arg(lake)
+            .args(["--once", "--batch-size", "200"])
             .output()
             .unwrap();
         assert!(
@@ -317,39 +352,53 @@ fn compaction_after_an_unrecorded_kafka_batch_duplicates_nothing() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    let state = lake.join("_kafka/state.db");
-    snowlink_testkit::produce_clicks(
-        &kafka.bootstrap(),
-        "clicks",
-        "00000000000000cc",
-        (0..1_000).map(|i| (i + 1, event(i))),
-    );
-    consume("compact-test");
-    // The state as it was before the next batch was recorded.
-    let saved = dir.path().join("state-after-first-run");
-    std::fs::create_dir_all(&saved).unwrap();
-    for f in ["state.db", "state.db-wal", "state.db-shm"] {
-        let _ = std::fs::copy(lake.join("_kafka").join(f), saved.join(f));
     }
-    snowlink_testkit::produce_clicks(
-        &kafka.bootstrap(),
-        "clicks",
-        "00000000000000cc",
-        (1_000..2_000).map(|i| (i + 1, event(i))),
-    );
-    consume("compact-test");
-    // A crash between writing the second run's files and recording them:
-    // the files are there, the state does not know them, and the group's
-    // offsets were not committed either (they follow the state): the rerun
-    // below uses a group with no commits.
-    for f in ["state.db", "state.db-wal", "state.db-shm"] {
-        let _ = std::fs::remove_file(lake.join("_kafka").join(f));
-        if saved.join(f).exists() {
-            std::fs::copy(saved.join(f), lake.join("_kafka").join(f)).unwrap();
+
+    /// The source's own record of what it may forget.
+    fn own_state(&self) -> Option<PathBuf> {
+        match self {
+            Source::Spool { data } => Some(data.join("spool.db")),
+            Source::Kafka { .. } => None,
         }
     }
-    assert!(state.exists());
+}
+
+/// Copies a SQLite database with its WAL files into `to`, or back.
+fn copy_db(db: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("{}{suffix}", db.file_name().unwrap().to_str().unwrap());
+        let _ = std::fs::remove_file(to.join(&name));
+        let _ = std::fs::copy(db.with_file_name(&name), to.join(&name));
+    }
+}
+
+fn restore_db(saved: &Path, db: &Path) {
+    copy_db(&saved.join(db.file_name().unwrap()), db.parent().unwrap());
+}
+
+/// A run killed after writing a batch's files but before recording them in
+/// the ledger, then a compaction, then a rerun: every event once. The
+/// compaction must not merge files the ledger does not record.
+fn compaction_after_an_unrecorded_batch(source: Source, dir: &Path) {
+    let lake = dir.join("lake");
+    let ledger = lake.join("_ledger/ledger.db");
+    source.feed(0..1_000);
+    source.consume(&lake, "compact-test");
+    source.feed(1_000..2_000);
+    // Everything as it was before the second batch was recorded.
+    let saved = dir.join("saved");
+    copy_db(&ledger, &saved);
+    if let Some(own) = source.own_state() {
+        copy_db(&own, &saved);
+    }
+    source.consume(&lake, "compact-test");
+    // The crash: the files are there; neither the ledger nor the source
+    // knows they were written.
+    restore_db(&saved, &ledger);
+    if let Some(own) = source.own_state() {
+        restore_db(&saved, &own);
+    }
     let out = Command::new(BIN)
         .args(["compact", "--lake"])
         .arg(&lake)
@@ -360,11 +409,116 @@ fn compaction_after_an_unrecorded_kafka_batch_duplicates_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    consume("compact-test-rerun");
+    source.consume(&lake, "compact-test-rerun");
     let ids = lake_event_ids(&lake);
     let unique: HashSet<i64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), 2_000, "every event is in the lake");
     assert_eq!(ids.len(), 2_000, "no event twice");
+    assert_eq!(daily_total(&lake), 2_000, "daily rollups add up");
+}
+
+/// A run killed after recording a batch but before its source could
+/// forget it: the rerun is offered the batch again and writes nothing twice.
+fn recorded_but_unacknowledged_batch(source: Source, dir: &Path) {
+    let lake = dir.join("lake");
+    source.feed(0..1_500);
+    let saved = dir.join("saved");
+    if let Some(own) = source.own_state() {
+        copy_db(&own, &saved);
+    }
+    source.consume(&lake, "ack-test");
+    if let Some(own) = source.own_state() {
+        restore_db(&saved, &own);
+    }
+    // A group with no commits: only the ledger knows what was written.
+    source.consume(&lake, "ack-test-rerun");
+    source.feed(1_500..2_000);
+    source.consume(&lake, "ack-test-rerun");
+    assert_exactly_once(&lake, 2_000);
+    if let Source::Spool { data } = &source {
+        let spool = ClickSpool::open(data.join("spool.db")).unwrap();
+        assert_eq!(spool.backlog().unwrap(), 0, "the spool was released");
+    }
+}
+
+#[test]
+fn spool_compaction_after_an_unrecorded_batch_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    compaction_after_an_unrecorded_batch(Source::spool(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_compaction_after_an_unrecorded_batch_duplicates_nothing() {
+    let Some(source) =
+        Source::kafka("kafka_compaction_after_an_unrecorded_batch_duplicates_nothing")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    compaction_after_an_unrecorded_batch(source, dir.path());
+}
+
+#[test]
+fn spool_batch_recorded_but_not_released_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    recorded_but_unacknowledged_batch(Source::spool(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_batch_recorded_but_not_committed_is_written_once() {
+    let Some(source) = Source::kafka("kafka_batch_recorded_but_not_committed_is_written_once")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    recorded_but_unacknowledged_batch(source, dir.path());
+}
+
+/// A lake filled by an earlier version (spool files named without a
+/// stream, the batch state kept in the spool, a batch left half-written)
+/// is taken over by the ledger without losing or repeating an event.
+#[test]
+fn a_lake_from_before_the_ledger_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, lake) = (dir.path().join("data"), dir.path().join("lake"));
+    std::fs::create_dir_all(&data).unwrap();
+    fill_spool(&data, 1_000);
+    // As the earlier version left it: rows 1..=600 in the lake under
+    // stream-less names and released; 601..=800 pending, half written.
+    let lake_handle = snowlink_lake::Lake::new(&lake);
+    let lock = lake_handle.lock().unwrap();
+    let mut by_day: std::collections::BTreeMap<String, Vec<ClickEvent>> = Default::default();
+    for e in (0..600).map(event) {
+        by_day.entry(e.date()).or_default().push(e);
+    }
+    for (day, mut events) in by_day {
+        snowlink_lake::write_clicks(&lake_handle, &day, None, 1, 600, &mut events).unwrap();
+    }
+    let mut partial: Vec<ClickEvent> = (600..650).map(event).collect();
+    let day = partial[0].date();
+    partial.retain(|e| e.date() == day);
+    snowlink_lake::write_clicks(&lake_handle, &day, None, 601, 800, &mut partial).unwrap();
+    drop(lock);
+    {
+        let mut spool = ClickSpool::open(data.join("spool.db")).unwrap();
+        spool.release_through(600).unwrap();
+    }
+    rusqlite::Connection::open(data.join("spool.db"))
+        .unwrap()
+        .execute_batch(
+            "UPDATE progress SET pending_first = 601, pending_last = 800 WHERE id = 1;
+             INSERT INTO dirty_days (day) VALUES ('2026-11-20');",
+        )
+        .unwrap();
+    let out = aggregate(&data, &lake, &["--once", "--batch-size", "300"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&lake, 1_000);
 }
 
 /// A spool that the service forwards to Kafka is refused to the lake path
@@ -376,7 +530,7 @@ fn a_spool_forwarded_to_kafka_is_not_drained_into_a_lake_too() {
     fill_spool(dir.path(), 10);
     {
         let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
-        spool.claim(snowlink_store::CONSUMER_KAFKA).unwrap();
+        spool.claim(snowlink_spool::CONSUMER_KAFKA).unwrap();
     }
     let lake = dir.path().join("lake");
     let out = aggregate(dir.path(), &lake, &["--once"]).output().unwrap();
@@ -407,9 +561,9 @@ fn a_spool_forwarded_to_kafka_is_not_drained_into_a_lake_too() {
     assert_eq!(lake_event_ids(&lake).len(), 10);
     let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
     assert_eq!(spool.consumer().unwrap(), None);
-    spool.claim(snowlink_store::CONSUMER_KAFKA).unwrap();
+    spool.claim(snowlink_spool::CONSUMER_KAFKA).unwrap();
     assert!(matches!(
-        spool.claim(snowlink_store::CONSUMER_LAKE),
-        Err(snowlink_store::ClaimError::Owned { .. })
+        spool.claim(snowlink_spool::CONSUMER_LAKE),
+        Err(snowlink_spool::ClaimError::Owned { .. })
     ));
 }

@@ -1,6 +1,6 @@
 //! The service's forwarder, spool → Apache Kafka: events per second from a
-//! filled click spool until Kafka has acknowledged every one (idempotent
-//! producer, acks=all, lz4), against a local broker (KRaft, one node, from
+//! filled click spool until every one is in a committed Kafka transaction
+//! (batches of 5,000, acks=all, lz4), against a local broker (KRaft, one node, from
 //! `scripts/engines`) started for the run. Filling the spool is not timed.
 //!
 //!   cargo run --release -p snowlink-benches --bin forward-kafka -- [EVENTS]
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use snowlink::kafka::{Forwarder, KafkaSettings};
 use snowlink_benches::ClickGen;
-use snowlink_store::ClickSpool;
+use snowlink_spool::ClickSpool;
 use snowlink_testkit::Server;
 
 fn main() -> anyhow::Result<()> {

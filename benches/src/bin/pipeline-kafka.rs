@@ -8,7 +8,8 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use snowlink_aggregate::kafka::{run, KafkaSource};
+use snowlink_aggregate::engine;
+use snowlink_aggregate::kafka::{KafkaSettings, KafkaSource};
 use snowlink_benches::ClickGen;
 use snowlink_lake::Lake;
 use snowlink_testkit::Server;
@@ -36,18 +37,17 @@ fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let lake = Lake::new(dir.path().join("lake"));
-    let source = KafkaSource {
+    let start = Instant::now();
+    let mut source = KafkaSource::new(KafkaSettings {
         brokers: broker.bootstrap(),
         topic: "clicks".into(),
         group: "bench".into(),
-        batch_size: 250_000,
         batch_wait: Duration::from_secs(2),
-    };
-    let start = Instant::now();
-    let summary = run(
-        &source,
+    })?;
+    let summary = engine::run(
+        &mut source,
         &lake,
-        true,
+        250_000,
         &AtomicBool::new(false),
         &indicatif::ProgressBar::hidden(),
     )?;

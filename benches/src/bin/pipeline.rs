@@ -3,11 +3,14 @@
 //!
 //!   cargo run --release -p snowlink-benches --bin pipeline -- [EVENTS]
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use snowlink_aggregate::engine;
+use snowlink_aggregate::spool::SpoolSource;
 use snowlink_benches::ClickGen;
 use snowlink_lake::Lake;
-use snowlink_store::ClickSpool;
+use snowlink_spool::ClickSpool;
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -21,14 +24,22 @@ fn main() -> anyhow::Result<()> {
         .map(|e| e.to_json())
         .collect();
     let json_bytes: usize = events.iter().map(|e| e.len() + 1).sum();
-    let mut spool = ClickSpool::open(dir.path().join("spool.db"))?;
+    let spool_path = dir.path().join("spool.db");
+    let mut spool = ClickSpool::open(&spool_path)?;
     for chunk in events.chunks(50_000) {
         spool.append(chunk)?;
     }
     drop(events);
     let lake = Lake::new(dir.path().join("lake"));
     let start = Instant::now();
-    let (summary, _) = snowlink_aggregate::run_once(&mut spool, &lake, 250_000, false)?;
+    let mut source = SpoolSource::new(spool, &spool_path, lake.root())?;
+    let summary = engine::run(
+        &mut source,
+        &lake,
+        250_000,
+        &AtomicBool::new(false),
+        &indicatif::ProgressBar::hidden(),
+    )?;
     let seconds = start.elapsed().as_secs_f64();
     anyhow::ensure!(
         summary.events == n as u64,

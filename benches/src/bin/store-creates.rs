@@ -5,7 +5,7 @@
 //! rows, to show what the `IF NOT EXISTS` that every create pays costs.
 //!
 //! The CQL engine is the Apache Cassandra node the test kit starts (one
-//! node, commit log synced periodically), or the ScyllaDB cluster in
+//! node, commit log synced in groups of 5 ms before acknowledging), or the ScyllaDB cluster in
 //! SCYLLA_NODES.
 //!
 //!   cargo run --release -p snowlink-benches --bin store-creates -- [CREATES] [CONCURRENCY]

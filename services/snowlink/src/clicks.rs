@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use siphasher::sip::SipHasher13;
 use snowlink_events::{ClickEvent, SCHEMA_VERSION};
-use snowlink_store::ClickSpool;
+use snowlink_spool::ClickSpool;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::ids::IdSource;

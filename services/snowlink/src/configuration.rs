@@ -418,8 +418,8 @@ impl Settings {
         if self.kafka_brokers.is_some() && self.kafka_topic.trim().is_empty() {
             bail!("kafka_topic must not be empty");
         }
-        if self.kafka_message_timeout_ms < 100 {
-            bail!("kafka_message_timeout_ms must be at least 100");
+        if !(100..=900_000).contains(&self.kafka_message_timeout_ms) {
+            bail!("kafka_message_timeout_ms must be between 100 and 900000 (Kafka's longest transaction)");
         }
         if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host().is_none()
         {

@@ -1,24 +1,28 @@
-//! Forwarding click events from the local spool to Kafka.
+//! Forwarding click events from the local spool to Kafka, exactly once.
 //!
 //! ```text
 //! spooler thread --> spool.db (durable) --> forwarder thread --> Kafka topic
 //! ```
 //!
 //! Every click is first written to the local spool, as on one machine; the
-//! redirect never waits for either. The forwarder reads the spool in order,
-//! produces each event (JSON, keyed by code, with the spool's identity and
-//! the event's sequence number as headers), waits for every delivery report
-//! of the batch, and only then releases the delivered rows. So:
+//! redirect never waits for either. The forwarder reads the spool in order
+//! and produces each batch in one Kafka transaction (JSON, keyed by code,
+//! with the spool's identity and the event's sequence number as headers).
+//! The same transaction commits the position after the batch as the offset
+//! of a consumer group of the spool's own (`snowlink-forwarder-<spool id>`,
+//! on the topic's partition 0; nobody consumes with it). Only after the
+//! transaction commits are the rows released from the spool. So:
 //!
 //! * a broker that is down, slow or full only makes the spool grow; nothing
 //!   is lost while the spool has disk, and forwarding resumes by itself, in
 //!   spool order, so in order per code;
-//! * a crash, or a delivery failure, resends from the first event not known
-//!   to be delivered. The producer is idempotent (`acks=all`), which within
-//!   a producer session keeps each partition in order and without gaps: what
-//!   was delivered is a prefix of what was sent. A resend therefore only
-//!   repeats sequence numbers the consumer has already seen on that
-//!   partition, and `snowlink-aggregate` drops them.
+//! * a batch is in the topic for `read_committed` readers (the default of
+//!   Kafka's own clients and of `snowlink-aggregate`) entirely or not at all;
+//! * after a crash or a failed commit, a new producer session with the same
+//!   transactional id first fences the old one and settles its open
+//!   transaction, then reads the committed position back: rows below it
+//!   are released without being sent again, rows from it on are sent
+//!   again. Each event therefore appears in the topic exactly once.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,14 +30,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use snowlink_events::kafka::{HEADER_SEQ, HEADER_SPOOL};
-use snowlink_store::ClickSpool;
+use snowlink_spool::ClickSpool;
 
 /// Most events read from the spool and in flight at once.
 const BATCH: usize = 5_000;
@@ -69,10 +74,24 @@ struct KeyOnly<'a> {
     code: std::borrow::Cow<'a, str>,
 }
 
-fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
-    ClientConfig::new()
+/// The transactional id and the position group of a spool's forwarder.
+pub fn forwarder_id(spool_id: &str) -> String {
+    format!("snowlink-forwarder-{spool_id}")
+}
+
+fn producer_config(settings: &KafkaSettings, spool_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &settings.brokers)
         .set("client.id", "snowlink")
+        .set("transactional.id", forwarder_id(spool_id))
+        // A transaction left open by a killed instance blocks
+        // read_committed readers of its partitions until it times out.
+        // librdkafka requires it to be at least the message timeout.
+        .set(
+            "transaction.timeout.ms",
+            settings.message_timeout.as_millis().max(15_000).to_string(),
+        )
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
@@ -81,15 +100,61 @@ fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
             "message.timeout.ms",
             settings.message_timeout.as_millis().to_string(),
         )
-        .set("queue.buffering.max.messages", (BATCH * 2).to_string())
-        .create()
+        .set("queue.buffering.max.messages", (BATCH * 2).to_string());
+    config
+}
+
+/// A producer session: the transactional producer, and the consumer that
+/// reads and names the position group.
+struct Session {
+    producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    group: ConsumerGroupMetadata,
+    /// Every `seq` below this is committed in the topic, if known.
+    committed: Option<i64>,
+}
+
+impl Session {
+    /// Fences any earlier session of this spool, settles its open
+    /// transaction, and reads the committed position.
+    fn open(
+        settings: &KafkaSettings,
+        spool_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let producer: ThreadedProducer<_> = producer_config(settings, spool_id).create()?;
+        producer.init_transactions(timeout)?;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("client.id", "snowlink")
+            .set("group.id", forwarder_id(spool_id))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&settings.topic, 0);
+        let committed = consumer
+            .committed_offsets(tpl, timeout)?
+            .find_partition(&settings.topic, 0)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(n) => Some(n),
+                _ => None,
+            });
+        let group = consumer
+            .group_metadata()
+            .ok_or(KafkaError::Global(RDKafkaErrorCode::InvalidGroupId))?;
+        Ok(Self {
+            producer,
+            group,
+            committed,
+        })
+    }
 }
 
 impl Forwarder {
     /// Opens its own connection to the spool and starts forwarding.
     pub fn start(spool_path: &Path, settings: KafkaSettings) -> anyhow::Result<Self> {
         let mut spool = ClickSpool::open(spool_path)?;
-        spool.claim(snowlink_store::CONSUMER_KAFKA).map_err(|e| {
+        spool.claim(snowlink_spool::CONSUMER_KAFKA).map_err(|e| {
             anyhow::anyhow!(
                 "{e}: {} is drained into a lake by `snowlink-aggregate --data-dir`, and two \
                  consumers would split and duplicate clicks. To forward to Kafka instead, stop \
@@ -100,7 +165,7 @@ impl Forwarder {
         })?;
         let spool_id = spool.spool_id()?;
         // Fails early on settings librdkafka rejects.
-        drop(producer(&settings)?);
+        drop(producer_config(&settings, &spool_id).create::<ThreadedProducer<_>>()?);
         let stop = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(ForwardMetrics::default());
         metrics.connected.store(true, Ordering::Relaxed);
@@ -143,16 +208,9 @@ struct Worker {
     metrics: Arc<ForwardMetrics>,
 }
 
-enum Outcome {
-    /// Every event of the batch was delivered.
-    Delivered,
-    /// Events before this index were delivered; the rest must be resent.
-    FailedAt(usize, KafkaError),
-}
-
 impl Worker {
     fn run(mut self) {
-        let mut producer = None;
+        let mut session: Option<Session> = None;
         let mut backoff = Duration::from_millis(100);
         let mut last_warn = Instant::now() - WARN_EVERY;
         let mut stop_deadline: Option<Instant> = None;
@@ -163,15 +221,11 @@ impl Worker {
             if stop_deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            let checkpoint = match self.spool.progress() {
-                Ok(p) => p.checkpoint,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the click spool failed");
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            let rows = match self.spool.read_after(checkpoint, BATCH) {
+            let rows = match self
+                .spool
+                .released()
+                .and_then(|after| self.spool.read_after(after, BATCH))
+            {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the click spool failed");
@@ -186,38 +240,41 @@ impl Worker {
                 std::thread::sleep(IDLE_POLL);
                 continue;
             }
-            let p = match producer.take() {
-                Some(p) => p,
-                None => match producer_or_log(&self.settings) {
-                    Some(p) => p,
-                    None => {
-                        std::thread::sleep(backoff);
-                        continue;
-                    }
-                },
-            };
-            let outcome = self.send(&p, &rows, stop_deadline);
-            let delivered = match &outcome {
-                Outcome::Delivered => rows.len(),
-                Outcome::FailedAt(i, _) => *i,
-            };
-            if delivered > 0 {
-                let last = rows[delivered - 1].0;
-                // Rows are released only after their delivery is confirmed.
-                if let Err(e) = self.spool.complete(last, &[]) {
-                    tracing::error!(error = %e, "releasing forwarded clicks failed; they will be resent");
-                }
-                self.metrics
-                    .forwarded
-                    .fetch_add(delivered as u64, Ordering::Relaxed);
+            let timeout = stop_deadline
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .unwrap_or(self.settings.message_timeout)
+                .max(Duration::from_millis(100));
+            let result = match session.take() {
+                Some(s) => Ok(s),
+                None => self.open_session(timeout),
             }
-            match outcome {
-                Outcome::Delivered => {
+            .and_then(|s| {
+                let sent = self.send(&s, &rows, timeout);
+                match sent {
+                    Ok(()) => Ok(s),
+                    Err(e) => {
+                        // Best effort: a new session aborts it anyway.
+                        let _ = s.producer.abort_transaction(Duration::from_secs(1));
+                        Err(e)
+                    }
+                }
+            });
+            match result {
+                Ok(mut s) => {
+                    let last = rows.last().expect("non-empty").0;
+                    s.committed = Some(last + 1);
+                    // Rows are released only after their transaction committed.
+                    if let Err(e) = self.spool.release_through(last) {
+                        tracing::error!(error = %e, "releasing forwarded clicks failed; the next session skips them");
+                    }
+                    self.metrics
+                        .forwarded
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
                     self.metrics.connected.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
-                    producer = Some(p);
+                    session = Some(s);
                 }
-                Outcome::FailedAt(_, e) => {
+                Err(e) => {
                     self.metrics.connected.store(false, Ordering::Relaxed);
                     self.metrics.failures.fetch_add(1, Ordering::Relaxed);
                     if last_warn.elapsed() >= WARN_EVERY {
@@ -228,8 +285,6 @@ impl Worker {
                             "kafka unavailable: clicks stay in the local spool and will be forwarded when it returns"
                         );
                     }
-                    // A fresh producer session for the resend.
-                    drop(p);
                     if stop_deadline.is_none() {
                         std::thread::sleep(backoff);
                     }
@@ -240,15 +295,52 @@ impl Worker {
         tracing::debug!("kafka forwarder stopped");
     }
 
-    /// Produces `rows` and waits for every delivery report.
+    /// A new session; rows its predecessors committed are released first.
+    fn open_session(&mut self, timeout: Duration) -> Result<Session, KafkaError> {
+        let session = Session::open(&self.settings, &self.spool_id, timeout)?;
+        if let Some(next) = session.committed {
+            match self.spool.released() {
+                Ok(released) if released < next - 1 => {
+                    tracing::info!(
+                        through = next - 1,
+                        "releasing clicks a previous session committed to kafka"
+                    );
+                    let before = self.spool.backlog().unwrap_or(0);
+                    if let Err(e) = self.spool.release_through(next - 1) {
+                        tracing::error!(error = %e, "releasing committed clicks failed");
+                        return Err(KafkaError::Canceled);
+                    }
+                    let after = self.spool.backlog().unwrap_or(before);
+                    self.metrics
+                        .forwarded
+                        .fetch_add((before - after).max(0) as u64, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the click spool failed");
+                    return Err(KafkaError::Canceled);
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    /// Produces `rows` in one transaction with the position after them.
+    /// Rows the session knows to be committed already are not sent.
     fn send(
         &self,
-        producer: &FutureProducer,
+        session: &Session,
         rows: &[(i64, String)],
-        give_up_at: Option<Instant>,
-    ) -> Outcome {
-        let mut pending = Vec::with_capacity(rows.len());
-        for (i, (seq, json)) in rows.iter().enumerate() {
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let from = session.committed.unwrap_or(i64::MIN);
+        let rows: Vec<&(i64, String)> = rows.iter().filter(|(seq, _)| *seq >= from).collect();
+        let Some(&&(last, _)) = rows.last() else {
+            return Ok(());
+        };
+        let producer = &session.producer;
+        producer.begin_transaction()?;
+        for (seq, json) in rows {
             let key = serde_json::from_str::<KeyOnly>(json)
                 .map(|k| k.code.into_owned())
                 .unwrap_or_default();
@@ -262,72 +354,25 @@ impl Worker {
                     key: HEADER_SEQ,
                     value: Some(seq_text.as_str()),
                 });
-            let mut record = FutureRecord::to(&self.settings.topic)
+            let mut record = BaseRecord::to(&self.settings.topic)
                 .key(key.as_str())
                 .payload(json.as_str())
                 .headers(headers);
             loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
+                match producer.send(record) {
+                    Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         record = r;
-                        producer.poll(Duration::from_millis(10));
+                        std::thread::sleep(Duration::from_millis(2));
                     }
-                    Err((e, _)) => {
-                        return self.wait(pending, i, Some(e), give_up_at);
-                    }
+                    Err((e, _)) => return Err(e),
                 }
             }
         }
-        let n = pending.len();
-        self.wait(pending, n, None, give_up_at)
-    }
-
-    /// Waits for the first `sent` deliveries; the batch counts as delivered
-    /// up to the first failure.
-    fn wait(
-        &self,
-        pending: Vec<rdkafka::producer::DeliveryFuture>,
-        sent: usize,
-        send_error: Option<KafkaError>,
-        mut give_up_at: Option<Instant>,
-    ) -> Outcome {
-        for (i, mut delivery) in pending.into_iter().enumerate() {
-            let report = loop {
-                if let Some(report) = (&mut delivery).now_or_never() {
-                    break report;
-                }
-                if give_up_at.is_none() && self.stop.load(Ordering::Relaxed) {
-                    give_up_at = Some(Instant::now() + Duration::from_secs(5));
-                }
-                if give_up_at.is_some_and(|d| Instant::now() >= d) {
-                    // Shutting down with the broker away: the rest stays spooled.
-                    return Outcome::FailedAt(i, KafkaError::Canceled);
-                }
-                std::thread::sleep(Duration::from_micros(500));
-            };
-            match report {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Outcome::FailedAt(i, e),
-                Err(_canceled) => return Outcome::FailedAt(i, KafkaError::Canceled),
-            }
-        }
-        match send_error {
-            None => Outcome::Delivered,
-            Some(e) => Outcome::FailedAt(sent, e),
-        }
-    }
-}
-
-fn producer_or_log(settings: &KafkaSettings) -> Option<FutureProducer> {
-    match producer(settings) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::error!(error = %e, "creating the kafka producer failed");
-            None
-        }
+        let mut position = TopicPartitionList::new();
+        position.add_partition_offset(&self.settings.topic, 0, Offset::Offset(last + 1))?;
+        producer.send_offsets_to_transaction(&position, &session.group, timeout)?;
+        producer.commit_transaction(timeout)?;
+        Ok(())
     }
 }

@@ -13,11 +13,9 @@
 
 pub mod conformance;
 mod model;
-pub mod spool;
 pub mod sqlite;
 
 pub use model::*;
-pub use spool::{ClaimError, ClickSpool, Progress, CONSUMER_KAFKA, CONSUMER_LAKE};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -510,3 +510,106 @@ pub fn produce_clicks(
         .flush(Duration::from_secs(600))
         .expect("every message acknowledged");
 }
+
+/// Runs a Python script that uses the independent readers (pyarrow, duckdb,
+/// confluent-kafka) and returns its standard output. When Python or a
+/// module is missing, says so and returns `None`, unless `./scripts/test`
+/// (which installs them) set `SNOWLINK_REQUIRE_PY_READERS`: then it fails.
+pub fn python_readers(script: &str, args: &[&str]) -> Option<String> {
+    let required = std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_some();
+    match Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            Some(String::from_utf8(out.stdout).expect("UTF-8 output"))
+        }
+        Ok(out)
+            if !required
+                && String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") =>
+        {
+            say("skipped: pyarrow, duckdb or confluent-kafka is not installed (scripts/test installs them)");
+            None
+        }
+        Ok(out) => panic!(
+            "the independent reader failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) if !required => {
+            say(&format!("skipped: no python3 ({e})"));
+            None
+        }
+        Err(e) => panic!("python3: {e}"),
+    }
+}
+
+/// Every click event in `topic`, as Kafka's own client library sees it
+/// (confluent-kafka, `read_committed`, from the beginning of every
+/// partition to its end): `(event_id, code)` per message, repeats included.
+pub fn topic_clicks_read_independently(bootstrap: &str, topic: &str) -> Option<Vec<(i64, String)>> {
+    const SCRIPT: &str = r#"
+import json, sys, time
+from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
+bootstrap, topic = sys.argv[1], sys.argv[2]
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": "independent-reader",
+              "enable.auto.commit": False, "isolation.level": "read_committed",
+              "enable.partition.eof": True})
+parts = list(c.list_topics(topic, timeout=30).topics[topic].partitions)
+c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+done, deadline = set(), time.time() + 120
+while len(done) < len(parts):
+    assert time.time() < deadline, "timed out reading the topic"
+    m = c.poll(1.0)
+    if m is None:
+        continue
+    if m.error():
+        if m.error().code() == KafkaError._PARTITION_EOF:
+            done.add(m.partition())
+            continue
+        raise Exception(m.error())
+    e = json.loads(m.value())
+    print(e["event_id"], e["code"])
+c.close()
+"#;
+    let out = python_readers(SCRIPT, &[bootstrap, topic])?;
+    Some(
+        out.lines()
+            .map(|l| {
+                let (id, code) = l.split_once(' ').expect("event_id code");
+                (id.parse().expect("an event id"), code.to_owned())
+            })
+            .collect(),
+    )
+}
+
+/// Every click in a lake as pyarrow and DuckDB read it: `(event_id, code)`
+/// per row from pyarrow, and DuckDB's row count.
+pub fn lake_clicks_read_independently(lake: &Path) -> Option<(Vec<(i64, String)>, u64)> {
+    const SCRIPT: &str = r#"
+import sys
+import pyarrow.dataset as ds
+import duckdb
+lake = sys.argv[1]
+t = ds.dataset(lake + "/clicks", format="parquet", partitioning="hive").to_table(columns=["event_id", "code"])
+n = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{lake}/clicks/*/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+print(n)
+for i, c in zip(t.column("event_id").to_pylist(), t.column("code").to_pylist()):
+    print(i, c)
+"#;
+    let out = python_readers(SCRIPT, &[lake.to_str().expect("UTF-8 path")])?;
+    let mut lines = out.lines();
+    let duckdb_rows = lines
+        .next()
+        .expect("duckdb count")
+        .parse()
+        .expect("a count");
+    let rows = lines
+        .map(|l| {
+            let (id, code) = l.split_once(' ').expect("event_id code");
+            (id.parse().expect("an event id"), code.to_owned())
+        })
+        .collect();
+    Some((rows, duckdb_rows))
+}

@@ -505,45 +505,30 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
         codes.push(fleet.create(&a, &format!("https://example.com/k{i}")).await);
     }
     let mut sent: HashMap<String, u64> = HashMap::new();
-    let click = |n: usize, round: usize| {
-        let codes = codes.clone();
-        let address = a.address.clone();
-        async move {
-            let http = client();
-            let mut counts: HashMap<String, u64> = HashMap::new();
-            for i in 0..n {
-                let code = &codes[(i * 5 + round) % codes.len()];
-                let r = http
-                    .get(format!("{address}/{code}"))
-                    .header(
-                        "user-agent",
-                        "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
-                    )
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 302, "redirects never wait for kafka");
-                *counts.entry(code.clone()).or_default() += 1;
-            }
-            counts
-        }
-    };
     let mut add = |counts: HashMap<String, u64>| {
         for (c, n) in counts {
             *sent.entry(c).or_default() += n;
         }
     };
-    add(click(200, 0).await);
+    let load = |round: usize, stop: Arc<AtomicBool>| {
+        tokio::spawn(click_until(a.address.clone(), codes.clone(), round, stop))
+    };
+    // Load before, during and after the broker's death.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = load(0, stop.clone());
+    tokio::time::sleep(Duration::from_millis(700)).await;
     kafka.kill();
-    add(click(300, 1).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         metric(&a, "snowlink_kafka_failures_total").await > 0,
         "deliveries failed while the broker was down"
     );
     kafka.start();
-    add(click(200, 2).await);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::Relaxed);
+    add(running.await.unwrap());
     let total: u64 = sent.values().sum();
+    assert!(total > 100, "the load ran: {total} clicks");
 
     let deadline = Instant::now() + Duration::from_secs(90);
     while metric(&a, "snowlink_kafka_forwarded_total").await < total {
@@ -556,6 +541,23 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
     }
     a.stop().await;
 
+    // The topic, as Kafka's own client library reads it: every click once.
+    let brokers = kafka.bootstrap();
+    let in_topic = tokio::task::spawn_blocking(move || {
+        snowlink_testkit::topic_clicks_read_independently(&brokers, "clicks")
+    })
+    .await
+    .unwrap();
+    if let Some(in_topic) = in_topic {
+        let ids: HashSet<i64> = in_topic.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids.len(), in_topic.len(), "no event twice in the topic");
+        assert_eq!(
+            count_codes(in_topic.iter().map(|(_, c)| c)),
+            sent,
+            "exact counts per link in the topic"
+        );
+    }
+
     let lake = tempfile::tempdir().unwrap();
     let brokers = kafka.bootstrap();
     let lake_path = lake.path().to_path_buf();
@@ -566,15 +568,24 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
     let events = lake_events(lake.path());
     let ids: HashSet<i64> = events.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), events.len(), "no event twice");
-    assert!(
-        events.len() as u64 >= total,
-        "every click sent is in the lake"
+    assert_eq!(
+        count_codes(events.iter().map(|e| &e.code)),
+        sent,
+        "exact counts per link"
     );
-    let mut per_code: HashMap<String, u64> = HashMap::new();
-    for e in &events {
-        *per_code.entry(e.code.clone()).or_default() += 1;
+
+    // The lake, as pyarrow and DuckDB read it.
+    if let Some((rows, duckdb_rows)) = snowlink_testkit::lake_clicks_read_independently(lake.path())
+    {
+        assert_eq!(duckdb_rows, total, "DuckDB counts every click once");
+        let ids: HashSet<i64> = rows.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids.len(), rows.len(), "no event twice for pyarrow");
+        assert_eq!(
+            count_codes(rows.iter().map(|(_, c)| c)),
+            sent,
+            "pyarrow's counts per link"
+        );
     }
-    assert_eq!(per_code, sent, "exact counts per link");
 
     // A second run finds nothing new and changes nothing.
     let brokers = kafka.bootstrap();
@@ -586,6 +597,47 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
     assert_eq!(lake_events(lake.path()).len(), events.len());
     let daily = lake.path().join("daily");
     assert!(daily.is_dir(), "daily rollups written");
+}
+
+/// Clicks per code.
+fn count_codes<'a>(codes: impl Iterator<Item = &'a String>) -> HashMap<String, u64> {
+    let mut per_code: HashMap<String, u64> = HashMap::new();
+    for c in codes {
+        *per_code.entry(c.clone()).or_default() += 1;
+    }
+    per_code
+}
+
+/// Follows `codes` in turn until `stop`, requiring a 302 every time;
+/// returns the clicks per code.
+async fn click_until(
+    address: String,
+    codes: Vec<String>,
+    round: usize,
+    stop: Arc<AtomicBool>,
+) -> HashMap<String, u64> {
+    let http = client();
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let code = &codes[(i * 5 + round) % codes.len()];
+        let r = http
+            .get(format!("{address}/{code}"))
+            .header(
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "redirects never wait for kafka");
+        *counts.entry(code.clone()).or_default() += 1;
+        i += 1;
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,27 +1,30 @@
 //! The click spool: a durable queue of click events in its own SQLite file
-//! (`DATA_DIR/spool.db`), written by the service and drained by the batch job.
+//! (`DATA_DIR/spool.db`), written by the service and drained by exactly one
+//! consumer: `snowlink-aggregate --data-dir` (into a lake) or the service's
+//! Kafka forwarder.
 //!
 //! * `clicks(seq, event)`: one JSON event per row. `seq` is AUTOINCREMENT, so
 //!   a sequence number is never reused, even after rows are released; file
-//!   names in the lake are built from it and must never repeat.
-//! * `progress`: the checkpoint (every `seq` at or below it is in the lake)
-//!   and the batch in flight (`pending_first..=pending_last`). A batch is
-//!   recorded as pending before its files are written, and the checkpoint
-//!   advances (and the rows are released) in one transaction after they are
-//!   durable. A crash in between leaves the pending range in place, and the
-//!   next run rewrites exactly that range to exactly the same file names.
-//! * `dirty_days`: days whose daily rollup must be rebuilt; recorded in the
-//!   same transaction as the checkpoint, cleared after the rollup is written.
-//! * `meta.spool_id`: a random identity created with the file. Events
-//!   forwarded to Kafka carry it with their `seq`, so a consumer can tell a
+//!   names in the lake and Kafka headers are built from it and must never
+//!   repeat.
+//! * `progress.checkpoint`: every `seq` at or below it is released (its rows
+//!   are deleted). The consumer decides when: after the lake's ledger records
+//!   the rows, or after Kafka commits the transaction holding them. Where a
+//!   consumer stands is the consumer's record, not the spool's: the spool
+//!   only keeps rows until they are released.
+//! * `meta.spool_id`: a random identity created with the file. It names the
+//!   spool's stream in the lake (`spool.<id>`) and its transactions in Kafka,
+//!   and forwarded events carry it with their `seq`, so a consumer can tell a
 //!   resent event from a new one.
-//! * `meta.consumer`: who drains the spool, `lake` (`snowlink-aggregate
-//!   --data-dir`) or `kafka` (the service's forwarder). Both advance the
-//!   same checkpoint, so two consumers would split and duplicate events:
-//!   the first to [`ClickSpool::claim`] it owns it, and the other is refused
-//!   until the spool is drained and [`ClickSpool::release`]d.
+//! * `meta.consumer`: who drains the spool, `lake` or `kafka`. Two consumers
+//!   would split the events between them: the first to
+//!   [`ClickSpool::claim`] it owns it, and the other is refused until the
+//!   spool is drained and [`ClickSpool::release`]d.
 //! * `visitor_salts`: the random key of each UTC day for visitor hashes; keys
 //!   older than yesterday are deleted, so old visitor ids cannot be linked.
+//! * `progress.pending_*` and `dirty_days` are the batch job's state from
+//!   before the lake kept its own ledger; [`ClickSpool::legacy`] reads them
+//!   once so the ledger can take them over.
 //!
 //! All methods block: call them from a dedicated thread or a blocking task.
 
@@ -75,13 +78,13 @@ fn consumer_of(conn: &Connection) -> SpoolResult<Option<String>> {
     .optional()
 }
 
-/// Where the batch job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Every `seq` at or below this is in the lake.
-    pub checkpoint: i64,
+/// What the batch job recorded in the spool before the lake had a ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Legacy {
     /// A batch whose files may be partly written.
     pub pending: Option<(i64, i64)>,
+    /// Days whose rollup was still to be rebuilt.
+    pub dirty_days: Vec<String>,
 }
 
 pub struct ClickSpool {
@@ -129,23 +132,14 @@ impl ClickSpool {
     }
 
     /// Frees the spool for another consumer, only once nothing is waiting in
-    /// it (no backlog, no batch in flight). Returns the former owner.
+    /// it. Returns the former owner.
     pub fn release(&mut self) -> Result<Option<String>, ClaimError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let owner = consumer_of(&tx)?;
-        let (checkpoint, pending): (i64, Option<i64>) = tx.query_row(
-            "SELECT checkpoint, pending_first FROM progress WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let backlog: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM clicks WHERE seq > ?1",
-            [checkpoint],
-            |r| r.get(0),
-        )?;
-        if backlog > 0 || pending.is_some() {
+        let backlog: i64 = tx.query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))?;
+        if backlog > 0 {
             return Err(ClaimError::NotDrained {
                 owner: owner.unwrap_or_else(|| "none".into()),
                 backlog,
@@ -170,19 +164,12 @@ impl ClickSpool {
         tx.commit()
     }
 
-    pub fn progress(&self) -> SpoolResult<Progress> {
-        self.conn.query_row(
-            "SELECT checkpoint, pending_first, pending_last FROM progress WHERE id = 1",
-            [],
-            |r| {
-                let first: Option<i64> = r.get(1)?;
-                let last: Option<i64> = r.get(2)?;
-                Ok(Progress {
-                    checkpoint: r.get(0)?,
-                    pending: first.zip(last),
-                })
-            },
-        )
+    /// Every `seq` at or below this has been released.
+    pub fn released(&self) -> SpoolResult<i64> {
+        self.conn
+            .query_row("SELECT checkpoint FROM progress WHERE id = 1", [], |r| {
+                r.get(0)
+            })
     }
 
     /// The random identity of this spool file (16 hex digits).
@@ -208,54 +195,52 @@ impl ClickSpool {
         rows.collect()
     }
 
-    /// Every event with `first <= seq <= last`.
-    pub fn read_range(&self, first: i64, last: i64) -> SpoolResult<Vec<(i64, String)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, event FROM clicks WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![first, last], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
-    }
-
-    /// Records the batch about to be written.
-    pub fn set_pending(&mut self, first: i64, last: i64) -> SpoolResult<()> {
-        self.conn.execute(
-            "UPDATE progress SET pending_first = ?1, pending_last = ?2 WHERE id = 1",
-            params![first, last],
-        )?;
-        Ok(())
-    }
-
-    /// After the batch's files are durable: releases its rows, advances the
-    /// checkpoint to `last`, clears the pending batch and marks `days` for a
-    /// rollup, all in one transaction.
-    pub fn complete(&mut self, last: i64, days: &[String]) -> SpoolResult<()> {
+    /// Releases every row with `seq <= last`, once its consumer has made
+    /// them durable elsewhere. Releasing again, or less, changes nothing.
+    pub fn release_through(&mut self, last: i64) -> SpoolResult<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM clicks WHERE seq <= ?1", [last])?;
         tx.execute(
-            "UPDATE progress SET checkpoint = MAX(checkpoint, ?1), pending_first = NULL, pending_last = NULL WHERE id = 1",
+            "UPDATE progress SET checkpoint = MAX(checkpoint, ?1) WHERE id = 1",
             [last],
         )?;
-        for day in days {
-            tx.execute("INSERT OR IGNORE INTO dirty_days (day) VALUES (?1)", [day])?;
-        }
         tx.commit()
     }
 
-    pub fn dirty_days(&self) -> SpoolResult<Vec<String>> {
+    /// The batch job's state from before the lake's ledger, if any is left.
+    pub fn legacy(&self) -> SpoolResult<Option<Legacy>> {
+        let pending = self.conn.query_row(
+            "SELECT pending_first, pending_last FROM progress WHERE id = 1",
+            [],
+            |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
+        )?;
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT day FROM dirty_days ORDER BY day")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect()
+            .prepare("SELECT day FROM dirty_days ORDER BY day")?;
+        let dirty_days = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<SpoolResult<Vec<String>>>()?;
+        Ok(
+            (pending.is_some() || !dirty_days.is_empty()).then_some(Legacy {
+                pending,
+                dirty_days,
+            }),
+        )
     }
 
-    pub fn clear_dirty_day(&mut self, day: &str) -> SpoolResult<()> {
-        self.conn
-            .execute("DELETE FROM dirty_days WHERE day = ?1", [day])?;
-        Ok(())
+    /// Forgets the legacy state once the ledger holds it.
+    pub fn clear_legacy(&mut self) -> SpoolResult<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE progress SET pending_first = NULL, pending_last = NULL WHERE id = 1",
+            [],
+        )?;
+        tx.execute("DELETE FROM dirty_days", [])?;
+        tx.commit()
     }
 
     /// The salt for visitor hashes of UTC day `day` (days since 1970-01-01),
@@ -293,36 +278,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batch_lifecycle() {
+    fn rows_stay_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
         spool.append(&["a", "b", "c"]).unwrap();
-        let p = spool.progress().unwrap();
-        assert_eq!(
-            p,
-            Progress {
-                checkpoint: 0,
-                pending: None
-            }
-        );
+        assert_eq!(spool.released().unwrap(), 0);
         let rows = spool.read_after(0, 2).unwrap();
         assert_eq!(rows, vec![(1, "a".into()), (2, "b".into())]);
-        spool.set_pending(1, 2).unwrap();
-        assert_eq!(spool.progress().unwrap().pending, Some((1, 2)));
-        spool.complete(2, &["2026-01-01".into()]).unwrap();
-        assert_eq!(
-            spool.progress().unwrap(),
-            Progress {
-                checkpoint: 2,
-                pending: None
-            }
-        );
+        spool.release_through(2).unwrap();
+        assert_eq!(spool.released().unwrap(), 2);
         assert_eq!(spool.backlog().unwrap(), 1);
-        assert_eq!(spool.dirty_days().unwrap(), vec!["2026-01-01".to_string()]);
+        assert_eq!(spool.read_after(0, 10).unwrap(), vec![(3, "c".into())]);
+        // Releasing less changes nothing.
+        spool.release_through(1).unwrap();
+        assert_eq!(spool.released().unwrap(), 2);
         // Released sequence numbers are never reused.
-        spool.complete(3, &[]).unwrap();
+        spool.release_through(3).unwrap();
         spool.append(&["d"]).unwrap();
-        assert_eq!(spool.read_after(3, 10).unwrap(), vec![(4, "d".into())]);
+        assert_eq!(spool.read_after(0, 10).unwrap(), vec![(4, "d".into())]);
+        assert_eq!(spool.legacy().unwrap(), None);
+    }
+
+    #[test]
+    fn claims_exclude_a_second_consumer_until_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        spool.claim(CONSUMER_LAKE).unwrap();
+        spool.claim(CONSUMER_LAKE).unwrap();
+        assert!(matches!(
+            spool.claim(CONSUMER_KAFKA),
+            Err(ClaimError::Owned { .. })
+        ));
+        spool.append(&["a"]).unwrap();
+        assert!(matches!(
+            spool.release(),
+            Err(ClaimError::NotDrained { backlog: 1, .. })
+        ));
+        spool.release_through(1).unwrap();
+        assert_eq!(spool.release().unwrap().as_deref(), Some(CONSUMER_LAKE));
+        spool.claim(CONSUMER_KAFKA).unwrap();
+        assert_eq!(spool.consumer().unwrap().as_deref(), Some(CONSUMER_KAFKA));
+    }
+
+    #[test]
+    fn legacy_state_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        spool
+            .conn
+            .execute_batch(
+                "UPDATE progress SET pending_first = 5, pending_last = 9 WHERE id = 1;
+                 INSERT INTO dirty_days (day) VALUES ('2026-01-02'), ('2026-01-01');",
+            )
+            .unwrap();
+        assert_eq!(
+            spool.legacy().unwrap(),
+            Some(Legacy {
+                pending: Some((5, 9)),
+                dirty_days: vec!["2026-01-01".into(), "2026-01-02".into()],
+            })
+        );
+        spool.clear_legacy().unwrap();
+        assert_eq!(spool.legacy().unwrap(), None);
     }
 
     #[test]

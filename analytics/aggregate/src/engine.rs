@@ -1,0 +1,247 @@
+//! The one exactly-once loop, whatever the source.
+//!
+//! A [`Source`] (the spool, or a Kafka topic) yields records with a stream
+//! name and a position that only grows within the stream. The loop:
+//! 1. cleans up after an interrupted run: every file whose range begins at
+//!    or after its stream's recorded position was never recorded, and is
+//!    deleted before anything is read;
+//! 2. tells the source where each stream resumes (the ledger's positions);
+//! 3. for each batch, writes one file per stream and UTC day, named
+//!    `clicks-<stream>-<first>-<last>.parquet` (staged, fsynced, renamed,
+//!    folder fsynced);
+//! 4. only then records the new positions (and the origins seen, and the
+//!    days to roll up) in the ledger, in one transaction;
+//! 5. only then acknowledges the batch to the source, which may forget it
+//!    (the spool releases its rows, Kafka gets the group's offsets).
+//!
+//! Killed before 4, the next run deletes the files of 3 and reads the same
+//! records again. Killed between 4 and 5, the source offers records the
+//! ledger already holds, and they are skipped by position. Daily rollups are
+//! rebuilt for every day the ledger marks, after the batches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use indicatif::ProgressBar;
+use snowlink_events::ClickEvent;
+use snowlink_lake::{parse_range, write_clicks, Lake};
+
+use crate::ledger::{Ledger, Seen};
+use crate::Summary;
+
+/// One event as a source delivers it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The stream it belongs to; also the source part of its file's name.
+    pub stream: String,
+    /// Its place in the stream; grows with every record of the stream.
+    pub position: i64,
+    /// Who first sent it and its sequence there, when a sender may resend
+    /// it under another position (the Kafka forwarder).
+    pub origin: Option<(String, i64)>,
+    /// The event's JSON, or `None` when it was not text.
+    pub payload: Option<String>,
+}
+
+/// Where click events come from.
+pub trait Source {
+    /// What the progress output calls a record ("events", "messages").
+    fn unit(&self) -> &'static str {
+        "events"
+    }
+
+    /// Called once the lake is locked and clean: position the streams where
+    /// the ledger says they resume.
+    fn resume(&mut self, lake: &Lake, ledger: &mut Ledger) -> anyhow::Result<()>;
+
+    /// How many records are left to read, when known.
+    fn remaining(&self) -> Option<u64> {
+        None
+    }
+
+    /// The next records, at most `max`. An empty batch means nothing is
+    /// there now.
+    fn poll(&mut self, max: usize, stop: &AtomicBool) -> anyhow::Result<Vec<Record>>;
+
+    /// True when the run has read everything it set out to read.
+    fn done(&self) -> bool;
+
+    /// The ledger now records everything before `next` (per stream): the
+    /// source may forget it.
+    fn acknowledge(&mut self, next: &BTreeMap<String, i64>) -> anyhow::Result<()>;
+}
+
+/// Moves records from `source` into the lake until the source is done or
+/// `stop` is set, then rebuilds the marked rollups.
+pub fn run(
+    source: &mut dyn Source,
+    lake: &Lake,
+    batch_size: usize,
+    stop: &AtomicBool,
+    bar: &ProgressBar,
+) -> anyhow::Result<Summary> {
+    let _lock = lake.lock()?;
+    let mut ledger = Ledger::open(lake)?;
+    let removed = remove_unrecorded(lake, &ledger)?;
+    if removed > 0 {
+        tracing::warn!(removed, "removed files an interrupted run did not record");
+    }
+    source.resume(lake, &mut ledger)?;
+    if let Some(n) = source.remaining() {
+        bar.set_length(n);
+    }
+    let mut next = ledger.positions()?;
+    let mut seen = ledger.seen()?;
+    let mut summary = Summary::default();
+    while !source.done() && !stop.load(Ordering::Relaxed) {
+        let batch = source.poll(batch_size, stop)?;
+        if batch.is_empty() {
+            continue;
+        }
+        let before = summary.events + summary.duplicates + summary.rejected + summary.skipped;
+        let recorded = write_batch(lake, &mut ledger, batch, &mut next, &mut seen, &mut summary)?;
+        source.acknowledge(&recorded)?;
+        bar.inc(summary.events + summary.duplicates + summary.rejected + summary.skipped - before);
+    }
+    bar.finish_and_clear();
+    summary.rollups += rebuild_rollups(lake, &ledger)?;
+    Ok(summary)
+}
+
+/// Rebuilds the rollup of every day the ledger marks, unmarking each after.
+fn rebuild_rollups(lake: &Lake, ledger: &Ledger) -> anyhow::Result<u64> {
+    let mut rebuilt = 0;
+    for day in ledger.dirty_days()? {
+        let stats = snowlink_lake::rebuild_daily(lake, &day)?;
+        tracing::info!(
+            day,
+            codes = stats.codes,
+            clicks = stats.clicks,
+            "daily rollup rebuilt"
+        );
+        ledger.clear_dirty_day(&day)?;
+        rebuilt += 1;
+    }
+    Ok(rebuilt)
+}
+
+/// Writes one batch and records it; returns the recorded next positions of
+/// the streams it touched.
+fn write_batch(
+    lake: &Lake,
+    ledger: &mut Ledger,
+    batch: Vec<Record>,
+    next: &mut HashMap<String, i64>,
+    seen: &mut Seen,
+    summary: &mut Summary,
+) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut files: BTreeMap<(String, String), Vec<ClickEvent>> = BTreeMap::new();
+    let mut seen_now = Seen::new();
+    for r in batch {
+        if r.position < next.get(&r.stream).copied().unwrap_or(i64::MIN) {
+            // Already in the lake: the source was not acknowledged in time.
+            summary.skipped += 1;
+            continue;
+        }
+        let range = ranges
+            .entry(r.stream.clone())
+            .or_insert((r.position, r.position));
+        range.0 = range.0.min(r.position);
+        range.1 = range.1.max(r.position);
+        if let Some((origin, seq)) = r.origin {
+            let key = (r.stream.clone(), origin);
+            let high = seen_now
+                .get(&key)
+                .or_else(|| seen.get(&key))
+                .copied()
+                .unwrap_or(i64::MIN);
+            if seq <= high {
+                summary.duplicates += 1;
+                continue;
+            }
+            seen_now.insert(key, seq);
+        }
+        match r.payload.as_deref().map(ClickEvent::from_json) {
+            Some(Ok(e)) => files.entry((r.stream, e.date())).or_default().push(e),
+            _ => {
+                tracing::error!(
+                    stream = r.stream,
+                    position = r.position,
+                    "skipping a record that is not a click event"
+                );
+                summary.rejected += 1;
+            }
+        }
+    }
+    for (stream, (first, _)) in &ranges {
+        ledger.ensure_stream(stream, *first)?;
+    }
+    let mut days: Vec<String> = Vec::new();
+    for ((stream, day), mut events) in files {
+        let (first, last) = ranges[&stream];
+        summary.events += events.len() as u64;
+        let file = write_clicks(lake, &day, Some(&stream), first, last, &mut events)?;
+        tracing::debug!(path = %file.path.display(), rows = file.rows, bytes = file.bytes, "wrote");
+        summary.files += 1;
+        summary.bytes += file.bytes;
+        if !days.contains(&day) {
+            days.push(day);
+        }
+    }
+    let recorded: BTreeMap<String, i64> = ranges
+        .into_iter()
+        .map(|(stream, (_, last))| (stream, last + 1))
+        .collect();
+    ledger.record(&recorded, &seen_now, &days)?;
+    for (stream, n) in &recorded {
+        next.insert(stream.clone(), *n);
+    }
+    seen.extend(seen_now);
+    Ok(recorded)
+}
+
+/// Deletes every file the ledger does not record: what a run killed
+/// between writing a batch and recording it left behind. Refuses to touch
+/// the lake when it holds files of a stream the ledger has never seen (a
+/// lost or replaced ledger). Files without a stream in their name predate
+/// the ledger and are whole.
+pub fn remove_unrecorded(lake: &Lake, ledger: &Ledger) -> anyhow::Result<usize> {
+    let next = ledger.positions()?;
+    let mut removed = 0;
+    for date in lake.click_dates()? {
+        let mut touched = false;
+        for path in lake.click_files(&date)? {
+            let Some((Some(stream), first, _)) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_range)
+            else {
+                continue;
+            };
+            let Some(&recorded) = next.get(&stream) else {
+                anyhow::bail!(
+                    "{} belongs to stream {stream}, but the lake's ledger ({}) has no progress for it: \
+                     refusing to touch the lake (restore the ledger, or use a new lake)",
+                    path.display(),
+                    crate::ledger::path(lake).display()
+                );
+            };
+            if first >= recorded {
+                tracing::warn!(path = %path.display(), "removing a file an interrupted run did not record");
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+                removed += 1;
+                touched = true;
+            }
+        }
+        if touched {
+            let dir = lake.clicks_dir(&date);
+            std::fs::File::open(&dir)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("syncing {}", dir.display()))?;
+        }
+    }
+    Ok(removed)
+}
