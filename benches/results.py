@@ -53,9 +53,11 @@ def ratio(a, b):
 rows = []
 
 # Rows of the previous results, by measurement, and the date they were taken.
-previous, previous_date = {}, None
+previous, previous_date, previous_query_lake = {}, None, None
 if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
     for line in open(sys.argv[2]):
+        if line.startswith("Query lake: ") and "not generated" not in line:
+            previous_query_lake = line.strip().removeprefix("Query lake: ").removesuffix(".")
         if line.startswith("Measured ") and previous_date is None:
             previous_date = line.split(" on ")[0].removeprefix("Measured ").strip()
         if line.startswith("| ") and not line.startswith("| measurement") and not line.startswith("|---"):
@@ -104,6 +106,8 @@ row("redirect: `GET /{code}`, 100k links, Zipf, clicks on (req/s)", f(r.get("rps
 if r:
     row("redirect: p50 / p99 / p99.9", f"{r['p50_us']/1000:.2f} / {r['p99_us']/1000:.2f} / {r['p999_us']/1000:.2f} ms",
         f"{base['p50_us']/1000:.2f} / {base['p99_us']/1000:.2f} / {base['p999_us']/1000:.2f} ms" if base else "-", None, "reported", None)
+else:
+    row("redirect: p50 / p99 / p99.9", "not run", "-", None, "reported", None)
 h = http.get("redirect_half_load", {})
 row("redirect at half the max rate: p99", f(h.get("p99_us", 0) / 1000 if h else None, " ms", 2),
     f"{f(h.get('rate'))} req/s offered" if h else "-", None, "< 2 ms", None if not h else h["p99_us"] < 2000)
@@ -139,7 +143,7 @@ for name, label in [("query_top", "top 10 links"), ("query_timeseries", "daily t
                     ("query_breakdown_referrer", "referrer breakdown of one link")]:
     d = q.get(name)
     if not d:
-        row(f"query: {label}", "not run", "-", None, "≤ 0.50 of DuckDB, < 100 ms", None)
+        row(f"query: {label} (whole invocation)", "not run", "-", None, "≤ 0.50 of DuckDB, < 100 ms", None)
         continue
     met = d["ratio"] <= 0.5 and d["snowlink_ms"] < 100 and d["same_answer"]
     row(f"query: {label} (whole invocation)", f"{d['snowlink_ms']:.1f} ms", f"{d['duckdb_ms']:.1f} ms (DuckDB)",
@@ -155,8 +159,11 @@ machine are not comparable. ✅ / ❌: the target is met / not met.
 | measurement | figure | baseline (same run) | ratio | target |
 |---|---|---|---|---|""")
 print("\n".join(rows))
+query_lake = meta.get("query_lake")
+if query_lake is None and previous_query_lake:
+    query_lake = previous_query_lake if "(earlier run" in previous_query_lake else f"{previous_query_lake} (earlier run: {previous_date})"
 print(f"""
-Query lake: {meta.get('query_lake', 'not generated')}.
+Query lake: {query_lake or 'not generated'}.
 
 ## What falls short, and the evidence
 
@@ -174,6 +181,27 @@ Query lake: {meta.get('query_lake', 'not generated')}.
   shows in both tails.
 - **Spool → Parquet below 300k events/s.** The batch job parses each spooled
   event from JSON, sorts, converts to Arrow and compresses on one thread.
+- **Apache Kafka → Parquet below 300k events/s (0.66 of the spool path).**
+  The same engine and writer as the spool path; the difference is the
+  consumer: librdkafka fetches, decompresses (lz4) and hands over one
+  message at a time, each copied into a record with its headers parsed,
+  while the broker's JVM shares the same 2 cores. The writer's single
+  thread (JSON decoding, sorting, zstd) is the common ceiling of both
+  paths; moving decoding and compression to both cores (as the spool path
+  needs too) is what would close it.
+- **The forwarder: one Kafka transaction per 5,000 events.** Each batch
+  pays a transaction round (AddPartitionsToTxn, TxnOffsetCommit with the
+  spool position, EndTxn, markers) on a one-node broker on the same cores,
+  about 125 ms per batch here. Below the redirect rate, a sustained
+  full-speed load makes the spool grow (it is drained when the load
+  drops); larger transactions trade visibility delay for throughput.
+- **`IF NOT EXISTS` on Cassandra: 0.25 of a plain `INSERT`.** A lightweight
+  transaction is a Paxos round (4 round trips, a read before the write).
+  It stays: no backend may overwrite a link, and a plain `INSERT` would
+  silently replace one if an id were ever reissued. On one Cassandra node
+  with the commit log synced every 5 ms, creates run at about 400/s with 64
+  in flight, against 130k/s for SQLite's group commit on the same disk;
+  ScyllaDB's LWT path is not measured here.
 - **Engines.** Kafka figures are against Apache Kafka 4.3.1 (KRaft, one
   node, on the same 2 cores as the consumer); CQL figures against Apache
   Cassandra 5.0.6 (one node, same cores) unless the row names ScyllaDB.
