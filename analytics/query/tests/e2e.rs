@@ -2,12 +2,12 @@
 //! same counts from other Parquet readers.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use snowlink_testkit::free_port;
 
 const ANALYTICS: &str = env!("CARGO_BIN_EXE_snowlink-analytics");
 
@@ -65,14 +65,6 @@ fn plan() -> Vec<Click> {
         });
     }
     clicks
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn analytics(lake: &Path, args: &[&str]) -> Output {

@@ -5,7 +5,6 @@
 //!
 //!   cargo run --release -p snowlink-benches --bin forward-kafka -- [EVENTS]
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use snowlink::kafka::{Forwarder, KafkaSettings};
@@ -47,11 +46,11 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let metrics = forwarder.metrics();
-    while metrics.forwarded.load(Ordering::Relaxed) < n {
+    while metrics.forwarded.get() < n {
         anyhow::ensure!(
             start.elapsed() < Duration::from_secs(600),
             "only {} of {n} forwarded in 10 minutes",
-            metrics.forwarded.load(Ordering::Relaxed)
+            metrics.forwarded.get()
         );
         std::thread::sleep(Duration::from_millis(5));
     }

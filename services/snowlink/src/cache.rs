@@ -97,6 +97,7 @@ pub struct LinkCache {
     /// cleared). A load keeps its result only if neither moved meanwhile, so
     /// a stream of creates elsewhere does not stop other codes from caching.
     generations: Arc<Generations>,
+    lookups: Option<crate::metrics::CacheLookups>,
 }
 
 impl LinkCache {
@@ -113,18 +114,19 @@ impl LinkCache {
             store,
             shared: None,
             generations: Arc::new(Generations::default()),
+            lookups: None,
         }
     }
 
-    /// Puts Redis between this cache and the store, and starts listening for
-    /// changes made by other instances.
+    /// Counts lookups by tier and outcome.
+    pub fn with_metrics(mut self, lookups: crate::metrics::CacheLookups) -> Self {
+        self.lookups = Some(lookups);
+        self
+    }
+
+    /// Puts Redis between this cache and the store. Start [`RedisTier`] to
+    /// hear about changes made by other instances.
     pub fn with_shared(mut self, shared: Arc<SharedCache>) -> Self {
-        let local = self.clone();
-        shared.spawn_subscriber(move |code| {
-            let local = local.clone();
-            async move { local.drop_local(code.as_deref()).await }
-        });
-        shared.spawn_repairer();
         self.shared = Some(shared);
         self
     }
@@ -139,7 +141,15 @@ impl LinkCache {
         let guard = loop {
             let asked = Instant::now();
             match self.cache.get_value_or_guard_async(code).await {
-                Ok(slot) if slot.until > asked => return slot.value,
+                Ok(slot) if slot.until > asked => {
+                    if let Some(l) = &self.lookups {
+                        match &slot.value {
+                            Ok(None) => l.local.negative_hit.inc(),
+                            _ => l.local.hit.inc(),
+                        };
+                    }
+                    return slot.value;
+                }
                 // Past its deadline: drop it (unless someone just replaced
                 // it) and load again.
                 Ok(_) => {
@@ -148,6 +158,9 @@ impl LinkCache {
                 Err(guard) => break guard,
             }
         };
+        if let Some(l) = &self.lookups {
+            l.local.miss.inc();
+        }
         let generation = self.generations.of(code);
         let value = self.load(code).await;
         let now = Instant::now();
@@ -172,7 +185,15 @@ impl LinkCache {
 
     async fn load(&self, code: &str) -> Result<Entry, Arc<StoreError>> {
         if let Some(shared) = &self.shared {
-            if let Some(hit) = shared.get(code).await {
+            let found = shared.get(code).await;
+            if let Some(l) = &self.lookups {
+                match &found {
+                    Some(Some(_)) => l.redis.hit.inc(),
+                    Some(None) => l.redis.negative_hit.inc(),
+                    None => l.redis.miss.inc(),
+                };
+            }
+            if let Some(hit) = found {
                 return Ok(hit.map(Arc::new));
             }
         }
@@ -201,6 +222,56 @@ impl LinkCache {
             }
             None => self.cache.clear(),
         }
+    }
+}
+
+/// The Redis tier as a running part: the invalidation subscriber (which
+/// drops changed codes from this process's cache) and the repairer of
+/// changes Redis missed.
+pub struct RedisTier {
+    shared: Arc<SharedCache>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl RedisTier {
+    /// Starts both tasks for `cache`, which must have a shared tier.
+    pub fn start(cache: &LinkCache) -> Option<Self> {
+        let shared = cache.shared.clone()?;
+        let local = cache.clone();
+        let subscriber = shared.spawn_subscriber(move |code| {
+            let local = local.clone();
+            async move { local.drop_local(code.as_deref()).await }
+        });
+        let repairer = shared.spawn_repairer();
+        Some(Self {
+            shared,
+            tasks: std::sync::Mutex::new(vec![subscriber, repairer]),
+        })
+    }
+}
+
+impl crate::components::Component for RedisTier {
+    fn name(&self) -> &'static str {
+        "redis-tier"
+    }
+
+    fn health(&self) -> Option<crate::components::Health> {
+        let ok = self.shared.healthy();
+        Some(crate::components::Health {
+            key: "redis",
+            ok,
+            state: if ok { "ok" } else { "unavailable" },
+        })
+    }
+
+    fn shutdown(&self) -> futures::future::BoxFuture<'_, ()> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("redis tasks"));
+        Box::pin(async move {
+            for task in tasks {
+                task.abort();
+                let _ = task.await;
+            }
+        })
     }
 }
 

@@ -23,16 +23,23 @@
 use std::hash::Hasher;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use siphasher::sip::SipHasher13;
 use snowlink_events::{ClickEvent, SCHEMA_VERSION};
 use snowlink_spool::ClickSpool;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use crate::components::Component;
 use crate::ids::IdSource;
 
 /// Longest a click waits for an event id (lease renewal, clock catch-up).
@@ -68,10 +75,10 @@ enum Msg {
 /// Counters exposed on `/metrics`.
 #[derive(Debug, Default)]
 pub struct ClickMetrics {
-    pub enqueued: AtomicU64,
-    pub dropped: AtomicU64,
-    pub spooled: AtomicU64,
-    pub spool_errors: AtomicU64,
+    pub enqueued: Counter,
+    pub dropped: Counter,
+    pub spooled: Counter,
+    pub spool_errors: Counter,
 }
 
 /// The handler's end of the pipeline. Cheap to clone.
@@ -87,10 +94,10 @@ impl ClickSender {
     pub fn send(&self, click: RawClick) {
         match self.tx.try_send(Msg::Click(click)) {
             Ok(()) => {
-                self.metrics.enqueued.fetch_add(1, Ordering::Relaxed);
+                self.metrics.enqueued.inc();
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
-                let dropped = self.metrics.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let dropped = self.metrics.dropped.inc() + 1;
                 let now = crate::now_ms();
                 let last = self.last_drop_log_ms.load(Ordering::Relaxed);
                 if now - last >= DROP_LOG_EVERY_MS
@@ -116,13 +123,45 @@ impl ClickSender {
 /// The running pipeline: the sender plus the spooler thread.
 pub struct ClickPipeline {
     sender: ClickSender,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    depth: Arc<SpoolDepth>,
+}
+
+/// Reports how many clicks wait in the spool for its consumer, read from
+/// the spool at each scrape (two single-row reads).
+struct SpoolDepth {
+    spool: Mutex<ClickSpool>,
+}
+
+impl std::fmt::Debug for SpoolDepth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpoolDepth")
+    }
+}
+
+impl Collector for SpoolDepth {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(depth) = self.spool.lock().expect("spool").depth() else {
+            return Ok(());
+        };
+        let gauge = ConstGauge::new(depth);
+        let metric = encoder.encode_descriptor(
+            "spool_depth",
+            "Click events in the spool not yet taken by its consumer (the lake or Kafka)",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
+    }
 }
 
 impl ClickPipeline {
     /// Opens the spool at `spool_path` and starts the spooler thread.
     pub fn start(spool_path: &Path, ids: IdSource, capacity: usize) -> anyhow::Result<Self> {
         let spool = ClickSpool::open(spool_path)?;
+        let depth = Arc::new(SpoolDepth {
+            spool: Mutex::new(ClickSpool::open(spool_path)?),
+        });
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let metrics = Arc::new(ClickMetrics::default());
         let spooler = Spooler {
@@ -141,7 +180,8 @@ impl ClickPipeline {
                 metrics,
                 last_drop_log_ms: Arc::new(AtomicI64::new(0)),
             },
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
+            depth,
         })
     }
 
@@ -150,17 +190,53 @@ impl ClickPipeline {
     }
 
     /// Writes every queued click to the spool and stops the thread.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(&self) {
+        let Some(thread) = self.thread.lock().expect("spooler thread").take() else {
+            return;
+        };
         let _ = self.sender.tx.send(Msg::Shutdown).await;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         let m = self.sender.metrics();
         tracing::info!(
-            spooled = m.spooled.load(Ordering::Relaxed),
-            dropped = m.dropped.load(Ordering::Relaxed),
+            spooled = m.spooled.get(),
+            dropped = m.dropped.get(),
             "click spooler drained"
         );
+    }
+}
+
+impl Component for ClickPipeline {
+    fn name(&self) -> &'static str {
+        "click-spooler"
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        let m = self.sender.metrics();
+        registry.register(
+            "clicks_enqueued",
+            "Click events handed to the spooler",
+            m.enqueued.clone(),
+        );
+        registry.register(
+            "clicks_dropped",
+            "Click events shed because the click channel was full",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "clicks_spooled",
+            "Click events durably written to the spool",
+            m.spooled.clone(),
+        );
+        registry.register(
+            "spool_errors",
+            "Failed spool writes (retried)",
+            m.spool_errors.clone(),
+        );
+        registry.register_collector(Box::new(self.depth.clone()));
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(ClickPipeline::shutdown(self))
     }
 }
 
@@ -222,14 +298,12 @@ impl Spooler {
         loop {
             match self.spool.append(&events) {
                 Ok(()) => {
-                    self.metrics
-                        .spooled
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    self.metrics.spooled.inc_by(events.len() as u64);
                     return;
                 }
                 Err(e) => {
                     attempt += 1;
-                    self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.spool_errors.inc();
                     tracing::error!(error = %e, attempt, events = events.len(), "click spool write failed; retrying");
                     // Keep the batch and retry; meanwhile the channel fills and
                     // new clicks are shed (counted), never the ones held here.
@@ -256,7 +330,7 @@ impl Spooler {
                     waited += Duration::from_millis(50);
                 }
                 Err(e) => {
-                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.dropped.inc();
                     tracing::error!(error = %e, "no event id for a click; dropped");
                     return None;
                 }
@@ -307,7 +381,7 @@ impl Spooler {
                 Some((k0, k1))
             }
             Err(e) => {
-                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped.inc();
                 tracing::error!(error = %e, "cannot read the visitor salt; click dropped");
                 None
             }

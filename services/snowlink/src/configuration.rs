@@ -24,6 +24,8 @@ use url::Url;
 pub struct Settings {
     /// Address the HTTP server binds; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Address serving `/metrics` alone; unset serves it on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory holding the embedded database and the code secret.
     pub data_dir: PathBuf,
     /// Base of every short URL handed out, e.g. `https://sho.rt`.
@@ -103,6 +105,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            metrics_listen: None,
             data_dir: PathBuf::from("./data"),
             public_url: Url::parse("http://127.0.0.1:8080").expect("valid literal"),
             worker_id: None,
@@ -142,6 +145,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("data_dir", &self.data_dir)
             .field("public_url", &self.public_url.as_str())
             .field("worker_id", &self.worker_id)
@@ -169,6 +173,11 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "SNOWLINK_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// Serve /metrics on this address only, not on --listen [default: on --listen].
+    /// Keeps metrics off the public port.
+    #[arg(long, env = "SNOWLINK_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Directory for the embedded database and secrets [default: ./data].
     #[arg(long, env = "SNOWLINK_DATA_DIR", value_name = "DIR")]
@@ -372,6 +381,9 @@ impl ServeArgs {
         }
         if self.workers.is_some() {
             s.workers = self.workers;
+        }
+        if self.metrics_listen.is_some() {
+            s.metrics_listen = self.metrics_listen;
         }
         s.validate()?;
         Ok(s)

@@ -25,11 +25,15 @@
 //!   again. Each event therefore appears in the topic exactly once.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -39,6 +43,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use snowlink_events::kafka::{HEADER_SEQ, HEADER_SPOOL};
 use snowlink_spool::ClickSpool;
+
+use crate::components::{Component, Health};
 
 /// Most events read from the spool and in flight at once.
 const BATCH: usize = 5_000;
@@ -56,15 +62,17 @@ pub struct KafkaSettings {
 /// Counters exposed on `/metrics`.
 #[derive(Debug, Default)]
 pub struct ForwardMetrics {
-    pub forwarded: AtomicU64,
-    pub failures: AtomicU64,
+    pub forwarded: Counter,
+    pub failures: Counter,
+    /// Click events in the spool not yet committed to Kafka.
+    pub lag: Gauge,
     /// Whether the last batch reached the broker.
     pub connected: AtomicBool,
 }
 
 pub struct Forwarder {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<ForwardMetrics>,
 }
 
@@ -181,7 +189,7 @@ impl Forwarder {
             .spawn(move || worker.run())?;
         Ok(Self {
             stop,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
             metrics,
         })
     }
@@ -192,11 +200,49 @@ impl Forwarder {
 
     /// Forwards what is spooled (giving up after a few seconds if the broker
     /// is away: the rest stays in the spool for the next start) and stops.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
+        let thread = self.thread.lock().expect("forwarder thread").take();
+        if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+    }
+}
+
+impl Component for Forwarder {
+    fn name(&self) -> &'static str {
+        "kafka-forwarder"
+    }
+
+    fn health(&self) -> Option<Health> {
+        let ok = self.metrics.connected.load(Ordering::Relaxed);
+        Some(Health {
+            key: "kafka",
+            ok,
+            state: if ok { "ok" } else { "unavailable" },
+        })
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "kafka_forwarded",
+            "Click events committed to Kafka from the spool",
+            self.metrics.forwarded.clone(),
+        );
+        registry.register(
+            "kafka_failures",
+            "Forwarding attempts that failed (the batch stays spooled and is retried)",
+            self.metrics.failures.clone(),
+        );
+        registry.register(
+            "kafka_forwarder_lag",
+            "Click events in the spool not yet committed to Kafka",
+            self.metrics.lag.clone(),
+        );
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Forwarder::shutdown(self))
     }
 }
 
@@ -233,6 +279,9 @@ impl Worker {
                     continue;
                 }
             };
+            if let Ok(depth) = self.spool.depth() {
+                self.metrics.lag.set(depth);
+            }
             if rows.is_empty() {
                 if stop_deadline.is_some() {
                     break;
@@ -267,16 +316,14 @@ impl Worker {
                     if let Err(e) = self.spool.release_through(last) {
                         tracing::error!(error = %e, "releasing forwarded clicks failed; the next session skips them");
                     }
-                    self.metrics
-                        .forwarded
-                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    self.metrics.forwarded.inc_by(rows.len() as u64);
                     self.metrics.connected.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
                     session = Some(s);
                 }
                 Err(e) => {
                     self.metrics.connected.store(false, Ordering::Relaxed);
-                    self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.failures.inc();
                     if last_warn.elapsed() >= WARN_EVERY {
                         last_warn = Instant::now();
                         tracing::warn!(
@@ -313,7 +360,7 @@ impl Worker {
                     let after = self.spool.backlog().unwrap_or(before);
                     self.metrics
                         .forwarded
-                        .fetch_add((before - after).max(0) as u64, Ordering::Relaxed);
+                        .inc_by((before - after).max(0) as u64);
                 }
                 Ok(_) => {}
                 Err(e) => {

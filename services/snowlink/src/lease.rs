@@ -209,3 +209,47 @@ impl WorkerLease {
         }
     }
 }
+
+/// A leased worker id as a running part: renewed until shut down, then
+/// given back.
+pub struct LeaseHolder {
+    lease: Arc<WorkerLease>,
+    heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl LeaseHolder {
+    /// Starts renewing `lease`.
+    pub fn start(lease: Arc<WorkerLease>) -> Self {
+        let heartbeat = lease.spawn_heartbeat();
+        Self {
+            lease,
+            heartbeat: std::sync::Mutex::new(Some(heartbeat)),
+        }
+    }
+}
+
+impl crate::components::Component for LeaseHolder {
+    fn name(&self) -> &'static str {
+        "worker-lease"
+    }
+
+    fn health(&self) -> Option<crate::components::Health> {
+        let ok = self.lease.check().is_ok();
+        Some(crate::components::Health {
+            key: "worker_lease",
+            ok,
+            state: if ok { "ok" } else { "expired" },
+        })
+    }
+
+    fn shutdown(&self) -> futures::future::BoxFuture<'_, ()> {
+        let heartbeat = self.heartbeat.lock().expect("heartbeat").take();
+        Box::pin(async move {
+            if let Some(heartbeat) = heartbeat {
+                heartbeat.abort();
+                let _ = heartbeat.await;
+                self.lease.release().await;
+            }
+        })
+    }
+}

@@ -14,14 +14,16 @@ use snowlink_store::{LinkStore, SqliteStore};
 use snowlink_store_scylla::ScyllaStore;
 
 use crate::auth::KeyVerifier;
-use crate::cache::LinkCache;
+use crate::cache::{LinkCache, RedisTier};
 use crate::clicks::ClickPipeline;
+use crate::components::{Component, Components, Task};
 use crate::configuration::Settings;
 use crate::error::json_error;
 use crate::ids::{IdFence, IdSource};
 use crate::kafka::{Forwarder, KafkaSettings};
-use crate::lease::{WorkerId, WorkerLease};
+use crate::lease::{LeaseHolder, WorkerId, WorkerLease};
 use crate::links::UrlPolicy;
+use crate::metrics::Metrics;
 use crate::shared_cache::SharedCache;
 use crate::state::AppState;
 
@@ -31,12 +33,11 @@ pub const WORKER_LEASE_TTL: Duration = Duration::from_secs(30);
 /// A built, not yet running, service bound to its port.
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
-    clicks: Option<ClickPipeline>,
-    forwarder: Option<Forwarder>,
     worker: WorkerId,
-    heartbeat: Option<tokio::task::JoinHandle<()>>,
-    fence: tokio::task::JoinHandle<()>,
+    /// Every running part, in start order; stopped in reverse.
+    components: Arc<Components>,
 }
 
 /// Opens the store the settings select: ScyllaDB when nodes are given, else
@@ -69,11 +70,33 @@ impl Application {
         Self::build_with_store(settings, store).await
     }
 
-    /// Builds the service over any [`LinkStore`].
+    /// Builds the service over any [`LinkStore`]. If any step fails, every
+    /// part already started is stopped before the error is returned.
     pub async fn build_with_store(
         settings: Settings,
         store: Arc<dyn LinkStore>,
     ) -> anyhow::Result<Self> {
+        let components = Arc::new(Components::default());
+        match Self::start(settings, store, components.clone()).await {
+            Ok(app) => Ok(app),
+            Err(e) => {
+                components.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(
+        settings: Settings,
+        store: Arc<dyn LinkStore>,
+        components: Arc<Components>,
+    ) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let started = |part: Arc<dyn Component>| {
+            metrics.register(|registry| part.register_metrics(registry));
+            components.push(part);
+        };
+        let store = metrics.timed_store(store);
         let codec = code_codec(&settings)?;
         let shared = match &settings.redis_url {
             Some(url) => Some(Arc::new(SharedCache::new(
@@ -85,19 +108,17 @@ impl Application {
         };
         let worker = match (settings.worker_id, &shared) {
             (Some(id), _) => WorkerId::Fixed(id),
-            (None, Some(shared)) => WorkerId::Leased(
-                WorkerLease::acquire(
+            (None, Some(shared)) => {
+                let lease = WorkerLease::acquire(
                     shared.connection(),
                     snowlink_id::MAX_WORKER_ID as u64,
                     WORKER_LEASE_TTL,
                 )
-                .await?,
-            ),
+                .await?;
+                started(Arc::new(LeaseHolder::start(lease.clone())));
+                WorkerId::Leased(lease)
+            }
             (None, None) => WorkerId::Fixed(0),
-        };
-        let heartbeat = match &worker {
-            WorkerId::Leased(lease) => Some(lease.spawn_heartbeat()),
-            WorkerId::Fixed(_) => None,
         };
         let generator = Arc::new(Generator::new(
             GeneratorConfig::new(worker.id())?
@@ -109,47 +130,52 @@ impl Application {
         let fence = IdFence::open(&settings.data_dir, generator.clone(), store.clone())
             .await
             .context("reserving ids")?;
+        started(Arc::new(Task::new("id-fence", fence.spawn())));
         let ids = IdSource::new(generator, worker.clone());
+        // The forwarder starts before the spooler so that it stops after
+        // it: clicks drained into the spool at shutdown are still forwarded.
+        if let (Some(brokers), true) = (&settings.kafka_brokers, settings.clicks_enabled) {
+            let forwarder = Forwarder::start(
+                &settings.spool_db(),
+                KafkaSettings {
+                    brokers: brokers.clone(),
+                    topic: settings.kafka_topic.clone(),
+                    message_timeout: Duration::from_millis(settings.kafka_message_timeout_ms),
+                },
+            )
+            .context("starting the kafka forwarder")?;
+            started(Arc::new(forwarder));
+        }
         let clicks = if settings.clicks_enabled {
-            std::fs::create_dir_all(&settings.data_dir)?;
-            Some(
+            let pipeline = Arc::new(
                 ClickPipeline::start(
                     &settings.spool_db(),
                     ids.clone(),
                     settings.click_queue_capacity,
                 )
                 .with_context(|| format!("opening {}", settings.spool_db().display()))?,
-            )
+            );
+            let sender = pipeline.sender();
+            started(pipeline);
+            Some(sender)
         } else {
             None
-        };
-        let forwarder = match (&settings.kafka_brokers, &clicks) {
-            (Some(brokers), Some(_)) => Some(
-                Forwarder::start(
-                    &settings.spool_db(),
-                    KafkaSettings {
-                        brokers: brokers.clone(),
-                        topic: settings.kafka_topic.clone(),
-                        message_timeout: Duration::from_millis(settings.kafka_message_timeout_ms),
-                    },
-                )
-                .context("starting the kafka forwarder")?,
-            ),
-            _ => None,
         };
         let mut cache = LinkCache::new(
             store.clone(),
             settings.cache_capacity,
             Duration::from_secs(settings.cache_ttl_secs),
             Duration::from_secs(settings.negative_cache_ttl_secs),
-        );
+        )
+        .with_metrics(metrics.cache.clone());
         if let Some(shared) = shared {
             cache = cache.with_shared(shared);
         }
+        if let Some(tier) = RedisTier::start(&cache) {
+            started(Arc::new(tier));
+        }
         let state = web::Data::new(AppState {
             cache,
-            worker: worker.clone(),
-            kafka: forwarder.as_ref().map(Forwarder::metrics),
             keys: KeyVerifier::new(store.clone(), settings.auth_failures_per_minute),
             store,
             ids,
@@ -159,10 +185,23 @@ impl Application {
                 public_url: settings.public_url.clone(),
             },
             short_url_base: settings.short_url_base(),
-            clicks: clicks.as_ref().map(ClickPipeline::sender),
+            clicks,
             client_ip_header: settings.client_ip_header.clone(),
             country_header: Some(settings.country_header.clone()).filter(|h| !h.is_empty()),
+            components: components.clone(),
+            metrics: metrics.clone(),
+            metrics_here: settings.metrics_listen.is_none(),
         });
+
+        let metrics_port = match settings.metrics_listen {
+            Some(addr) => {
+                let part = MetricsServer::start(addr, metrics.clone())?;
+                let port = part.port;
+                started(Arc::new(part));
+                Some(port)
+            }
+            None => None,
+        };
         let json_limit = (settings.max_url_length * 4).max(16 * 1024);
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -176,6 +215,9 @@ impl Application {
                         .content_type_required(false)
                         .error_handler(|err, _req| json_error(err).into()),
                 )
+                .wrap(actix_web::middleware::from_fn(
+                    crate::routes::record_requests,
+                ))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::fallback))
         })
@@ -188,6 +230,7 @@ impl Application {
         }
         tracing::info!(
             port,
+            metrics_port,
             data_dir = %settings.data_dir.display(),
             public_url = %settings.public_url,
             worker_id = worker.id(),
@@ -196,21 +239,25 @@ impl Application {
             redis = settings.redis_url.is_some(),
             kafka = settings.kafka_brokers.is_some(),
             keyed_codes = !settings.sequential_codes,
+            parts = ?components.names(),
             "snowlink listening"
         );
         Ok(Self {
             port,
+            metrics_port,
             server: server.run(),
-            clicks,
-            forwarder,
             worker,
-            heartbeat,
-            fence: fence.spawn(),
+            components,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port serving `/metrics` alone, when `metrics_listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// The Snowflake worker id this instance issues ids with.
@@ -223,27 +270,82 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`]; in-flight
-    /// requests finish first, so every acknowledged write is on disk.
-    /// Queued click events are written to the spool before this returns.
+    /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        if let Some(clicks) = self.clicks {
-            clicks.shutdown().await;
-        }
-        if let Some(forwarder) = self.forwarder {
-            forwarder.shutdown().await;
-        }
-        if let Some(heartbeat) = self.heartbeat {
-            heartbeat.abort();
-        }
-        self.fence.abort();
-        if let WorkerId::Leased(lease) = &self.worker {
-            lease.release().await;
-        }
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` completes, SIGINT/SIGTERM, or
+    /// [`ServerHandle::stop`]. In-flight requests finish first, so every
+    /// acknowledged write is on disk; then every part stops, last started
+    /// first (queued clicks are written to the spool, the spool is
+    /// forwarded for a few seconds, the lease is given back).
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = shutdown => {
+                // The server acts on the stop only while it is polled.
+                let (_, served) = tokio::join!(handle.stop(true), server);
+                served
+            }
+        };
+        self.components.shutdown().await;
         served?;
         tracing::info!("snowlink stopped");
         Ok(())
+    }
+}
+
+/// `/metrics` on its own address, as a running part.
+struct MetricsServer {
+    port: u16,
+    handle: ServerHandle,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+}
+
+impl MetricsServer {
+    fn start(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        let port = listener.local_addr()?.port();
+        let metrics = web::Data::from(metrics);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(metrics.clone())
+                .configure(crate::routes::metrics_only)
+        })
+        .workers(1)
+        .disable_signals()
+        // A scrape is short: nothing to wait for at shutdown.
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            handle: server.handle(),
+            task: std::sync::Mutex::new(Some(tokio::spawn(server))),
+        })
+    }
+}
+
+impl Component for MetricsServer {
+    fn name(&self) -> &'static str {
+        "metrics-server"
+    }
+
+    fn shutdown(&self) -> futures::future::BoxFuture<'_, ()> {
+        let task = self.task.lock().expect("metrics server").take();
+        Box::pin(async move {
+            self.handle.stop(true).await;
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        })
     }
 }
 

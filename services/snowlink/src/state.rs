@@ -8,20 +8,16 @@ use snowlink_store::LinkStore;
 use crate::auth::KeyVerifier;
 use crate::cache::LinkCache;
 use crate::clicks::ClickSender;
+use crate::components::Components;
 use crate::ids::IdSource;
-use crate::kafka::ForwardMetrics;
-use crate::lease::WorkerId;
 use crate::links::UrlPolicy;
+use crate::metrics::Metrics;
 
 pub struct AppState {
     pub store: Arc<dyn LinkStore>,
     pub cache: LinkCache,
     /// Link and click ids, under the worker-id lease and the id fence.
     pub ids: IdSource,
-    /// Where the generator's worker id comes from (for readiness).
-    pub worker: WorkerId,
-    /// `None` unless clicks are forwarded to Kafka.
-    pub kafka: Option<Arc<ForwardMetrics>>,
     pub codec: CodeCodec,
     pub keys: KeyVerifier,
     pub url_policy: UrlPolicy,
@@ -33,4 +29,9 @@ pub struct AppState {
     pub client_ip_header: Option<String>,
     /// Header carrying the client country, set by a trusted proxy.
     pub country_header: Option<String>,
+    /// The running parts, for readiness.
+    pub components: Arc<Components>,
+    pub metrics: Arc<Metrics>,
+    /// Whether `/metrics` is served here (not on its own address).
+    pub metrics_here: bool,
 }

@@ -186,6 +186,18 @@ impl ClickSpool {
             .query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))
     }
 
+    /// Events appended and not yet released: the highest `seq` ever issued
+    /// less the released checkpoint (two single-row reads, whatever the
+    /// size of the spool).
+    pub fn depth(&self) -> SpoolResult<i64> {
+        self.conn.query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'clicks'), 0) - checkpoint
+             FROM progress WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// Up to `limit` events with `seq > after`, in `seq` order.
     pub fn read_after(&self, after: i64, limit: usize) -> SpoolResult<Vec<(i64, String)>> {
         let mut stmt = self
@@ -281,13 +293,16 @@ mod tests {
     fn rows_stay_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        assert_eq!(spool.depth().unwrap(), 0);
         spool.append(&["a", "b", "c"]).unwrap();
         assert_eq!(spool.released().unwrap(), 0);
+        assert_eq!(spool.depth().unwrap(), 3);
         let rows = spool.read_after(0, 2).unwrap();
         assert_eq!(rows, vec![(1, "a".into()), (2, "b".into())]);
         spool.release_through(2).unwrap();
         assert_eq!(spool.released().unwrap(), 2);
         assert_eq!(spool.backlog().unwrap(), 1);
+        assert_eq!(spool.depth().unwrap(), 1);
         assert_eq!(spool.read_after(0, 10).unwrap(), vec![(3, "c".into())]);
         // Releasing less changes nothing.
         spool.release_through(1).unwrap();

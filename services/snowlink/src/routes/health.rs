@@ -28,20 +28,9 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .map_err(|e| ApiError::unavailable("store_unavailable", &e))?;
     let mut body = json!({"status": "ready", "store": "ok"});
     let mut degraded = false;
-    if let Some(shared) = state.cache.shared() {
-        let ok = shared.healthy();
-        degraded |= !ok;
-        body["redis"] = json!(if ok { "ok" } else { "unavailable" });
-    }
-    if let Some(kafka) = &state.kafka {
-        let ok = kafka.connected.load(std::sync::atomic::Ordering::Relaxed);
-        body["kafka"] = json!(if ok { "ok" } else { "unavailable" });
-        degraded |= !ok;
-    }
-    if let crate::lease::WorkerId::Leased(_) = &state.worker {
-        let ok = state.worker.check().is_ok();
-        body["worker_lease"] = json!(if ok { "ok" } else { "expired" });
-        degraded |= !ok;
+    for part in state.components.health() {
+        body[part.key] = json!(part.state);
+        degraded |= !part.ok;
     }
     if degraded {
         body["status"] = json!("degraded");

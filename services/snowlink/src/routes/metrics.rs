@@ -1,62 +1,41 @@
-//! `GET /metrics`: Prometheus text exposition of the click pipeline counters.
+//! `GET /metrics`: every metric of the service in the OpenMetrics text
+//! format (which Prometheus scrapes). Served on the main listener, or only
+//! on `metrics_listen` when that is set.
 
-use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 
+use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
+    cfg.route("/metrics", web::get().to(on_main_listener));
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut out = String::new();
-    if let Some(clicks) = &state.clicks {
-        let m = clicks.metrics();
-        for (name, help, value) in [
-            (
-                "snowlink_clicks_enqueued_total",
-                "Click events handed to the spooler.",
-                &m.enqueued,
-            ),
-            (
-                "snowlink_clicks_dropped_total",
-                "Click events shed because the click channel was full.",
-                &m.dropped,
-            ),
-            (
-                "snowlink_clicks_spooled_total",
-                "Click events durably written to the spool.",
-                &m.spooled,
-            ),
-            (
-                "snowlink_spool_errors_total",
-                "Failed spool writes (retried).",
-                &m.spool_errors,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
+pub fn configure_standalone(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(standalone));
+}
+
+async fn on_main_listener(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.metrics_here {
+        return Err(ApiError::route_not_found());
     }
-    if let Some(kafka) = &state.kafka {
-        let _ = writeln!(
-            out,
-            "# HELP snowlink_kafka_forwarded_total Click events delivered to Kafka from the spool.\n# TYPE snowlink_kafka_forwarded_total counter\nsnowlink_kafka_forwarded_total {}",
-            kafka.forwarded.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP snowlink_kafka_failures_total Forwarding batches that failed (retried).\n# TYPE snowlink_kafka_failures_total counter\nsnowlink_kafka_failures_total {}",
-            kafka.failures.load(Ordering::Relaxed)
-        );
-    }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out)
+    render(state.metrics.clone()).await
+}
+
+async fn standalone(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
+    render(metrics.into_inner()).await
+}
+
+/// Encodes off the async workers: some parts read their figures from disk
+/// (the spool's depth).
+async fn render(metrics: Arc<Metrics>) -> Result<HttpResponse, ApiError> {
+    let text = web::block(move || metrics.encode())
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(text))
 }

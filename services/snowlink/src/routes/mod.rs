@@ -8,14 +8,48 @@ mod links;
 mod metrics;
 mod redirect;
 
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::web;
 
 use crate::error::ApiError;
+use crate::metrics::RouteClass;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     links::configure(cfg);
     metrics::configure(cfg);
+}
+
+/// The routes of a listener that serves `/metrics` alone.
+pub fn metrics_only(cfg: &mut web::ServiceConfig) {
+    metrics::configure_standalone(cfg);
+}
+
+/// Middleware: counts every answered request by route class and status
+/// class, and times it.
+pub async fn record_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = RouteClass::of_path(req.path());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let result = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let status = match &result {
+            Ok(res) => res.status(),
+            Err(e) => e.as_response_error().status_code(),
+        };
+        metrics.request(route, status.as_u16(), started.elapsed());
+    }
+    result
 }
 
 pub use redirect::fallback;

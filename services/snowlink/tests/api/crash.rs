@@ -1,25 +1,17 @@
 //! The real `snowlink` binary, killed with SIGKILL mid-load: every link it
 //! acknowledged must be there after a restart.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use snowlink_testkit::free_port;
 
 use crate::helpers::{client, location};
 
 const BIN: &str = env!("CARGO_BIN_EXE_snowlink");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn serve(data_dir: &Path, port: u16) -> Child {
     serve_with(data_dir, port, &[])

@@ -34,3 +34,94 @@ async fn unknown_route_and_method_are_json_errors() {
         .unwrap();
     crate::helpers::assert_error(r, 405, "method_not_allowed").await;
 }
+
+/// The value of the sample `series` (name and labels exactly as exposed).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_cache_lookups_store_latency_and_the_spool() {
+    let app = spawn_app().await;
+    let code = app.create("https://example.com/metrics").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.follow(&code).await.status(), 302);
+    }
+    assert_eq!(app.follow("NoSuchCode1").await.status(), 404);
+    assert_eq!(app.follow("readyz").await.status(), 200);
+    let r = app.follow("metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = r.text().await.unwrap();
+    let at =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    assert_eq!(
+        at(r#"snowlink_http_requests_total{route="redirect",status="3xx"}"#),
+        3.0
+    );
+    assert_eq!(
+        at(r#"snowlink_http_requests_total{route="redirect",status="4xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"snowlink_http_requests_total{route="api",status="2xx"}"#),
+        1.0
+    );
+    assert!(at(r#"snowlink_http_requests_total{route="health",status="2xx"}"#) >= 1.0);
+    assert_eq!(
+        at(r#"snowlink_http_request_duration_seconds_count{route="redirect"}"#),
+        4.0
+    );
+    assert_eq!(
+        at(r#"snowlink_http_request_duration_seconds_bucket{le="+Inf",route="redirect"}"#),
+        4.0
+    );
+    // The first redirect missed the in-process cache, the next two hit it;
+    // the unknown code was a miss too.
+    assert_eq!(
+        at(r#"snowlink_cache_lookups_total{tier="local",result="hit"}"#),
+        2.0
+    );
+    assert_eq!(
+        at(r#"snowlink_cache_lookups_total{tier="local",result="miss"}"#),
+        2.0
+    );
+    assert!(at(r#"snowlink_store_operation_duration_seconds_count{op="get_link"}"#) >= 2.0);
+    assert_eq!(
+        at(r#"snowlink_store_operation_duration_seconds_count{op="create_link"}"#),
+        1.0
+    );
+    assert!(sample(&text, "snowlink_spool_depth").is_some(), "{text}");
+    assert!(
+        sample(&text, "snowlink_clicks_enqueued_total").is_some(),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_address() {
+    let port = snowlink_testkit::free_port();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    })
+    .await;
+    crate::helpers::assert_error(app.follow("metrics").await, 404, "not_found").await;
+    let text = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("snowlink_http_requests_total"), "{text}");
+}
