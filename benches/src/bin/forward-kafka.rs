@@ -1,6 +1,6 @@
 //! The service's forwarder, spool → Apache Kafka: events per second from a
 //! filled click spool until every one is in a committed Kafka transaction
-//! (batches of 5,000, acks=all, lz4), against a local broker (KRaft, one node, from
+//! (batches of 20,000, acks=all, lz4), against a local broker (KRaft, one node, from
 //! `scripts/engines`) started for the run. Filling the spool is not timed.
 //!
 //!   cargo run --release -p snowlink-benches --bin forward-kafka -- [EVENTS]

@@ -15,14 +15,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use moka::sync::Cache;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use snowlink_store::{ApiKey, LinkStore};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 pub const KEY_PREFIX: &str = "sl_";
@@ -83,16 +82,16 @@ impl KeyVerifier {
         client: Option<IpAddr>,
     ) -> Result<Arc<str>, ApiError> {
         let Some(header) = authorization else {
-            return Err(ApiError::unauthorized(
-                "missing_api_key",
-                "send an API key as 'Authorization: Bearer <key>'",
+            return Err(ApiError::new(
+                ErrorCode::MissingApiKey,
+                ErrorCode::MissingApiKey.meaning(),
             ));
         };
         let key = match header.split_once(' ') {
             Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
             _ => {
-                return Err(ApiError::unauthorized(
-                    "missing_api_key",
+                return Err(ApiError::new(
+                    ErrorCode::MissingApiKey,
                     "the Authorization header must be 'Bearer <key>'",
                 ))
             }
@@ -105,8 +104,7 @@ impl KeyVerifier {
         if let Some(counter) = &counter {
             if counter.load(Ordering::Relaxed) >= self.failures_per_minute {
                 return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     "too many failed API-key attempts from this address; wait a minute",
                 ));
             }
@@ -127,7 +125,7 @@ impl KeyVerifier {
                     "this API key is not valid"
                 };
                 tracing::warn!(?client, "rejected API key");
-                Err(ApiError::unauthorized("invalid_api_key", why))
+                Err(ApiError::new(ErrorCode::InvalidApiKey, why))
             }
         }
     }

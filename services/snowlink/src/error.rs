@@ -13,10 +13,74 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+/// Declares every error code once: its HTTP status and what it means. The
+/// README's error table is checked against this one (see the tests).
+macro_rules! error_codes {
+    ($($variant:ident => $status:ident, $code:literal, $meaning:literal;)*) => {
+        /// Every machine code the API answers with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant),*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The `code` field of the body.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code),*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status),*
+                }
+            }
+
+            /// What the code means; the message when there is nothing more
+            /// specific to say.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $meaning),*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidJson => BAD_REQUEST, "invalid_json", "the body is not valid JSON";
+    InvalidBody => BAD_REQUEST, "invalid_body", "the body has an unknown, missing or mistyped field";
+    InvalidUrl => BAD_REQUEST, "invalid_url", "the url is not an absolute URL with a host";
+    UrlSchemeNotAllowed => BAD_REQUEST, "url_scheme_not_allowed", "only http and https targets are allowed";
+    UrlTooLong => BAD_REQUEST, "url_too_long", "the url is longer than the service accepts";
+    UrlPointsToSelf => BAD_REQUEST, "url_points_to_self", "the url points at this shortener";
+    InvalidAlias => BAD_REQUEST, "invalid_alias", "the alias is not 3 to 64 of [A-Za-z0-9_-], or has the shape of a generated code";
+    AliasReserved => BAD_REQUEST, "alias_reserved", "the alias is a route name";
+    InvalidRedirect => BAD_REQUEST, "invalid_redirect", "redirect is not one of 301, 302, 307, 308";
+    InvalidExpiresAt => BAD_REQUEST, "invalid_expires_at", "expires_at is not an RFC 3339 time";
+    ExpiresInPast => BAD_REQUEST, "expires_in_past", "expires_at is in the past";
+    MissingApiKey => UNAUTHORIZED, "missing_api_key", "send an API key as 'Authorization: Bearer <key>'";
+    InvalidApiKey => UNAUTHORIZED, "invalid_api_key", "the API key is unknown or revoked";
+    LinkNotFound => NOT_FOUND, "link_not_found", "no link has this code";
+    NotFound => NOT_FOUND, "not_found", "no such resource";
+    MethodNotAllowed => METHOD_NOT_ALLOWED, "method_not_allowed", "this resource does not support that method";
+    AliasTaken => CONFLICT, "alias_taken", "the alias is already taken";
+    KeyNameTaken => CONFLICT, "key_name_taken", "an API key with this name already exists";
+    LinkExpired => GONE, "link_expired", "the link has expired";
+    LinkDeleted => GONE, "link_deleted", "the link has been deleted";
+    PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large";
+    RateLimited => TOO_MANY_REQUESTS, "rate_limited", "too many failed API-key attempts from one address";
+    Internal => INTERNAL_SERVER_ERROR, "internal", "an unexpected error occurred";
+    StoreUnavailable => SERVICE_UNAVAILABLE, "store_unavailable", "the link store cannot be reached";
+    IdUnavailable => SERVICE_UNAVAILABLE, "id_unavailable", "no id can be issued now (the clock stepped back, or the worker id lease lapsed)";
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
@@ -32,63 +96,56 @@ struct Inner<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-
     pub fn link_not_found(code: &str) -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
-            "link_not_found",
+            ErrorCode::LinkNotFound,
             format!("no link has the code {code:?}"),
         )
     }
 
     pub fn link_deleted(code: &str) -> Self {
         Self::new(
-            StatusCode::GONE,
-            "link_deleted",
+            ErrorCode::LinkDeleted,
             format!("the link {code:?} has been deleted"),
         )
     }
 
     pub fn link_expired(code: &str) -> Self {
         Self::new(
-            StatusCode::GONE,
-            "link_expired",
+            ErrorCode::LinkExpired,
             format!("the link {code:?} has expired"),
         )
     }
 
+    pub fn alias_taken(alias: &str) -> Self {
+        Self::new(
+            ErrorCode::AliasTaken,
+            format!("the alias {alias:?} is already taken"),
+        )
+    }
+
     pub fn route_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+        Self::new(ErrorCode::NotFound, ErrorCode::NotFound.meaning())
     }
 
     pub fn method_not_allowed() -> Self {
         Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this resource does not support that method",
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::MethodNotAllowed.meaning(),
         )
     }
 
     /// A dependency is down; the cause is logged here, not sent.
-    pub fn unavailable(code: &'static str, cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, code, "dependency unavailable");
+    pub fn unavailable(code: ErrorCode, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, code = code.as_str(), "dependency unavailable");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             code,
             "the service cannot handle this request right now; retry shortly",
         )
@@ -97,33 +154,29 @@ impl ApiError {
     /// Something that should not happen; the cause is logged here, not sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "unexpected error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an unexpected error occurred",
-        )
+        Self::new(ErrorCode::Internal, ErrorCode::Internal.meaning())
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(Body {
+        HttpResponse::build(self.code.status()).json(Body {
             error: Inner {
-                code: self.code,
+                code: self.code.as_str(),
                 message: &self.message,
             },
         })
@@ -134,17 +187,12 @@ impl From<snowlink_store::StoreError> for ApiError {
     fn from(e: snowlink_store::StoreError) -> Self {
         use snowlink_store::StoreError::*;
         match e {
-            Conflict(code) => Self::new(
-                StatusCode::CONFLICT,
-                "alias_taken",
-                format!("the code {code:?} is already taken"),
-            ),
+            Conflict(code) => Self::alias_taken(&code),
             KeyNameTaken(name) => Self::new(
-                StatusCode::CONFLICT,
-                "key_name_taken",
+                ErrorCode::KeyNameTaken,
                 format!("an API key named {name:?} already exists"),
             ),
-            Backend(_) | Closed => Self::unavailable("store_unavailable", &e),
+            Backend(_) | Closed => Self::unavailable(ErrorCode::StoreUnavailable, &e),
         }
     }
 }
@@ -154,16 +202,70 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match &err {
         E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body exceeds {limit} bytes"),
         ),
-        E::Deserialize(de) if de.is_data() => {
-            ApiError::bad_request("invalid_body", format!("invalid request body: {de}"))
+        E::Deserialize(de) if de.is_data() => ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("invalid request body: {de}"),
+        ),
+        E::Deserialize(de) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {de}"),
+        ),
+        _ => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("could not read the body: {err}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    #[test]
+    fn codes_are_unique() {
+        let codes: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+    }
+
+    /// The README's error table lists exactly the codes of this table,
+    /// each under its status.
+    #[test]
+    fn the_readme_table_matches() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("### Errors")
+            .nth(1)
+            .expect("an Errors section in the README");
+        let mut documented: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
+        for line in section
+            .lines()
+            .skip_while(|l| !l.starts_with("| status"))
+            .skip(2)
+        {
+            let Some(rest) = line.strip_prefix("| ") else {
+                break;
+            };
+            let (status, codes) = rest.split_once(" | ").expect("status | codes");
+            let status: u16 = status.trim().parse().expect("a status");
+            for code in codes.split('`').skip(1).step_by(2) {
+                documented
+                    .entry(status)
+                    .or_default()
+                    .insert(code.to_owned());
+            }
         }
-        E::Deserialize(de) => {
-            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {de}"))
+        let mut table: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
+        for code in ErrorCode::ALL {
+            table
+                .entry(code.status().as_u16())
+                .or_default()
+                .insert(code.as_str().to_owned());
         }
-        _ => ApiError::bad_request("invalid_json", format!("could not read the body: {err}")),
+        assert_eq!(documented, table);
     }
 }

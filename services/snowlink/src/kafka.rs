@@ -47,7 +47,7 @@ use snowlink_spool::ClickSpool;
 use crate::components::{Component, Health};
 
 /// Most events read from the spool and in flight at once.
-const BATCH: usize = 5_000;
+const BATCH: usize = 20_000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 

@@ -3,14 +3,16 @@
 use chrono::DateTime;
 use url::{Host, Url};
 
+use crate::error::ErrorCode;
+
 /// Why a create request was refused. Becomes a 400 with `code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
-fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
     Rejection {
         code,
         message: message.into(),
@@ -54,7 +56,7 @@ impl UrlPolicy {
     pub fn check(&self, raw: &str) -> Result<String, Rejection> {
         if raw.len() > self.max_len {
             return Err(reject(
-                "url_too_long",
+                ErrorCode::UrlTooLong,
                 format!(
                     "the url is {} bytes; the maximum is {}",
                     raw.len(),
@@ -64,13 +66,13 @@ impl UrlPolicy {
         }
         let url = Url::parse(raw).map_err(|e| {
             reject(
-                "invalid_url",
+                ErrorCode::InvalidUrl,
                 format!("the url is not an absolute URL: {e}"),
             )
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(reject(
-                "url_scheme_not_allowed",
+                ErrorCode::UrlSchemeNotAllowed,
                 format!(
                     "only http and https URLs can be shortened, not {:?}",
                     url.scheme()
@@ -78,14 +80,14 @@ impl UrlPolicy {
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(reject("invalid_url", "the url has no host"));
+            return Err(reject(ErrorCode::InvalidUrl, "the url has no host"));
         }
         // A link back to this service would redirect to itself. Same host and
         // same (explicit or default) port is this service; another port on
         // the same host is another service.
         if same_host(&url, &self.public_url) && url.port() == self.public_url.port() {
             return Err(reject(
-                "url_points_to_self",
+                ErrorCode::UrlPointsToSelf,
                 "the url points at this shortener itself",
             ));
         }
@@ -97,7 +99,7 @@ impl UrlPolicy {
         };
         if stored.len() > self.max_len {
             return Err(reject(
-                "url_too_long",
+                ErrorCode::UrlTooLong,
                 format!(
                     "the url is {} bytes once encoded; the maximum is {}",
                     stored.len(),
@@ -116,7 +118,7 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
     let len = alias.chars().count();
     if !(ALIAS_MIN..=ALIAS_MAX).contains(&len) {
         return Err(reject(
-            "invalid_alias",
+            ErrorCode::InvalidAlias,
             format!("an alias is {ALIAS_MIN} to {ALIAS_MAX} characters, got {len}"),
         ));
     }
@@ -125,13 +127,13 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
         return Err(reject(
-            "invalid_alias",
+            ErrorCode::InvalidAlias,
             format!("an alias may contain only A-Z, a-z, 0-9, '_' and '-', not {bad:?}"),
         ));
     }
     if snowlink_id::codec::is_generated_shape(alias) {
         return Err(reject(
-            "alias_reserved",
+            ErrorCode::AliasReserved,
             format!(
                 "aliases of exactly {} letters and digits are reserved for generated codes; \
                  add a '-' or '_', or change the length",
@@ -144,7 +146,7 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
         .any(|r| r.eq_ignore_ascii_case(alias))
     {
         return Err(reject(
-            "alias_reserved",
+            ErrorCode::AliasReserved,
             format!("{alias:?} is a reserved word"),
         ));
     }
@@ -163,13 +165,16 @@ pub fn is_code_syntax(s: &str) -> bool {
 pub fn parse_expiry(raw: &str, now_ms: i64) -> Result<i64, Rejection> {
     let at = DateTime::parse_from_rfc3339(raw).map_err(|e| {
         reject(
-            "invalid_expires_at",
+            ErrorCode::InvalidExpiresAt,
             format!("expires_at must be an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"),
         )
     })?;
     let ms = at.timestamp_millis();
     if ms <= now_ms {
-        return Err(reject("expires_in_past", "expires_at is in the past"));
+        return Err(reject(
+            ErrorCode::ExpiresInPast,
+            "expires_at is in the past",
+        ));
     }
     Ok(ms)
 }
@@ -179,7 +184,7 @@ pub fn check_redirect(status: Option<u16>) -> Result<u16, Rejection> {
         None => Ok(DEFAULT_REDIRECT),
         Some(s) if REDIRECT_STATUSES.contains(&s) => Ok(s),
         Some(s) => Err(reject(
-            "invalid_redirect",
+            ErrorCode::InvalidRedirect,
             format!("redirect must be one of 301, 302, 307, 308, not {s}"),
         )),
     }
@@ -212,7 +217,7 @@ mod tests {
             p.check("https://example.com/a b").unwrap(),
             "https://example.com/a%20b"
         );
-        let code = |u: &str| p.check(u).unwrap_err().code;
+        let code = |u: &str| p.check(u).unwrap_err().code.as_str();
         assert_eq!(code("ftp://example.com/"), "url_scheme_not_allowed");
         assert_eq!(code("javascript:alert(1)"), "url_scheme_not_allowed");
         assert_eq!(code("/relative"), "invalid_url");
@@ -232,18 +237,30 @@ mod tests {
             check_alias("abcdefghij-").is_ok(),
             "11 chars with a dash is fine"
         );
-        assert_eq!(check_alias("ab").unwrap_err().code, "invalid_alias");
         assert_eq!(
-            check_alias(&"a".repeat(65)).unwrap_err().code,
+            check_alias("ab").unwrap_err().code.as_str(),
             "invalid_alias"
         );
-        assert_eq!(check_alias("a/b").unwrap_err().code, "invalid_alias");
-        assert_eq!(check_alias("héllo").unwrap_err().code, "invalid_alias");
         assert_eq!(
-            check_alias("abcdefghijk").unwrap_err().code,
+            check_alias(&"a".repeat(65)).unwrap_err().code.as_str(),
+            "invalid_alias"
+        );
+        assert_eq!(
+            check_alias("a/b").unwrap_err().code.as_str(),
+            "invalid_alias"
+        );
+        assert_eq!(
+            check_alias("héllo").unwrap_err().code.as_str(),
+            "invalid_alias"
+        );
+        assert_eq!(
+            check_alias("abcdefghijk").unwrap_err().code.as_str(),
             "alias_reserved"
         );
-        assert_eq!(check_alias("API").unwrap_err().code, "alias_reserved");
+        assert_eq!(
+            check_alias("API").unwrap_err().code.as_str(),
+            "alias_reserved"
+        );
     }
 
     proptest! {

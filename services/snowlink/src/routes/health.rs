@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,7 +25,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .store
         .ping()
         .await
-        .map_err(|e| ApiError::unavailable("store_unavailable", &e))?;
+        .map_err(|e| ApiError::unavailable(ErrorCode::StoreUnavailable, &e))?;
     let mut body = json!({"status": "ready", "store": "ok"});
     let mut degraded = false;
     for part in state.components.health() {

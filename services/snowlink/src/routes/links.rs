@@ -1,13 +1,13 @@
 //! `/api/v1/links`: create, read and delete links. Every route needs a key.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use snowlink_store::{CodeKind, DeleteOutcome, Link};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::links::{check_alias, check_redirect, is_code_syntax, parse_expiry, Rejection};
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        ApiError::bad_request(r.code, r.message)
+        ApiError::new(r.code, r.message)
     }
 }
 
@@ -97,7 +97,7 @@ async fn create(
         .ids
         .next_id()
         .await
-        .map_err(|e| ApiError::unavailable("id_unavailable", &e))?;
+        .map_err(|e| ApiError::unavailable(ErrorCode::IdUnavailable, &e))?;
     let (code, kind) = match body.alias {
         Some(alias) => (alias, CodeKind::Alias),
         None => (state.codec.encode(id), CodeKind::Generated),
@@ -117,18 +117,14 @@ async fn create(
     match state.store.create_link(&link).await {
         Ok(()) => {}
         Err(snowlink_store::StoreError::Conflict(code)) if kind == CodeKind::Alias => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "alias_taken",
-                format!("the alias {code:?} is already taken"),
-            ));
+            return Err(ApiError::alias_taken(&code));
         }
         Err(snowlink_store::StoreError::Conflict(code)) => {
             // Generated codes are unique by construction, and the store
             // refuses to overwrite one: this means two instances share a
             // worker id. Nothing was written; the client may retry.
             return Err(ApiError::unavailable(
-                "id_unavailable",
+                ErrorCode::IdUnavailable,
                 &format!(
                     "generated code {code} is already taken: is worker id {} used twice?",
                     state.ids.worker_id()

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use snowlink_store::LinkState;
 
 use crate::clicks::{truncate, RawClick, MAX_REFERRER, MAX_USER_AGENT};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::links::is_code_syntax;
 use crate::state::AppState;
 
@@ -56,7 +56,7 @@ async fn redirect(
         .cache
         .get(&code)
         .await
-        .map_err(|e| ApiError::unavailable("store_unavailable", &e))?
+        .map_err(|e| ApiError::unavailable(ErrorCode::StoreUnavailable, &e))?
         .ok_or_else(|| ApiError::link_not_found(&code))?;
     match link.state_at(crate::now_ms()) {
         LinkState::Active => {}
