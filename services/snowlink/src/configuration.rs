@@ -15,11 +15,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-/// Everything the service needs to start.
-#[derive(Clone, Deserialize)]
+/// Everything the service needs to start. Secrets (the code secret, the
+/// ScyllaDB password, the Redis URL, which may hold a password) are
+/// `SecretString`s: `Debug` shows them redacted, and they are read only
+/// where they are used.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP server binds; port 0 picks a free port.
@@ -40,7 +44,7 @@ pub struct Settings {
     pub max_clock_wait_ms: u64,
     /// Secret keying the code permutation. When unset, a random one is
     /// generated on first start and kept in `DATA_DIR/code.secret`.
-    pub code_secret: Option<String>,
+    pub code_secret: Option<SecretString>,
     /// Issue sequential, enumerable codes instead of permuted ones.
     pub sequential_codes: bool,
     /// Longest target URL accepted, in bytes.
@@ -77,14 +81,14 @@ pub struct Settings {
     /// Consistency of lightweight transactions: `SERIAL` or `LOCAL_SERIAL`.
     pub scylla_serial_consistency: String,
     pub scylla_username: Option<String>,
-    pub scylla_password: Option<String>,
+    pub scylla_password: Option<SecretString>,
     /// Datacenter whose replicas are preferred.
     pub scylla_local_datacenter: Option<String>,
     /// Keyspace replication map used by `snowlink migrate`.
     pub scylla_replication: String,
     /// Redis URL (`redis://host:port/db`); when set, Redis is a cache shared
     /// by all instances, carries invalidations, and leases worker ids.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
     /// Kafka bootstrap servers (`host:port,...`); when set, click events are
     /// forwarded from the spool to Kafka.
     pub kafka_brokers: Option<String>,
@@ -141,27 +145,6 @@ impl Default for Settings {
     }
 }
 
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("listen", &self.listen)
-            .field("metrics_listen", &self.metrics_listen)
-            .field("data_dir", &self.data_dir)
-            .field("public_url", &self.public_url.as_str())
-            .field("worker_id", &self.worker_id)
-            .field("epoch", &self.epoch)
-            .field(
-                "code_secret",
-                &self.code_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("sequential_codes", &self.sequential_codes)
-            .field("scylla_nodes", &self.scylla_nodes)
-            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
-            .field("kafka_brokers", &self.kafka_brokers)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Settings as flags and environment variables. Unset ones fall back to the
 /// config file, then to the defaults.
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -206,9 +189,10 @@ pub struct ServeArgs {
         long,
         env = "SNOWLINK_CODE_SECRET",
         value_name = "SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub code_secret: Option<String>,
+    pub code_secret: Option<SecretString>,
 
     /// Issue sequential codes (enumerable, ordered by creation) instead of permuted ones.
     #[arg(long, env = "SNOWLINK_SEQUENTIAL_CODES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -290,9 +274,10 @@ pub struct ServeArgs {
         long,
         env = "SNOWLINK_SCYLLA_PASSWORD",
         value_name = "PASSWORD",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub scylla_password: Option<String>,
+    pub scylla_password: Option<SecretString>,
 
     /// Prefer ScyllaDB replicas in this datacenter.
     #[arg(long, env = "SNOWLINK_SCYLLA_LOCAL_DATACENTER", value_name = "DC")]
@@ -308,9 +293,10 @@ pub struct ServeArgs {
         long,
         env = "SNOWLINK_REDIS_URL",
         value_name = "URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
 
     /// Kafka bootstrap servers, comma-separated host:port; click events are forwarded there from the local spool.
     #[arg(long, env = "SNOWLINK_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
@@ -323,6 +309,10 @@ pub struct ServeArgs {
     /// Milliseconds a click may wait for Kafka's acknowledgement before its batch is resent from the spool [default: 10000].
     #[arg(long, env = "SNOWLINK_KAFKA_MESSAGE_TIMEOUT_MS", value_name = "MS")]
     pub kafka_message_timeout_ms: Option<u64>,
+}
+
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
 impl ServeArgs {
@@ -362,13 +352,11 @@ impl ServeArgs {
         macro_rules! layer_optional {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.filter(|v| !v.is_empty()) { s.$field = Some(v); } )* };
         }
-        layer_optional!(
-            scylla_username,
-            scylla_password,
-            scylla_local_datacenter,
-            redis_url,
-            kafka_brokers
-        );
+        layer_optional!(scylla_username, scylla_local_datacenter, kafka_brokers);
+        macro_rules! layer_secret {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field.filter(|v| !v.expose_secret().is_empty()) { s.$field = Some(v); } )* };
+        }
+        layer_secret!(scylla_password, redis_url);
         if let Some(id) = self.worker_id {
             s.worker_id = Some(id);
         }
@@ -424,8 +412,9 @@ impl Settings {
             }
         }
         if let Some(url) = &self.redis_url {
-            redis::Client::open(url.as_str())
-                .map_err(|e| anyhow::anyhow!("redis_url {url:?} is invalid: {e}"))?;
+            // The URL may hold a password: the message does not repeat it.
+            redis::Client::open(url.expose_secret())
+                .map_err(|e| anyhow::anyhow!("redis_url is invalid: {e}"))?;
         }
         if self.kafka_brokers.is_some() && self.kafka_topic.trim().is_empty() {
             bail!("kafka_topic must not be empty");
@@ -443,7 +432,11 @@ impl Settings {
         if self.epoch.timestamp_millis() < 0 || self.epoch > Utc::now() {
             bail!("epoch {} must be between 1970 and now", self.epoch);
         }
-        if self.code_secret.as_deref() == Some("") {
+        if self
+            .code_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().is_empty())
+        {
             bail!("code_secret must not be empty");
         }
         if self.max_url_length < 16 {
@@ -566,5 +559,66 @@ mod tests {
         .into_settings()
         .unwrap_err();
         assert!(format!("{err:#}").contains("no_such_setting"));
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snowlink.toml");
+        std::fs::write(
+            &file,
+            "scylla_password = \"file-password-42\"\nredis_url = \"redis://:redis-password-42@127.0.0.1:6379\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "snowlink",
+            "--config",
+            file.to_str().unwrap(),
+            "--code-secret",
+            "flag-secret-42",
+            "--scylla-nodes",
+            "127.0.0.1:9042",
+            "--scylla-username",
+            "app",
+        ]);
+        let settings = cli.serve.clone().into_settings().unwrap();
+        for shown in [
+            format!("{settings:?}"),
+            format!("{:?}", cli.serve),
+            format!("{:?}", settings.scylla_config().unwrap()),
+        ] {
+            for secret in ["flag-secret-42", "file-password-42", "redis-password-42"] {
+                assert!(!shown.contains(secret), "{secret} printed in {shown}");
+            }
+        }
+        // Still there for the code that uses them.
+        assert_eq!(
+            settings.code_secret.as_ref().unwrap().expose_secret(),
+            "flag-secret-42"
+        );
+        assert_eq!(
+            settings.scylla_password.as_ref().unwrap().expose_secret(),
+            "file-password-42"
+        );
+        // An invalid Redis URL is refused without repeating it.
+        let err = ServeArgs {
+            redis_url: Some("http://:pw-in-url-42@nope".into()),
+            ..Default::default()
+        }
+        .into_settings()
+        .unwrap_err();
+        assert!(!format!("{err:#}").contains("pw-in-url-42"), "{err:#}");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use snowlink_id::{CodeCodec, Generator, GeneratorConfig};
 use snowlink_store::{LinkStore, SqliteStore};
 use snowlink_store_scylla::ScyllaStore;
@@ -100,7 +101,7 @@ impl Application {
         let codec = code_codec(&settings)?;
         let shared = match &settings.redis_url {
             Some(url) => Some(Arc::new(SharedCache::new(
-                url,
+                url.expose_secret(),
                 Duration::from_secs(settings.cache_ttl_secs),
                 Duration::from_secs(settings.negative_cache_ttl_secs),
             )?)),
@@ -356,7 +357,7 @@ pub fn code_codec(settings: &Settings) -> anyhow::Result<CodeCodec> {
         return Ok(CodeCodec::sequential());
     }
     let secret = match &settings.code_secret {
-        Some(s) => s.as_bytes().to_vec(),
+        Some(s) => s.expose_secret().as_bytes().to_vec(),
         None => load_or_create_secret(&settings.data_dir.join("code.secret"))?,
     };
     Ok(CodeCodec::keyed(&secret))

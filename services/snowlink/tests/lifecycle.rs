@@ -72,7 +72,7 @@ fn settings(dir: &std::path::Path, redis: &Server) -> Settings {
         // A leased worker id, the Redis tier, the spooler, and a forwarder
         // (it does not connect before there is something to send).
         worker_id: None,
-        redis_url: Some(redis.redis_url()),
+        redis_url: Some(redis.redis_url().into()),
         kafka_brokers: Some(format!("127.0.0.1:{}", snowlink_testkit::free_port())),
         ..Settings::default()
     }

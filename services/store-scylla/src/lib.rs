@@ -106,7 +106,8 @@ pub struct ScyllaConfig {
     /// Consistency of the serial phase of lightweight transactions.
     pub serial_consistency: SerialConsistency,
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Never printed (`Debug` shows it redacted).
+    pub password: Option<secrecy::SecretString>,
     /// Prefer replicas in this datacenter (others only as a fallback).
     pub local_datacenter: Option<String>,
     /// Replication map of the keyspace, used by [`migrate`].
@@ -209,6 +210,8 @@ pub async fn connect(config: &ScyllaConfig) -> Result<Session, ScyllaError> {
         .connection_timeout(Duration::from_secs(5))
         .default_execution_profile_handle(profile.into_handle());
     if let (Some(user), Some(pass)) = (&config.username, &config.password) {
+        use secrecy::ExposeSecret;
+        let pass = pass.expose_secret();
         builder = builder.user(user, pass);
     }
     Ok(builder.build().await?)
