@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::commands;
+use crate::model::{Bucket, Dimension, Range};
 use crate::print::{print, Format};
 
 /// Query the Snowlink click lake.
@@ -32,31 +33,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Bucket {
-    Hour,
-    Day,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Dimension {
-    Referrer,
-    Country,
-    Browser,
-    Os,
-    Device,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct Range {
-    /// Only clicks at or after this time (7d, 2026-11-01, 2026-11-01T12:00:00Z).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Only clicks before this time (same forms as --since).
-    #[arg(long)]
-    pub until: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,16 +10,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
-use crate::cli::{Bucket, Dimension, Range};
+use crate::model::{Bucket, Dimension, Output, Range};
 use crate::time::{date_of, parse_time};
-
-/// A result to print: its schema (so empty results still have a header),
-/// its rows, and for time series the values of the sparkline.
-pub struct Output {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-    pub sparkline: Option<Vec<i64>>,
-}
 
 struct Bounds {
     since: Option<DateTime<Utc>>,

@@ -12,8 +12,10 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 /// A session with `clicks` and `daily` registered. Both tables have a `date`
 /// column (`YYYY-MM-DD` string) taken from the folder names.
-pub async fn open(lake: &Path) -> Result<SessionContext> {
-    ensure!(lake.is_dir(), "the lake {} does not exist", lake.display());
+pub async fn open(root: &Path) -> Result<SessionContext> {
+    ensure!(root.is_dir(), "the lake {} does not exist", root.display());
+    // The layout is the lake crate's: the same folders the writer uses.
+    let lake = snowlink_lake::Lake::new(root);
     let config = SessionConfig::new()
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
@@ -22,14 +24,14 @@ pub async fn open(lake: &Path) -> Result<SessionContext> {
     register(
         &ctx,
         "clicks",
-        &lake.join("clicks"),
+        &lake.clicks_root(),
         snowlink_events::arrow::click_schema(),
     )
     .await?;
     register(
         &ctx,
         "daily",
-        &lake.join("daily"),
+        &lake.daily_root(),
         snowlink_lake::daily_schema(),
     )
     .await?;
