@@ -29,8 +29,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
-use snowlink_store::{CodeKind, Link};
+use snowlink_store::Link;
 
 pub const INVALIDATION_CHANNEL: &str = "snowlink:invalidate";
 const KEY_PREFIX: &str = "snowlink:link:";
@@ -40,35 +39,12 @@ const CIRCUIT_OPEN_MS: i64 = 1_000;
 pub const REPAIR_EVERY: Duration = Duration::from_millis(100);
 const NONE: &str = "none";
 
-/// The JSON form of a cached link.
-#[derive(Debug, Serialize, Deserialize)]
-struct CachedLink {
-    code: String,
-    id: i64,
-    kind: String,
-    url: String,
-    redirect: u16,
-    created_at: i64,
-    expires_at: Option<i64>,
-    deleted_at: Option<i64>,
-    owner: Option<String>,
-}
-
+/// The entry of a link: its one serialised form (JSON), or `none` for a
+/// code known not to exist.
 pub fn encode(link: Option<&Link>) -> String {
     match link {
         None => NONE.to_owned(),
-        Some(l) => serde_json::to_string(&CachedLink {
-            code: l.code.clone(),
-            id: l.id,
-            kind: l.kind.as_str().to_owned(),
-            url: l.url.clone(),
-            redirect: l.redirect,
-            created_at: l.created_at,
-            expires_at: l.expires_at,
-            deleted_at: l.deleted_at,
-            owner: l.owner.clone(),
-        })
-        .expect("a link always serialises"),
+        Some(l) => serde_json::to_string(l).expect("a link always serialises"),
     }
 }
 
@@ -77,18 +53,7 @@ pub fn decode(raw: &str) -> Option<Option<Link>> {
     if raw == NONE {
         return Some(None);
     }
-    let c: CachedLink = serde_json::from_str(raw).ok()?;
-    Some(Some(Link {
-        code: c.code,
-        id: c.id,
-        kind: CodeKind::parse(&c.kind)?,
-        url: c.url,
-        redirect: c.redirect,
-        created_at: c.created_at,
-        expires_at: c.expires_at,
-        deleted_at: c.deleted_at,
-        owner: c.owner,
-    }))
+    serde_json::from_str(raw).ok().map(Some)
 }
 
 /// A TTL with ±10% jitter.
@@ -362,6 +327,8 @@ impl SharedCache {
 
 #[cfg(test)]
 mod tests {
+    use snowlink_store::CodeKind;
+
     use super::*;
 
     #[test]
@@ -377,7 +344,10 @@ mod tests {
             deleted_at: None,
             owner: Some("ci".into()),
         };
-        assert_eq!(decode(&encode(Some(&link))), Some(Some(link)));
+        assert_eq!(decode(&encode(Some(&link))), Some(Some(link.clone())));
+        // An entry as instances of an earlier version wrote it.
+        let earlier = r#"{"code":"abc","id":7,"kind":"alias","url":"https://example.com/x","redirect":308,"created_at":1,"expires_at":2,"deleted_at":null,"owner":"ci"}"#;
+        assert_eq!(decode(earlier), Some(Some(link)));
         assert_eq!(decode(&encode(None)), Some(None));
         assert_eq!(decode("garbage"), None);
     }

@@ -31,9 +31,8 @@ pub fn ttl_secs(expires_at: Option<i64>, now_ms: i64) -> i32 {
     }
 }
 
-/// The columns of `links`, in the order of [`LinkRow`].
-pub(crate) const LINK_COLUMNS: &str =
-    "code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner";
+/// The columns of `links` (the store's one list), in the order of [`LinkRow`].
+pub(crate) use snowlink_store::LINK_COLUMNS;
 
 pub(crate) type LinkRow = (
     String,

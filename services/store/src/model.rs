@@ -1,8 +1,18 @@
 //! Plain data carried in and out of a [`crate::LinkStore`].
+//!
+//! [`Link`] has one serialised form (serde; the shared cache's entries) and
+//! one column list ([`LINK_COLUMNS`]) that every backend's table uses.
+
+use serde::{Deserialize, Serialize};
+
+/// The columns of a link, in the order every backend reads and writes them.
+pub const LINK_COLUMNS: &str =
+    "code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner";
 
 /// How a code came to be. Generated codes come from the id generator and are
 /// unique by construction; aliases are chosen by users and may collide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CodeKind {
     Generated,
     Alias,
@@ -26,7 +36,7 @@ impl CodeKind {
 }
 
 /// A short link. Timestamps are milliseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub code: String,
     /// The Snowflake id minted for this link, aliases included.
@@ -79,4 +89,18 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serialised_kind_is_the_stored_one() {
+        for kind in [CodeKind::Generated, CodeKind::Alias] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(CodeKind::parse(kind.as_str()), Some(kind));
+        }
+    }
 }

@@ -23,7 +23,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ApiKey, CodeKind, DeleteOutcome, Link, LinkStore, StoreError, StoreResult};
+use crate::{
+    ApiKey, CodeKind, DeleteOutcome, Link, LinkStore, StoreError, StoreResult, LINK_COLUMNS,
+};
 
 /// Most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -227,9 +229,6 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     }
     tracing::debug!("sqlite writer stopped");
 }
-
-const LINK_COLUMNS: &str =
-    "code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner";
 
 fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
     let kind: String = row.get(2)?;
