@@ -181,6 +181,11 @@ Query lake: {query_lake or 'not generated'}.
   per request were 3.7%). Left: the spooler's per-click work, which the
   baseline does not have, and the load generator sharing the 2 cores, which
   shows in both tails.
+- **Request metrics on the redirect path.** An A/B on 2026-11-24 (same
+  binary with and without the metrics middleware, `benches/http.sh`, two
+  runs each, each against its own bare actix-web baseline): without,
+  0.79 and 0.76 of the baseline; with, 0.71 and 0.78. The difference is
+  within the run-to-run noise of this machine.
 - **Spool → Parquet below 300k events/s.** The batch job parses each spooled
   event from JSON, sorts, converts to Arrow and compresses on one thread.
 - **Apache Kafka → Parquet below 300k events/s (0.66 of the spool path).**
