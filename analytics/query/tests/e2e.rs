@@ -392,7 +392,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// pyarrow and DuckDB read the same counts from the lake. The test command
-/// installs both; elsewhere the check is skipped, and says so.
+/// installs both; elsewhere the check is skipped, and says so
+/// (`snowlink_testkit::python_readers`).
 fn other_readers_agree(lake: &Path, expected: i64) {
     let script = r#"
 import sys
@@ -407,37 +408,13 @@ n = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{lake}/clicks/*/*.parquet', 
 d = duckdb.sql(f"SELECT SUM(clicks) FROM read_parquet('{lake}/daily/*/*.parquet', hive_partitioning=true)").fetchall()[0][0]
 print(t.num_rows, sum(daily.column("clicks").to_pylist()), n, d)
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(lake)
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {
-            let counts: Vec<i64> = String::from_utf8(out.stdout)
-                .unwrap()
-                .split_whitespace()
-                .map(|s| s.parse().unwrap())
-                .collect();
-            assert_eq!(
-                counts,
-                vec![expected; 4],
-                "pyarrow clicks, pyarrow daily, duckdb clicks, duckdb daily"
-            );
-        }
-        Ok(out)
-            if std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_none()
-                && String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") =>
-        {
-            eprintln!("skipped: pyarrow/duckdb are not installed (scripts/test installs them)");
-        }
-        Ok(out) => panic!(
-            "other readers failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) if std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_none() => {
-            eprintln!("skipped: no python3 ({e})");
-        }
-        Err(e) => panic!("python3: {e}"),
-    }
+    let Some(out) = snowlink_testkit::python_readers(script, &[lake.to_str().unwrap()]) else {
+        return;
+    };
+    let counts: Vec<i64> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(
+        counts,
+        vec![expected; 4],
+        "pyarrow clicks, pyarrow daily, duckdb clicks, duckdb daily"
+    );
 }

@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{sample, spawn_app};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_ok() {
@@ -33,13 +33,6 @@ async fn unknown_route_and_method_are_json_errors() {
         .await
         .unwrap();
     crate::helpers::assert_error(r, 405, "method_not_allowed").await;
-}
-
-/// The value of the sample `series` (name and labels exactly as exposed).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test]

@@ -118,6 +118,14 @@ impl TestApp {
     }
 }
 
+/// The value of the sample `series` (metric name and labels exactly as
+/// exposed) in a `/metrics` text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Asserts the JSON error body and its machine code.
 pub async fn assert_error(response: Response, status: u16, code: &str) {
     assert_eq!(response.status(), status, "status for expected {code}");
