@@ -209,26 +209,40 @@ fn write_batch(
 /// the ledger and are whole.
 pub fn remove_unrecorded(lake: &Lake, ledger: &Ledger) -> anyhow::Result<usize> {
     let next = ledger.positions()?;
+    remove_click_files(lake, |path, stream, first| {
+        let Some(stream) = stream else {
+            return Ok(false);
+        };
+        let Some(&recorded) = next.get(stream) else {
+            anyhow::bail!(
+                "{} belongs to stream {stream}, but the lake's ledger ({}) has no progress for it: \
+                 refusing to touch the lake (restore the ledger, or use a new lake)",
+                path.display(),
+                crate::ledger::path(lake).display()
+            );
+        };
+        Ok(first >= recorded)
+    })
+}
+
+/// Deletes every click file (named by its range) for which
+/// `doomed(path, stream, first)` is true, and syncs each folder it changed.
+pub(crate) fn remove_click_files(
+    lake: &Lake,
+    mut doomed: impl FnMut(&std::path::Path, Option<&str>, i64) -> anyhow::Result<bool>,
+) -> anyhow::Result<usize> {
     let mut removed = 0;
     for date in lake.click_dates()? {
         let mut touched = false;
         for path in lake.click_files(&date)? {
-            let Some((Some(stream), first, _)) = path
+            let Some((stream, first, _)) = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(parse_range)
             else {
                 continue;
             };
-            let Some(&recorded) = next.get(&stream) else {
-                anyhow::bail!(
-                    "{} belongs to stream {stream}, but the lake's ledger ({}) has no progress for it: \
-                     refusing to touch the lake (restore the ledger, or use a new lake)",
-                    path.display(),
-                    crate::ledger::path(lake).display()
-                );
-            };
-            if first >= recorded {
+            if doomed(&path, stream.as_deref(), first)? {
                 tracing::warn!(path = %path.display(), "removing a file an interrupted run did not record");
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing {}", path.display()))?;

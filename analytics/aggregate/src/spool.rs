@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use snowlink_lake::{parse_range, Lake};
+use snowlink_lake::Lake;
 use snowlink_spool::ClickSpool;
 
 use crate::engine::{Record, Source};
@@ -117,22 +117,9 @@ impl SpoolSource {
         let next = self.spool.released()? + 1;
         if let Some(legacy) = self.spool.legacy()? {
             if let Some((first, _)) = legacy.pending {
-                for date in lake.click_dates()? {
-                    let dir = lake.clicks_dir(&date);
-                    for path in lake.click_files(&date)? {
-                        let name = path.file_name().and_then(|n| n.to_str());
-                        if let Some((None, f, _)) = name.and_then(parse_range) {
-                            if f >= first {
-                                tracing::warn!(path = %path.display(), "removing a file an interrupted run did not finish");
-                                std::fs::remove_file(&path)
-                                    .with_context(|| format!("removing {}", path.display()))?;
-                            }
-                        }
-                    }
-                    std::fs::File::open(&dir)
-                        .and_then(|f| f.sync_all())
-                        .with_context(|| format!("syncing {}", dir.display()))?;
-                }
+                crate::engine::remove_click_files(lake, |_, stream, f| {
+                    Ok(stream.is_none() && f >= first)
+                })?;
             }
             ledger.mark_dirty(&legacy.dirty_days)?;
         }
