@@ -40,9 +40,9 @@ fn main() -> anyhow::Result<()> {
     let forwarder = Forwarder::start(
         &spool_path,
         KafkaSettings {
-            brokers: broker.bootstrap(),
             topic: "clicks".into(),
-            message_timeout: Duration::from_secs(30),
+            message_timeout_ms: 30_000,
+            ..KafkaSettings::new(broker.bootstrap())
         },
     )?;
     let metrics = forwarder.metrics();

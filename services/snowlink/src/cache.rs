@@ -28,6 +28,48 @@ use snowlink_store::{Link, LinkStore, StoreError};
 
 use crate::shared_cache::SharedCache;
 
+/// The `cache` section of the settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheSettings {
+    /// Links kept in the in-process cache.
+    #[arg(
+        id = "cache_capacity",
+        long = "cache-capacity",
+        env = "SNOWLINK_CACHE_CAPACITY",
+        value_name = "N",
+        default_value_t = 100_000
+    )]
+    pub capacity: u64,
+    /// Seconds a found link stays cached (here and in Redis).
+    #[arg(
+        id = "cache_ttl_secs",
+        long = "cache-ttl-secs",
+        env = "SNOWLINK_CACHE_TTL_SECS",
+        value_name = "SECS",
+        default_value_t = 300
+    )]
+    pub ttl_secs: u64,
+    /// Seconds an unknown code stays cached as unknown.
+    #[arg(
+        id = "negative_cache_ttl_secs",
+        long = "negative-cache-ttl-secs",
+        env = "SNOWLINK_NEGATIVE_CACHE_TTL_SECS",
+        value_name = "SECS",
+        default_value_t = 5
+    )]
+    pub negative_ttl_secs: u64,
+}
+
+impl CacheSettings {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+
+    pub fn negative_ttl(&self) -> Duration {
+        Duration::from_secs(self.negative_ttl_secs)
+    }
+}
+
 /// `None` is a cached "no such code".
 type Entry = Option<Arc<Link>>;
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use snowlink_store::LinkStore;
 
-use crate::configuration::{ServeArgs, Settings};
+use crate::configuration::{parse_with_config_file, Parsed, Settings};
 use crate::startup::Application;
 
 /// Snowlink: a URL shortener with click analytics.
@@ -26,7 +26,7 @@ pub enum Command {
     /// Run the HTTP service.
     ///
     /// Example: snowlink serve --listen 0.0.0.0:8080 --public-url https://sho.rt
-    Serve(ServeArgs),
+    Serve(Settings),
     /// Manage API keys for the management API.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -39,14 +39,23 @@ pub enum Command {
     /// The embedded database needs no migration: it updates itself on start.
     Migrate {
         #[command(flatten)]
-        settings: ServeArgs,
+        settings: Settings,
+    },
+    /// Show the effective settings and where each comes from: a flag, the
+    /// environment, the config file or the default. Secrets are redacted.
+    ///
+    /// Example: snowlink settings --config snowlink.toml
+    #[command(name = "settings")]
+    ShowSettings {
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Show the id, time and worker behind a generated code (needs the code secret).
     Decode {
         /// A generated code, e.g. 3fK9xQ2mZpA.
         code: String,
         #[command(flatten)]
-        settings: ServeArgs,
+        settings: Settings,
     },
 }
 
@@ -61,30 +70,49 @@ pub enum KeysCommand {
         #[arg(long)]
         name: String,
         #[command(flatten)]
-        settings: ServeArgs,
+        settings: Settings,
     },
     /// List keys (name, prefix, creation time, revocation).
     List {
         #[command(flatten)]
-        settings: ServeArgs,
+        settings: Settings,
     },
     /// Revoke a key by name. Running services stop accepting it within 10 seconds.
     Revoke {
         #[arg(long)]
         name: String,
         #[command(flatten)]
-        settings: ServeArgs,
+        settings: Settings,
     },
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+impl Cli {
+    /// Parses the process's arguments, with the values of a `--config` file
+    /// as the defaults of the flags they name. Exits on `--help`,
+    /// `--version` and usage errors, as clap does.
+    pub fn from_env() -> Parsed<Cli> {
+        match parse_with_config_file::<Cli>(std::env::args_os().collect()) {
+            Ok(parsed) => parsed,
+            Err(e) => match e.downcast::<clap::Error>() {
+                Ok(usage) => usage.exit(),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(2)
+                }
+            },
+        }
+    }
+}
+
+pub fn run(parsed: Parsed<Cli>) -> anyhow::Result<()> {
+    let Parsed { cli, sources } = parsed;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => {
-            let settings = args.into_settings()?;
+            let settings = args.checked()?;
             crate::telemetry::init(settings.log_format, "info");
             raise_open_files_limit();
             runtime.block_on(async {
@@ -95,15 +123,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { settings } => {
             crate::telemetry::init(crate::configuration::LogFormat::Pretty, "info");
-            runtime.block_on(migrate(&settings.into_settings()?))
+            runtime.block_on(migrate(&settings.checked()?))
         }
         Command::Keys(cmd) => {
             crate::telemetry::init(crate::configuration::LogFormat::Pretty, "warn");
             runtime.block_on(keys(cmd))
         }
+        Command::ShowSettings { settings } => {
+            settings.checked()?;
+            for source in sources {
+                match source.value {
+                    Some(value) => println!(
+                        "{} = {}  # {}",
+                        source.key,
+                        toml::Value::String(value),
+                        source.origin
+                    ),
+                    None => println!("# {} is unset", source.key),
+                }
+            }
+            Ok(())
+        }
         Command::Decode { code, settings } => {
             crate::telemetry::init(crate::configuration::LogFormat::Pretty, "warn");
-            decode(&code, &settings.into_settings()?)
+            decode(&code, &settings.checked()?)
         }
     }
 }
@@ -114,15 +157,15 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore>> {
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     anyhow::ensure!(
-        !settings.scylla_nodes.is_empty(),
+        settings.scylla.enabled(),
         "nothing to migrate: no ScyllaDB nodes are configured (set SNOWLINK_SCYLLA_NODES); \
          the embedded database migrates itself when it is opened"
     );
-    let config = settings.scylla_config()?;
-    let session = snowlink_store_scylla::connect(&config)
+    let config = &settings.scylla;
+    let session = snowlink_store_scylla::connect(config)
         .await
         .with_context(|| format!("connecting to ScyllaDB at {}", config.nodes.join(",")))?;
-    let report = snowlink_store_scylla::migrate(&session, &config).await?;
+    let report = snowlink_store_scylla::migrate(&session, config).await?;
     println!(
         "keyspace {}: applied {} migration(s){}, {} already applied",
         config.keyspace,
@@ -144,13 +187,13 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                 !name.trim().is_empty() && name.len() <= 128,
                 "--name must be 1 to 128 characters"
             );
-            let store = open_store(&settings.into_settings()?).await?;
+            let store = open_store(&settings.checked()?).await?;
             let (key, record) = crate::auth::mint_key(&name, crate::now_ms());
             store.create_api_key(&record).await?;
             println!("{key}");
         }
         KeysCommand::List { settings } => {
-            let store = open_store(&settings.into_settings()?).await?;
+            let store = open_store(&settings.checked()?).await?;
             println!("{:<24} {:<12} {:<26} REVOKED", "NAME", "PREFIX", "CREATED");
             for k in store.list_api_keys().await? {
                 let when = |ms: i64| {
@@ -168,7 +211,7 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { name, settings } => {
-            let store = open_store(&settings.into_settings()?).await?;
+            let store = open_store(&settings.checked()?).await?;
             anyhow::ensure!(
                 store.revoke_api_key(&name, crate::now_ms()).await?,
                 "no active key named {name:?}"
@@ -184,7 +227,7 @@ fn decode(code: &str, settings: &Settings) -> anyhow::Result<()> {
     let id = codec
         .decode(code)
         .with_context(|| format!("{code:?} is not a generated code"))?;
-    let parts = snowlink_id::IdParts::from_id(id, settings.epoch.timestamp_millis() as u64);
+    let parts = snowlink_id::IdParts::from_id(id, settings.ids.epoch.timestamp_millis() as u64);
     let time = chrono::DateTime::from_timestamp_millis(parts.unix_ms as i64)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();

@@ -55,6 +55,41 @@ const DROP_LOG_EVERY_MS: i64 = 10_000;
 pub const MAX_USER_AGENT: usize = 512;
 pub const MAX_REFERRER: usize = 2048;
 
+/// The `clicks` section of the settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickSettings {
+    /// Record a click event for every redirect.
+    #[arg(
+        id = "clicks_enabled",
+        long = "clicks-enabled",
+        env = "SNOWLINK_CLICKS_ENABLED",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enabled: bool,
+    /// Clicks that may wait in memory for the spool before new ones are shed.
+    #[arg(
+        id = "click_queue_capacity",
+        long = "click-queue-capacity",
+        env = "SNOWLINK_CLICK_QUEUE_CAPACITY",
+        value_name = "N",
+        default_value_t = 65_536,
+        value_parser = clap::value_parser!(u64).range(1..=16_777_216)
+    )]
+    pub queue_capacity: u64,
+    /// Header holding the client's ISO country code, set by a trusted proxy or CDN; empty disables.
+    #[arg(
+        long,
+        env = "SNOWLINK_COUNTRY_HEADER",
+        value_name = "HEADER",
+        default_value = "CF-IPCountry"
+    )]
+    pub country_header: String,
+}
+
 /// What the redirect handler knows about a click.
 #[derive(Debug, Clone)]
 pub struct RawClick {

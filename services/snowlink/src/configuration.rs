@@ -1,393 +1,192 @@
-//! Typed settings.
+//! Typed settings, each declared once.
 //!
-//! Every setting can come from four places; later ones win:
-//! 1. the built-in default (works out of the box on one machine),
-//! 2. a TOML file given with `--config` / `SNOWLINK_CONFIG` (keys as in
-//!    [`Settings`], e.g. `listen = "0.0.0.0:8080"`),
-//! 3. an environment variable `SNOWLINK_<NAME>`,
-//! 4. a command-line flag `--<name>`.
+//! The settings are split into sections owned by the code that uses them:
+//! [`HttpSettings`] here, [`IdSettings`](crate::ids::IdSettings),
+//! [`CacheSettings`](crate::cache::CacheSettings),
+//! [`ClickSettings`](crate::clicks::ClickSettings),
+//! [`RedisSettings`](crate::shared_cache::RedisSettings),
+//! [`KafkaSettings`](crate::kafka::KafkaSettings) and, in the ScyllaDB
+//! store's crate, [`ScyllaConfig`]. Each field is declared once, as a clap
+//! argument: its doc comment is the `--help` text, its attribute names the
+//! flag, the environment variable and the default, and its id is the key in
+//! the config file. Adding a setting is adding one field.
 //!
-//! Environment variables and flags are declared together in [`ServeArgs`] so
-//! that `--help` documents both.
+//! Every setting can come from four places; earlier ones win:
+//! 1. a command-line flag `--<name>`,
+//! 2. an environment variable `SNOWLINK_<NAME>`,
+//! 3. a TOML file given with `--config` / `SNOWLINK_CONFIG`, whose keys are
+//!    the flag names with underscores (`public_url = "https://sho.rt"`),
+//! 4. the declared default.
+//!
+//! The file is read by the same parsers as the flags: its values become the
+//! defaults of the flags they name ([`parse_with_config_file`]), so a key is
+//! spelled, parsed and documented exactly like its flag, and the precedence
+//! above is clap's own.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use clap::{ArgMatches, Args, FromArgMatches};
+use secrecy::SecretString;
+pub use snowlink_store_scylla::ScyllaConfig;
 use url::Url;
+
+pub use crate::cache::CacheSettings;
+pub use crate::clicks::ClickSettings;
+pub use crate::ids::IdSettings;
+pub use crate::kafka::KafkaSettings;
+pub use crate::shared_cache::RedisSettings;
 
 /// Everything the service needs to start. Secrets (the code secret, the
 /// ScyllaDB password, the Redis URL, which may hold a password) are
 /// `SecretString`s: `Debug` shows them redacted, and they are read only
 /// where they are used.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
-    /// Address the HTTP server binds; port 0 picks a free port.
-    pub listen: SocketAddr,
-    /// Address serving `/metrics` alone; unset serves it on `listen`.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Directory holding the embedded database and the code secret.
+    /// TOML file with any of these settings; keys are the flag names with underscores, e.g. public_url = "https://sho.rt".
+    /// Flags and environment variables override it.
+    #[arg(long, env = "SNOWLINK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database, the click spool and the code secret.
+    #[arg(
+        long,
+        env = "SNOWLINK_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./data"
+    )]
     pub data_dir: PathBuf,
-    /// Base of every short URL handed out, e.g. `https://sho.rt`.
-    pub public_url: Url,
-    /// Snowflake worker id, 0..=1023; unique per running instance. Unset:
-    /// leased from Redis when `redis_url` is set, else 0.
-    pub worker_id: Option<u64>,
-    /// Custom epoch of the Snowflake timestamps.
-    pub epoch: DateTime<Utc>,
-    /// How long an id request waits for a clock that stepped back before the
-    /// API answers 503.
-    pub max_clock_wait_ms: u64,
-    /// Secret keying the code permutation. When unset, a random one is
-    /// generated on first start and kept in `DATA_DIR/code.secret`.
-    pub code_secret: Option<SecretString>,
-    /// Issue sequential, enumerable codes instead of permuted ones.
-    pub sequential_codes: bool,
-    /// Longest target URL accepted, in bytes.
-    pub max_url_length: usize,
-    /// Links kept in the in-process cache.
-    pub cache_capacity: u64,
-    /// How long a found link stays cached, in seconds.
-    pub cache_ttl_secs: u64,
-    /// How long an unknown code stays cached as unknown, in seconds.
-    pub negative_cache_ttl_secs: u64,
-    /// Failed API-key attempts allowed per client address per minute before
-    /// the API answers 429.
-    pub auth_failures_per_minute: u32,
-    /// HTTP worker threads; defaults to the number of CPU cores.
-    pub workers: Option<usize>,
-    /// Log output: `pretty` for people, `json` for log shippers.
+    /// Log output: pretty for people, json for log shippers.
+    #[arg(
+        long,
+        env = "SNOWLINK_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Pretty
+    )]
     pub log_format: LogFormat,
-    /// Record a click event for every redirect served.
-    pub clicks_enabled: bool,
-    /// Clicks that may wait in memory for the spool; beyond, clicks are shed.
-    pub click_queue_capacity: usize,
-    /// Header with the client address from a trusted proxy (e.g.
-    /// `X-Forwarded-For`, first entry used); unset uses the peer address.
-    pub client_ip_header: Option<String>,
-    /// Header with the client's ISO country code from a trusted proxy;
-    /// empty disables.
-    pub country_header: String,
-    /// ScyllaDB nodes (`host:port`); when set, links and keys live there
-    /// instead of the embedded database.
-    pub scylla_nodes: Vec<String>,
-    pub scylla_keyspace: String,
-    /// Consistency of reads and writes, e.g. `LOCAL_QUORUM`.
-    pub scylla_consistency: String,
-    /// Consistency of lightweight transactions: `SERIAL` or `LOCAL_SERIAL`.
-    pub scylla_serial_consistency: String,
-    pub scylla_username: Option<String>,
-    pub scylla_password: Option<SecretString>,
-    /// Datacenter whose replicas are preferred.
-    pub scylla_local_datacenter: Option<String>,
-    /// Keyspace replication map used by `snowlink migrate`.
-    pub scylla_replication: String,
-    /// Redis URL (`redis://host:port/db`); when set, Redis is a cache shared
-    /// by all instances, carries invalidations, and leases worker ids.
-    pub redis_url: Option<SecretString>,
-    /// Kafka bootstrap servers (`host:port,...`); when set, click events are
-    /// forwarded from the spool to Kafka.
-    pub kafka_brokers: Option<String>,
-    pub kafka_topic: String,
-    /// How long a click may wait for Kafka's acknowledgement before its
-    /// batch is resent from the spool, in milliseconds.
-    pub kafka_message_timeout_ms: u64,
+    #[command(flatten, next_help_heading = "HTTP")]
+    pub http: HttpSettings,
+    #[command(flatten, next_help_heading = "Ids and codes")]
+    pub ids: IdSettings,
+    #[command(flatten, next_help_heading = "Cache")]
+    pub cache: CacheSettings,
+    #[command(flatten, next_help_heading = "Clicks")]
+    pub clicks: ClickSettings,
+    #[command(flatten, next_help_heading = "Redis (shared cache, worker-id leases)")]
+    pub redis: RedisSettings,
+    #[command(flatten, next_help_heading = "Kafka (click events)")]
+    pub kafka: KafkaSettings,
+    #[command(flatten, next_help_heading = "ScyllaDB (link store)")]
+    pub scylla: ScyllaConfig,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+/// The `http` section of the settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct HttpSettings {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "SNOWLINK_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// Serve /metrics on this address only, not on --listen, to keep metrics off the public port [default: on --listen].
+    #[arg(long, env = "SNOWLINK_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Public base URL that short links are built on.
+    /// Links pointing at this host are refused, to prevent redirect loops.
+    #[arg(
+        long,
+        env = "SNOWLINK_PUBLIC_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: Url,
+    /// HTTP worker threads [default: number of CPU cores].
+    #[arg(
+        long,
+        env = "SNOWLINK_WORKERS",
+        value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024)
+    )]
+    pub workers: Option<usize>,
+    /// Longest target URL accepted, in bytes.
+    #[arg(
+        long,
+        env = "SNOWLINK_MAX_URL_LENGTH",
+        value_name = "BYTES",
+        default_value_t = 2048,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=1_048_576)
+    )]
+    pub max_url_length: usize,
+    /// Failed API-key attempts per client address per minute before 429.
+    #[arg(
+        long,
+        env = "SNOWLINK_AUTH_FAILURES_PER_MINUTE",
+        value_name = "N",
+        default_value_t = 30
+    )]
+    pub auth_failures_per_minute: u32,
+    /// Header holding the client address, set by a trusted proxy, e.g. X-Forwarded-For (first entry used) [default: the peer address].
+    /// Only set this behind a proxy that overwrites it.
+    #[arg(long, env = "SNOWLINK_CLIENT_IP_HEADER", value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".parse().expect("valid literal"),
-            metrics_listen: None,
-            data_dir: PathBuf::from("./data"),
-            public_url: Url::parse("http://127.0.0.1:8080").expect("valid literal"),
-            worker_id: None,
-            epoch: DateTime::from_timestamp_millis(snowlink_id::DEFAULT_EPOCH_MS as i64)
-                .expect("valid epoch"),
-            max_clock_wait_ms: 100,
-            code_secret: None,
-            sequential_codes: false,
-            max_url_length: 2048,
-            cache_capacity: 100_000,
-            cache_ttl_secs: 300,
-            negative_cache_ttl_secs: 5,
-            auth_failures_per_minute: 30,
-            workers: None,
-            log_format: LogFormat::Pretty,
-            clicks_enabled: true,
-            click_queue_capacity: 65_536,
-            client_ip_header: None,
-            country_header: "CF-IPCountry".into(),
-            scylla_nodes: Vec::new(),
-            scylla_keyspace: "snowlink".into(),
-            scylla_consistency: "LOCAL_QUORUM".into(),
-            scylla_serial_consistency: "LOCAL_SERIAL".into(),
-            scylla_username: None,
-            scylla_password: None,
-            scylla_local_datacenter: None,
-            scylla_replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-            redis_url: None,
-            kafka_brokers: None,
-            kafka_topic: snowlink_events::kafka::DEFAULT_TOPIC.into(),
-            kafka_message_timeout_ms: 10_000,
-        }
-    }
-}
-
-/// Settings as flags and environment variables. Unset ones fall back to the
-/// config file, then to the defaults.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys in snake_case).
-    #[arg(long, env = "SNOWLINK_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "SNOWLINK_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-
-    /// Serve /metrics on this address only, not on --listen [default: on --listen].
-    /// Keeps metrics off the public port.
-    #[arg(long, env = "SNOWLINK_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
-
-    /// Directory for the embedded database and secrets [default: ./data].
-    #[arg(long, env = "SNOWLINK_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Public base URL that short links are built on [default: http://127.0.0.1:8080].
-    /// Links pointing at this host are refused, to prevent redirect loops.
-    #[arg(long, env = "SNOWLINK_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<Url>,
-
-    /// Snowflake worker id, 0..=1023, unique per running instance [default: leased from Redis if --redis-url is set, else 0].
-    #[arg(long, env = "SNOWLINK_WORKER_ID", value_name = "N")]
-    pub worker_id: Option<u64>,
-
-    /// Epoch of id timestamps, RFC 3339 [default: 2025-01-01T00:00:00Z].
-    /// Never change it once links exist.
-    #[arg(long, env = "SNOWLINK_EPOCH", value_name = "TIME")]
-    pub epoch: Option<DateTime<Utc>>,
-
-    /// Milliseconds to wait for a clock that stepped back before failing a create with 503 [default: 100].
-    #[arg(long, env = "SNOWLINK_MAX_CLOCK_WAIT_MS", value_name = "MS")]
-    pub max_clock_wait_ms: Option<u64>,
-
-    /// Secret that keys the code permutation [default: random, kept in DATA_DIR/code.secret].
-    #[arg(
-        long,
-        env = "SNOWLINK_CODE_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true,
-        value_parser = secret
-    )]
-    pub code_secret: Option<SecretString>,
-
-    /// Issue sequential codes (enumerable, ordered by creation) instead of permuted ones.
-    #[arg(long, env = "SNOWLINK_SEQUENTIAL_CODES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub sequential_codes: Option<bool>,
-
-    /// Longest target URL accepted, in bytes [default: 2048].
-    #[arg(long, env = "SNOWLINK_MAX_URL_LENGTH", value_name = "BYTES")]
-    pub max_url_length: Option<usize>,
-
-    /// Links kept in the in-process cache [default: 100000].
-    #[arg(long, env = "SNOWLINK_CACHE_CAPACITY", value_name = "N")]
-    pub cache_capacity: Option<u64>,
-
-    /// Seconds a found link stays cached [default: 300].
-    #[arg(long, env = "SNOWLINK_CACHE_TTL_SECS", value_name = "SECS")]
-    pub cache_ttl_secs: Option<u64>,
-
-    /// Seconds an unknown code stays cached as unknown [default: 5].
-    #[arg(long, env = "SNOWLINK_NEGATIVE_CACHE_TTL_SECS", value_name = "SECS")]
-    pub negative_cache_ttl_secs: Option<u64>,
-
-    /// Failed API-key attempts per client address per minute before 429 [default: 30].
-    #[arg(long, env = "SNOWLINK_AUTH_FAILURES_PER_MINUTE", value_name = "N")]
-    pub auth_failures_per_minute: Option<u32>,
-
-    /// HTTP worker threads [default: number of CPU cores].
-    #[arg(long, env = "SNOWLINK_WORKERS", value_name = "N")]
-    pub workers: Option<usize>,
-
-    /// Log format [default: pretty].
-    #[arg(long, env = "SNOWLINK_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-
-    /// Record a click event for every redirect [default: true].
-    #[arg(long, env = "SNOWLINK_CLICKS_ENABLED", value_name = "BOOL")]
-    pub clicks_enabled: Option<bool>,
-
-    /// Clicks that may wait in memory for the spool before new ones are shed [default: 65536].
-    #[arg(long, env = "SNOWLINK_CLICK_QUEUE_CAPACITY", value_name = "N")]
-    pub click_queue_capacity: Option<usize>,
-
-    /// Header holding the client address, set by a trusted proxy, e.g. X-Forwarded-For [default: the peer address].
-    /// Only set this behind a proxy that overwrites it.
-    #[arg(long, env = "SNOWLINK_CLIENT_IP_HEADER", value_name = "HEADER")]
-    pub client_ip_header: Option<String>,
-
-    /// Header holding the client's ISO country code, set by a trusted proxy or CDN; empty disables [default: CF-IPCountry].
-    #[arg(long, env = "SNOWLINK_COUNTRY_HEADER", value_name = "HEADER")]
-    pub country_header: Option<String>,
-
-    /// ScyllaDB nodes, comma-separated host:port; stores links there instead of the embedded database.
-    /// Run `snowlink migrate` once first.
-    #[arg(
-        long,
-        env = "SNOWLINK_SCYLLA_NODES",
-        value_name = "HOST:PORT,...",
-        value_delimiter = ','
-    )]
-    pub scylla_nodes: Option<Vec<String>>,
-
-    /// ScyllaDB keyspace [default: snowlink].
-    #[arg(long, env = "SNOWLINK_SCYLLA_KEYSPACE", value_name = "NAME")]
-    pub scylla_keyspace: Option<String>,
-
-    /// Consistency of ScyllaDB reads and writes [default: LOCAL_QUORUM].
-    #[arg(long, env = "SNOWLINK_SCYLLA_CONSISTENCY", value_name = "LEVEL")]
-    pub scylla_consistency: Option<String>,
-
-    /// Consistency of lightweight transactions (alias claims): SERIAL or LOCAL_SERIAL [default: LOCAL_SERIAL].
-    #[arg(long, env = "SNOWLINK_SCYLLA_SERIAL_CONSISTENCY", value_name = "LEVEL")]
-    pub scylla_serial_consistency: Option<String>,
-
-    /// ScyllaDB user name (with --scylla-password).
-    #[arg(long, env = "SNOWLINK_SCYLLA_USERNAME", value_name = "USER")]
-    pub scylla_username: Option<String>,
-
-    /// ScyllaDB password.
-    #[arg(
-        long,
-        env = "SNOWLINK_SCYLLA_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true,
-        value_parser = secret
-    )]
-    pub scylla_password: Option<SecretString>,
-
-    /// Prefer ScyllaDB replicas in this datacenter.
-    #[arg(long, env = "SNOWLINK_SCYLLA_LOCAL_DATACENTER", value_name = "DC")]
-    pub scylla_local_datacenter: Option<String>,
-
-    /// Keyspace replication for `snowlink migrate`, a CQL map [default: {'class': 'SimpleStrategy', 'replication_factor': 1}].
-    /// Production: {'class': 'NetworkTopologyStrategy', 'dc1': 3}.
-    #[arg(long, env = "SNOWLINK_SCYLLA_REPLICATION", value_name = "MAP")]
-    pub scylla_replication: Option<String>,
-
-    /// Redis URL, e.g. redis://127.0.0.1:6379: a cache shared by all instances, cross-instance invalidation, worker-id leases.
-    #[arg(
-        long,
-        env = "SNOWLINK_REDIS_URL",
-        value_name = "URL",
-        hide_env_values = true,
-        value_parser = secret
-    )]
-    pub redis_url: Option<SecretString>,
-
-    /// Kafka bootstrap servers, comma-separated host:port; click events are forwarded there from the local spool.
-    #[arg(long, env = "SNOWLINK_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
-    pub kafka_brokers: Option<String>,
-
-    /// Kafka topic for click events [default: clicks].
-    #[arg(long, env = "SNOWLINK_KAFKA_TOPIC", value_name = "TOPIC")]
-    pub kafka_topic: Option<String>,
-
-    /// Milliseconds a click may wait for Kafka's acknowledgement before its batch is resent from the spool [default: 10000].
-    #[arg(long, env = "SNOWLINK_KAFKA_MESSAGE_TIMEOUT_MS", value_name = "MS")]
-    pub kafka_message_timeout_ms: Option<u64>,
-}
-
-fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+/// Reads a secret flag; the value is redacted from then on.
+pub fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value))
 }
 
-impl ServeArgs {
-    /// Layers the config file, environment and flags over the defaults.
-    pub fn into_settings(self) -> anyhow::Result<Settings> {
-        let mut s = match &self.config {
-            Some(path) => Settings::from_file(path)?,
-            None => Settings::default(),
-        };
-        macro_rules! layer {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
-        }
-        layer!(
-            listen,
-            data_dir,
-            public_url,
-            epoch,
-            max_clock_wait_ms,
-            sequential_codes,
-            max_url_length,
-            cache_capacity,
-            cache_ttl_secs,
-            negative_cache_ttl_secs,
-            auth_failures_per_minute,
-            log_format,
-            clicks_enabled,
-            click_queue_capacity,
-            country_header,
-            scylla_nodes,
-            scylla_keyspace,
-            scylla_consistency,
-            scylla_serial_consistency,
-            scylla_replication,
-            kafka_topic,
-            kafka_message_timeout_ms
-        );
-        macro_rules! layer_optional {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field.filter(|v| !v.is_empty()) { s.$field = Some(v); } )* };
-        }
-        layer_optional!(scylla_username, scylla_local_datacenter, kafka_brokers);
-        macro_rules! layer_secret {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field.filter(|v| !v.expose_secret().is_empty()) { s.$field = Some(v); } )* };
-        }
-        layer_secret!(scylla_password, redis_url);
-        if let Some(id) = self.worker_id {
-            s.worker_id = Some(id);
-        }
-        s.scylla_nodes.retain(|n| !n.trim().is_empty());
-        if self.code_secret.is_some() {
-            s.code_secret = self.code_secret;
-        }
-        if self.client_ip_header.is_some() {
-            s.client_ip_header = self.client_ip_header.filter(|h| !h.is_empty());
-        }
-        if self.workers.is_some() {
-            s.workers = self.workers;
-        }
-        if self.metrics_listen.is_some() {
-            s.metrics_listen = self.metrics_listen;
-        }
-        s.validate()?;
-        Ok(s)
+/// The declared defaults of a settings section, whatever the environment.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let cmd = T::augment_args(clap::Command::new("defaults"))
+        .mut_args(|a| a.env(None))
+        .no_binary_name(true);
+    let matches = cmd.get_matches_from(std::iter::empty::<OsString>());
+    T::from_arg_matches(&matches).expect("the declared defaults parse")
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        defaults()
     }
 }
 
 impl Settings {
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    /// Cleans up empty values (an empty environment variable means "not
+    /// set") and checks what a single value's parser cannot.
+    pub fn checked(mut self) -> anyhow::Result<Self> {
+        self.scylla.normalize();
+        self.redis.normalize();
+        self.kafka.normalize();
+        if self
+            .http
+            .client_ip_header
+            .as_ref()
+            .is_some_and(|h| h.is_empty())
+        {
+            self.http.client_ip_header = None;
+        }
+        self.validate()?;
+        Ok(self)
     }
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.ids.validate()?;
+        self.redis.validate()?;
+        self.kafka.validate()?;
         if let Some(id) = self
+            .ids
             .worker_id
             .filter(|&id| id > snowlink_id::MAX_WORKER_ID as u64)
         {
@@ -396,70 +195,26 @@ impl Settings {
                 snowlink_id::MAX_WORKER_ID
             );
         }
-        if !self.scylla_nodes.is_empty() {
-            self.scylla_config()?;
-            if !self.sequential_codes && self.code_secret.is_none() {
+        if self.scylla.enabled() {
+            self.scylla.validate().context("scylla settings")?;
+            if !self.ids.sequential_codes && self.ids.code_secret.is_none() {
                 bail!(
                     "with a shared ScyllaDB store every instance must permute codes with the same key: \
                      set code_secret (SNOWLINK_CODE_SECRET) to one value on all instances"
                 );
             }
-            if self.worker_id.is_none() && self.redis_url.is_none() {
+            if self.ids.worker_id.is_none() && self.redis.url.is_none() {
                 bail!(
                     "with a shared ScyllaDB store every instance needs its own worker id: \
                      set worker_id (SNOWLINK_WORKER_ID) or redis_url (SNOWLINK_REDIS_URL) to lease one"
                 );
             }
         }
-        if let Some(url) = &self.redis_url {
-            // The URL may hold a password: the message does not repeat it.
-            redis::Client::open(url.expose_secret())
-                .map_err(|e| anyhow::anyhow!("redis_url is invalid: {e}"))?;
-        }
-        if self.kafka_brokers.is_some() && self.kafka_topic.trim().is_empty() {
-            bail!("kafka_topic must not be empty");
-        }
-        if !(100..=900_000).contains(&self.kafka_message_timeout_ms) {
-            bail!("kafka_message_timeout_ms must be between 100 and 900000 (Kafka's longest transaction)");
-        }
-        if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host().is_none()
-        {
-            bail!(
-                "public_url {} must be an absolute http(s) URL",
-                self.public_url
-            );
-        }
-        if self.epoch.timestamp_millis() < 0 || self.epoch > Utc::now() {
-            bail!("epoch {} must be between 1970 and now", self.epoch);
-        }
-        if self
-            .code_secret
-            .as_ref()
-            .is_some_and(|s| s.expose_secret().is_empty())
-        {
-            bail!("code_secret must not be empty");
-        }
-        if self.max_url_length < 16 {
-            bail!("max_url_length {} is too small", self.max_url_length);
+        let url = &self.http.public_url;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            bail!("public_url {url} must be an absolute http(s) URL");
         }
         Ok(())
-    }
-
-    /// The ScyllaDB connection settings, checked.
-    pub fn scylla_config(&self) -> anyhow::Result<snowlink_store_scylla::ScyllaConfig> {
-        use snowlink_store_scylla::{parse_consistency, parse_serial_consistency, ScyllaConfig};
-        let mut c = ScyllaConfig::new(self.scylla_nodes.clone());
-        c.keyspace = self.scylla_keyspace.clone();
-        c.consistency = parse_consistency(&self.scylla_consistency)
-            .map_err(|e| anyhow::anyhow!("scylla_consistency: {e}"))?;
-        c.serial_consistency = parse_serial_consistency(&self.scylla_serial_consistency)
-            .map_err(|e| anyhow::anyhow!("scylla_serial_consistency: {e}"))?;
-        c.username = self.scylla_username.clone();
-        c.password = self.scylla_password.clone();
-        c.local_datacenter = self.scylla_local_datacenter.clone();
-        c.replication = self.scylla_replication.clone();
-        c.validate()?;
-        Ok(c)
     }
 
     /// Path of the click spool.
@@ -474,151 +229,400 @@ impl Settings {
 
     /// `public_url` with exactly one trailing slash, ready to append a code.
     pub fn short_url_base(&self) -> String {
-        let mut base = self.public_url.as_str().trim_end_matches('/').to_owned();
+        let mut base = self
+            .http
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
         base.push('/');
         base
     }
 }
 
+/// A parsed command line, and where each setting's value came from.
+pub struct Parsed<C> {
+    pub cli: C,
+    pub sources: Vec<Source>,
+}
+
+/// One setting's effective value and its origin, for `snowlink settings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub key: String,
+    /// `flag`, `env`, `file`, `default` or `unset`.
+    pub origin: &'static str,
+    /// The value as given; secrets are shown as `[redacted]`.
+    pub value: Option<String>,
+}
+
+/// Parses a command line whose subcommands flatten [`Settings`], with the
+/// values of its config file as the defaults of the flags they name. A usage
+/// error, `--help` or `--version` comes back as a [`clap::Error`] inside the
+/// error, for the caller to print and exit with (`clap::Error::exit`).
+pub fn parse_with_config_file<C: clap::Parser>(args: Vec<OsString>) -> anyhow::Result<Parsed<C>> {
+    let matches = C::command().try_get_matches_from(&args)?;
+    let file = deepest(&matches)
+        .try_get_one::<PathBuf>("config")
+        .ok()
+        .flatten()
+        .cloned();
+    let (matches, values) = match file {
+        None => (matches, Vec::new()),
+        Some(file) => {
+            let values = read_config_file(&file)?;
+            let command = with_defaults(C::command(), &values);
+            (command.try_get_matches_from(&args)?, values)
+        }
+    };
+    let sources = sources(deepest(&matches), &values);
+    Ok(Parsed {
+        cli: C::from_arg_matches(&matches)?,
+        sources,
+    })
+}
+
+fn sources(matches: &ArgMatches, file: &[(String, String)]) -> Vec<Source> {
+    use clap::parser::ValueSource;
+    let settings = Settings::augment_args(clap::Command::new("snowlink"));
+    settings
+        .get_arguments()
+        .filter(|a| a.get_id() != "config")
+        .map(|arg| {
+            let key = arg.get_id().as_str();
+            let origin = match matches.value_source(key) {
+                Some(ValueSource::CommandLine) => "flag",
+                Some(ValueSource::EnvVariable) => "env",
+                Some(ValueSource::DefaultValue) if file.iter().any(|(k, _)| k == key) => "file",
+                Some(_) => "default",
+                None => "unset",
+            };
+            let value = matches.get_raw(key).map(|values| {
+                if arg.is_hide_env_values_set() {
+                    "[redacted]".to_owned()
+                } else {
+                    let delimiter = arg.get_value_delimiter().unwrap_or(',').to_string();
+                    values
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(&delimiter)
+                }
+            });
+            Source {
+                key: key.to_owned(),
+                origin,
+                value,
+            }
+        })
+        .collect()
+}
+
+fn deepest(matches: &ArgMatches) -> &ArgMatches {
+    match matches.subcommand() {
+        Some((_, sub)) => deepest(sub),
+        None => matches,
+    }
+}
+
+/// Makes each file value the default of the argument with its id, in the
+/// command and every subcommand.
+fn with_defaults(command: clap::Command, values: &[(String, String)]) -> clap::Command {
+    command
+        .mut_args(
+            |arg| match values.iter().find(|(id, _)| arg.get_id() == id) {
+                Some((_, value)) => {
+                    let hide = arg.is_hide_env_values_set();
+                    arg.default_value(value.clone()).hide_default_value(hide)
+                }
+                None => arg,
+            },
+        )
+        .mut_subcommands(|sub| with_defaults(sub, values))
+}
+
+/// Reads a config file into `(key, value)` pairs, each checked by the
+/// parser of the flag it names.
+pub fn read_config_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    let settings = Settings::augment_args(clap::Command::new("snowlink"));
+    let mut values = Vec::new();
+    for (key, value) in table {
+        let arg = settings
+            .get_arguments()
+            .find(|a| a.get_id() == key.as_str() && key != "config")
+            .with_context(|| {
+                format!(
+                    "config file {}: unknown setting {key:?} (keys are the flag names of \
+                     `snowlink serve --help` with underscores, e.g. public_url)",
+                    path.display()
+                )
+            })?;
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                value.to_string()
+            }
+            toml::Value::Array(items) if arg.get_value_delimiter().is_some() => {
+                let delimiter = arg.get_value_delimiter().unwrap_or(',').to_string();
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => Ok(s),
+                        other => bail!(
+                            "config file {}: {key}: expected a list of strings, found {other}",
+                            path.display()
+                        ),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?
+                    .join(&delimiter)
+            }
+            other => bail!(
+                "config file {}: {key}: expected a single value, found {}",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        values.push((key, text));
+    }
+    // Each value goes through its flag's parser now, so a bad one is reported
+    // as the file's, not as a flag the user never typed.
+    let check = settings
+        .mut_args(|a| a.env(None).default_value(None).required(false))
+        .no_binary_name(true);
+    let argv = values.iter().map(|(key, value)| {
+        let arg = check.get_arguments().find(|a| a.get_id() == key.as_str());
+        let long = arg.and_then(|a| a.get_long()).unwrap_or(key);
+        format!("--{long}={value}")
+    });
+    if let Err(e) = check.clone().try_get_matches_from(argv.collect::<Vec<_>>()) {
+        let message = e.to_string();
+        let first = message.lines().next().unwrap_or_default();
+        bail!(
+            "config file {}: {}",
+            path.display(),
+            first.trim_start_matches("error: ")
+        );
+    }
+    Ok(values)
+}
+
+/// The README's settings tables, from the declarations: one table per
+/// section, one row per setting (flag and file key, environment variable,
+/// default, meaning).
+pub fn settings_markdown() -> String {
+    let command = Settings::augment_args(clap::Command::new("snowlink"));
+    let mut out = String::new();
+    let mut heading = None;
+    for arg in command.get_arguments() {
+        let this = arg.get_help_heading().unwrap_or("General");
+        if heading != Some(this) {
+            heading = Some(this);
+            out.push_str(&format!(
+                "\n**{this}**\n\n| flag (file key) | environment | default | meaning |\n|---|---|---|---|\n"
+            ));
+        }
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        // A default that is not a value is stated in the help: "[default: ...]".
+        let (meaning, stated_default) = match help.split_once(" [default: ") {
+            Some((before, rest)) => {
+                let (stated, after) = rest.split_once(']').unwrap_or((rest, ""));
+                (format!("{before}{after}"), Some(stated.to_owned()))
+            }
+            None => (help.clone(), None),
+        };
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = if !defaults.is_empty() {
+            format!("`{}`", defaults.join(","))
+        } else {
+            stated_default.unwrap_or_else(|| "none".into())
+        };
+        out.push_str(&format!(
+            "| `--{}` (`{}`) | `{}` | {} | {} |\n",
+            arg.get_long().unwrap_or_default(),
+            arg.get_id(),
+            arg.get_env()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            default.replace('|', "\\|"),
+            meaning.replace('|', "\\|"),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<Settings> {
+        let args = std::iter::once("snowlink")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        parse_with_config_file::<Cli>(args)?.cli.settings.checked()
+    }
+
+    fn file(dir: &tempfile::TempDir, text: &str) -> String {
+        let path = dir.path().join("snowlink.toml");
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
 
     #[test]
     fn flags_beat_file_which_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("snowlink.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nworker_id = 7\n").unwrap();
-        let args = ServeArgs {
-            config: Some(file),
-            worker_id: Some(9),
-            ..Default::default()
-        };
-        let s = args.into_settings().unwrap();
-        assert_eq!(s.listen.port(), 9000);
-        assert_eq!(s.worker_id, Some(9));
-        assert_eq!(s.max_url_length, 2048);
+        let config = file(
+            &dir,
+            "listen = \"127.0.0.1:9000\"\nworker_id = 7\ncache_ttl_secs = 60\n\
+             clicks_enabled = false\nscylla_nodes = [\"a:9042\", \"b:9042\"]\n\
+             scylla_consistency = \"one\"\ncode_secret = \"file-secret\"\nredis_url = \"redis://127.0.0.1:1\"\n",
+        );
+        let s = parse(&["--config", &config, "--worker-id", "9"]).unwrap();
+        assert_eq!(s.http.listen.port(), 9000, "from the file");
+        assert_eq!(s.ids.worker_id, Some(9), "the flag wins over the file");
+        assert_eq!(s.cache.ttl_secs, 60);
+        assert!(!s.clicks.enabled);
+        assert_eq!(s.scylla.nodes, ["a:9042", "b:9042"]);
+        assert_eq!(format!("{:?}", s.scylla.consistency), "One");
+        assert_eq!(s.http.max_url_length, 2048, "the declared default");
+        assert_eq!(s.cache.negative_ttl_secs, 5);
+    }
+
+    #[test]
+    fn defaults_are_the_declared_ones() {
+        let s = Settings::default();
+        assert_eq!(s.http.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            s.ids.epoch.timestamp_millis() as u64,
+            snowlink_id::DEFAULT_EPOCH_MS
+        );
+        assert_eq!(s.kafka.topic, snowlink_events::kafka::DEFAULT_TOPIC);
+        assert_eq!(s.scylla.keyspace, "snowlink");
+        assert!(s.clicks.enabled);
+        assert!(!s.ids.sequential_codes);
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
     }
 
     #[test]
     fn distributed_settings_are_checked() {
-        let shared_store_without_secret = ServeArgs {
-            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
-            worker_id: Some(1),
-            ..Default::default()
-        };
-        let err = shared_store_without_secret.into_settings().unwrap_err();
+        let err = parse(&["--scylla-nodes", "127.0.0.1:9042", "--worker-id", "1"]).unwrap_err();
         assert!(format!("{err:#}").contains("code_secret"), "{err:#}");
-        let shared_store_without_worker_source = ServeArgs {
-            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
-            code_secret: Some("s3cret".into()),
-            ..Default::default()
-        };
-        let err = shared_store_without_worker_source
-            .into_settings()
-            .unwrap_err();
+        let err = parse(&[
+            "--scylla-nodes",
+            "127.0.0.1:9042",
+            "--code-secret",
+            "s3cret",
+        ])
+        .unwrap_err();
         assert!(format!("{err:#}").contains("worker id"), "{err:#}");
-        let ok = ServeArgs {
-            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
-            code_secret: Some("s3cret".into()),
-            redis_url: Some("redis://127.0.0.1:6379".into()),
-            ..Default::default()
-        }
-        .into_settings()
+        let ok = parse(&[
+            "--scylla-nodes=127.0.0.1:9042",
+            "--code-secret=s3cret",
+            "--redis-url=redis://127.0.0.1:6379",
+        ])
         .unwrap();
-        assert_eq!(ok.scylla_config().unwrap().keyspace, "snowlink");
-        let bad_level = ServeArgs {
-            scylla_nodes: Some(vec!["127.0.0.1:9042".into()]),
-            code_secret: Some("s3cret".into()),
-            worker_id: Some(1),
-            scylla_consistency: Some("mostly".into()),
-            ..Default::default()
-        };
-        assert!(bad_level.into_settings().is_err());
-        let bad_redis = ServeArgs {
-            redis_url: Some("http://nope".into()),
-            ..Default::default()
-        };
-        assert!(bad_redis.into_settings().is_err());
+        assert_eq!(ok.scylla.keyspace, "snowlink");
+        let err = parse(&[
+            "--scylla-nodes=127.0.0.1:9042",
+            "--code-secret=s3cret",
+            "--worker-id=1",
+            "--scylla-consistency=mostly",
+        ])
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("mostly"), "{err:#}");
+        assert!(parse(&["--redis-url", "http://nope"]).is_err());
     }
 
     #[test]
-    fn bad_values_are_refused() {
-        let args = ServeArgs {
-            worker_id: Some(1024),
-            ..Default::default()
-        };
-        assert!(args.into_settings().is_err());
+    fn bad_values_are_refused_and_named() {
+        let err = parse(&["--worker-id", "1024"]).unwrap_err();
+        assert!(format!("{err:#}").contains("1024"), "{err:#}");
+        assert!(parse(&["--kafka-message-timeout-ms", "99"]).is_err());
+        assert!(parse(&["--public-url", "ftp://sho.rt"]).is_err());
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("bad.toml");
-        std::fs::write(&file, "no_such_setting = 1\n").unwrap();
-        let err = ServeArgs {
-            config: Some(file),
-            ..Default::default()
-        }
-        .into_settings()
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("no_such_setting"));
-    }
-}
-
-#[cfg(test)]
-mod secret_tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        serve: ServeArgs,
+        let config = file(&dir, "no_such_setting = 1\n");
+        let err = parse(&["--config", &config]).unwrap_err();
+        assert!(format!("{err:#}").contains("no_such_setting"), "{err:#}");
+        let config = file(&dir, "worker_id = \"seven\"\n");
+        let err = format!("{:#}", parse(&["--config", &config]).unwrap_err());
+        assert!(
+            err.contains("config file") && err.contains("seven"),
+            "{err}"
+        );
+        let config = file(&dir, "listen = [1, 2]\n");
+        let err = format!("{:#}", parse(&["--config", &config]).unwrap_err());
+        assert!(err.contains("listen"), "{err}");
     }
 
     #[test]
     fn secrets_never_print() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("snowlink.toml");
-        std::fs::write(
-            &file,
+        let config = file(
+            &dir,
             "scylla_password = \"file-password-42\"\nredis_url = \"redis://:redis-password-42@127.0.0.1:6379\"\n",
-        )
-        .unwrap();
-        let cli = Cli::parse_from([
-            "snowlink",
+        );
+        let settings = parse(&[
             "--config",
-            file.to_str().unwrap(),
+            &config,
             "--code-secret",
             "flag-secret-42",
             "--scylla-nodes",
             "127.0.0.1:9042",
             "--scylla-username",
             "app",
-        ]);
-        let settings = cli.serve.clone().into_settings().unwrap();
-        for shown in [
-            format!("{settings:?}"),
-            format!("{:?}", cli.serve),
-            format!("{:?}", settings.scylla_config().unwrap()),
-        ] {
-            for secret in ["flag-secret-42", "file-password-42", "redis-password-42"] {
-                assert!(!shown.contains(secret), "{secret} printed in {shown}");
-            }
+        ])
+        .unwrap();
+        let shown = format!("{settings:?}");
+        for secret in ["flag-secret-42", "file-password-42", "redis-password-42"] {
+            assert!(!shown.contains(secret), "{secret} printed in {shown}");
         }
         // Still there for the code that uses them.
         assert_eq!(
-            settings.code_secret.as_ref().unwrap().expose_secret(),
+            settings.ids.code_secret.as_ref().unwrap().expose_secret(),
             "flag-secret-42"
         );
         assert_eq!(
-            settings.scylla_password.as_ref().unwrap().expose_secret(),
+            settings.scylla.password.as_ref().unwrap().expose_secret(),
             "file-password-42"
         );
         // An invalid Redis URL is refused without repeating it.
-        let err = ServeArgs {
-            redis_url: Some("http://:pw-in-url-42@nope".into()),
-            ..Default::default()
-        }
-        .into_settings()
-        .unwrap_err();
+        let err = parse(&["--redis-url", "http://:pw-in-url-42@nope"]).unwrap_err();
         assert!(!format!("{err:#}").contains("pw-in-url-42"), "{err:#}");
+    }
+
+    /// The README's settings tables are the declared ones. With
+    /// `SNOWLINK_BLESS=1` the test rewrites them instead.
+    #[test]
+    fn the_readme_tables_match_the_declarations() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let (start, end) = ("<!-- settings:start -->\n", "<!-- settings:end -->");
+        let from = readme.find(start).expect("a settings:start marker") + start.len();
+        let to = readme.find(end).expect("a settings:end marker");
+        let expected = settings_markdown();
+        if std::env::var_os("SNOWLINK_BLESS").is_some() {
+            let updated = format!("{}{}\n{}", &readme[..from], expected.trim(), &readme[to..]);
+            std::fs::write(path, updated).unwrap();
+            return;
+        }
+        assert_eq!(
+            readme[from..to].trim(),
+            expected.trim(),
+            "README settings tables differ; run with SNOWLINK_BLESS=1 to rewrite them"
+        );
     }
 }

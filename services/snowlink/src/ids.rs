@@ -42,6 +42,73 @@ pub enum IdUnavailable {
     Id(#[from] IdError),
 }
 
+/// The `ids` section of the settings: how this instance issues ids and
+/// turns them into codes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdSettings {
+    /// Snowflake worker id, 0..=1023, unique per running instance [default: leased from Redis if --redis-url is set, else 0].
+    #[arg(
+        long,
+        env = "SNOWLINK_WORKER_ID",
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(0..=snowlink_id::MAX_WORKER_ID as u64)
+    )]
+    pub worker_id: Option<u64>,
+    /// Epoch of id timestamps, RFC 3339. Never change it once links exist.
+    #[arg(
+        long,
+        env = "SNOWLINK_EPOCH",
+        value_name = "TIME",
+        default_value = "2025-01-01T00:00:00Z"
+    )]
+    pub epoch: chrono::DateTime<chrono::Utc>,
+    /// Milliseconds to wait for a clock that stepped back before failing a create with 503.
+    #[arg(
+        long,
+        env = "SNOWLINK_MAX_CLOCK_WAIT_MS",
+        value_name = "MS",
+        default_value_t = 100
+    )]
+    pub max_clock_wait_ms: u64,
+    /// Secret that keys the code permutation; every instance sharing a store needs the same one.
+    /// Never printed [default: random, kept in DATA_DIR/code.secret].
+    #[arg(
+        long,
+        env = "SNOWLINK_CODE_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        value_parser = crate::configuration::secret
+    )]
+    pub code_secret: Option<secrecy::SecretString>,
+    /// Issue sequential codes (enumerable, ordered by creation) instead of permuted ones.
+    #[arg(
+        long,
+        env = "SNOWLINK_SEQUENTIAL_CODES",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub sequential_codes: bool,
+}
+
+impl IdSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.epoch.timestamp_millis() < 0 || self.epoch > chrono::Utc::now() {
+            anyhow::bail!("epoch {} must be between 1970 and now", self.epoch);
+        }
+        if self
+            .code_secret
+            .as_ref()
+            .is_some_and(|s| secrecy::ExposeSecret::expose_secret(s).is_empty())
+        {
+            anyhow::bail!("code_secret must not be empty");
+        }
+        Ok(())
+    }
+}
+
 /// Ids of this instance, under its worker id and lease.
 #[derive(Clone)]
 pub struct IdSource {

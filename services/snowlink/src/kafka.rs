@@ -51,12 +51,68 @@ const BATCH: usize = 20_000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+/// The `kafka` section of the settings.
+#[derive(Debug, Clone, clap::Args)]
 pub struct KafkaSettings {
-    pub brokers: String,
+    /// Kafka bootstrap servers, comma-separated host:port; click events are forwarded there from the local spool.
+    #[arg(
+        id = "kafka_brokers",
+        long = "kafka-brokers",
+        env = "SNOWLINK_KAFKA_BROKERS",
+        value_name = "HOST:PORT,..."
+    )]
+    pub brokers: Option<String>,
+    /// Kafka topic for click events.
+    #[arg(
+        id = "kafka_topic",
+        long = "kafka-topic",
+        env = "SNOWLINK_KAFKA_TOPIC",
+        value_name = "TOPIC",
+        default_value = snowlink_events::kafka::DEFAULT_TOPIC
+    )]
     pub topic: String,
+    /// Milliseconds a click may wait for Kafka's acknowledgement before its batch is resent from the spool (100 to 900000, Kafka's longest transaction).
+    #[arg(
+        id = "kafka_message_timeout_ms",
+        long = "kafka-message-timeout-ms",
+        env = "SNOWLINK_KAFKA_MESSAGE_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=900_000)
+    )]
+    pub message_timeout_ms: u64,
+}
+
+impl KafkaSettings {
+    /// Settings for `brokers`, with the declared defaults otherwise.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: Some(brokers.into()),
+            ..crate::configuration::defaults()
+        }
+    }
+
+    pub fn normalize(&mut self) {
+        if self.brokers.as_ref().is_some_and(|b| b.trim().is_empty()) {
+            self.brokers = None;
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.brokers.is_some() && self.topic.trim().is_empty() {
+            anyhow::bail!("kafka_topic must not be empty");
+        }
+        Ok(())
+    }
+
     /// How long a message may wait for delivery before the batch is retried.
-    pub message_timeout: Duration,
+    pub fn message_timeout(&self) -> Duration {
+        Duration::from_millis(self.message_timeout_ms)
+    }
+
+    fn bootstrap(&self) -> &str {
+        self.brokers.as_deref().unwrap_or_default()
+    }
 }
 
 /// Counters exposed on `/metrics`.
@@ -90,7 +146,7 @@ pub fn forwarder_id(spool_id: &str) -> String {
 fn producer_config(settings: &KafkaSettings, spool_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", &settings.brokers)
+        .set("bootstrap.servers", settings.bootstrap())
         .set("client.id", "snowlink")
         .set("transactional.id", forwarder_id(spool_id))
         // A transaction left open by a killed instance blocks
@@ -98,7 +154,11 @@ fn producer_config(settings: &KafkaSettings, spool_id: &str) -> ClientConfig {
         // librdkafka requires it to be at least the message timeout.
         .set(
             "transaction.timeout.ms",
-            settings.message_timeout.as_millis().max(15_000).to_string(),
+            settings
+                .message_timeout()
+                .as_millis()
+                .max(15_000)
+                .to_string(),
         )
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -106,7 +166,7 @@ fn producer_config(settings: &KafkaSettings, spool_id: &str) -> ClientConfig {
         .set("linger.ms", "5")
         .set(
             "message.timeout.ms",
-            settings.message_timeout.as_millis().to_string(),
+            settings.message_timeout().as_millis().to_string(),
         )
         .set("queue.buffering.max.messages", (BATCH * 2).to_string());
     config
@@ -132,7 +192,7 @@ impl Session {
         let producer: ThreadedProducer<_> = producer_config(settings, spool_id).create()?;
         producer.init_transactions(timeout)?;
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
+            .set("bootstrap.servers", settings.bootstrap())
             .set("client.id", "snowlink")
             .set("group.id", forwarder_id(spool_id))
             .set("isolation.level", "read_committed")
@@ -161,6 +221,7 @@ impl Session {
 impl Forwarder {
     /// Opens its own connection to the spool and starts forwarding.
     pub fn start(spool_path: &Path, settings: KafkaSettings) -> anyhow::Result<Self> {
+        anyhow::ensure!(settings.brokers.is_some(), "no kafka brokers given");
         let mut spool = ClickSpool::open(spool_path)?;
         spool.claim(snowlink_spool::CONSUMER_KAFKA).map_err(|e| {
             anyhow::anyhow!(
@@ -291,7 +352,7 @@ impl Worker {
             }
             let timeout = stop_deadline
                 .map(|d| d.saturating_duration_since(Instant::now()))
-                .unwrap_or(self.settings.message_timeout)
+                .unwrap_or(self.settings.message_timeout())
                 .max(Duration::from_millis(100));
             let result = match session.take() {
                 Some(s) => Ok(s),

@@ -1,7 +1,5 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = snowlink::cli::Cli::parse();
+    let cli = snowlink::cli::Cli::from_env();
     match snowlink::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

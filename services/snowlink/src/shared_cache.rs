@@ -31,6 +31,45 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use snowlink_store::Link;
 
+/// The `redis` section of the settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisSettings {
+    /// Redis URL, e.g. redis://127.0.0.1:6379: a cache shared by all instances, cross-instance invalidation, worker-id leases.
+    /// Never printed (it may hold a password).
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "SNOWLINK_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        value_parser = crate::configuration::secret
+    )]
+    pub url: Option<secrecy::SecretString>,
+}
+
+impl RedisSettings {
+    pub fn normalize(&mut self) {
+        use secrecy::ExposeSecret;
+        if self
+            .url
+            .as_ref()
+            .is_some_and(|u| u.expose_secret().is_empty())
+        {
+            self.url = None;
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret;
+        if let Some(url) = &self.url {
+            // The URL may hold a password: the message does not repeat it.
+            redis::Client::open(url.expose_secret())
+                .map_err(|e| anyhow::anyhow!("redis_url is invalid: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 pub const INVALIDATION_CHANNEL: &str = "snowlink:invalidate";
 const KEY_PREFIX: &str = "snowlink:link:";
 /// How long the tier is skipped after a Redis error.

@@ -21,7 +21,7 @@ use crate::components::{Component, Components, Task};
 use crate::configuration::Settings;
 use crate::error::json_error;
 use crate::ids::{IdFence, IdSource};
-use crate::kafka::{Forwarder, KafkaSettings};
+use crate::kafka::Forwarder;
 use crate::lease::{LeaseHolder, WorkerId, WorkerLease};
 use crate::links::UrlPolicy;
 use crate::metrics::Metrics;
@@ -44,15 +44,15 @@ pub struct Application {
 /// Opens the store the settings select: ScyllaDB when nodes are given, else
 /// the embedded database under the data directory.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore>> {
-    if settings.scylla_nodes.is_empty() {
+    if !settings.scylla.enabled() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
         let store = SqliteStore::open(settings.links_db())
             .with_context(|| format!("opening {}", settings.links_db().display()))?;
         Ok(Arc::new(store))
     } else {
-        let config = settings.scylla_config()?;
-        let store = ScyllaStore::connect(&config).await.with_context(|| {
+        let config = &settings.scylla;
+        let store = ScyllaStore::connect(config).await.with_context(|| {
             format!(
                 "connecting to ScyllaDB at {} (keyspace {}; has `snowlink migrate` been run?)",
                 config.nodes.join(","),
@@ -64,7 +64,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore
 }
 
 impl Application {
-    /// Opens the configured store and binds `settings.listen` (port 0 picks
+    /// Opens the configured store and binds `settings.http.listen` (port 0 picks
     /// a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
@@ -99,15 +99,15 @@ impl Application {
         };
         let store = metrics.timed_store(store);
         let codec = code_codec(&settings)?;
-        let shared = match &settings.redis_url {
+        let shared = match &settings.redis.url {
             Some(url) => Some(Arc::new(SharedCache::new(
                 url.expose_secret(),
-                Duration::from_secs(settings.cache_ttl_secs),
-                Duration::from_secs(settings.negative_cache_ttl_secs),
+                settings.cache.ttl(),
+                settings.cache.negative_ttl(),
             )?)),
             None => None,
         };
-        let worker = match (settings.worker_id, &shared) {
+        let worker = match (settings.ids.worker_id, &shared) {
             (Some(id), _) => WorkerId::Fixed(id),
             (None, Some(shared)) => {
                 let lease = WorkerLease::acquire(
@@ -123,8 +123,8 @@ impl Application {
         };
         let generator = Arc::new(Generator::new(
             GeneratorConfig::new(worker.id())?
-                .with_epoch_ms(settings.epoch.timestamp_millis() as u64)
-                .with_max_clock_wait(Duration::from_millis(settings.max_clock_wait_ms)),
+                .with_epoch_ms(settings.ids.epoch.timestamp_millis() as u64)
+                .with_max_clock_wait(Duration::from_millis(settings.ids.max_clock_wait_ms)),
         ));
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating {}", settings.data_dir.display()))?;
@@ -135,24 +135,17 @@ impl Application {
         let ids = IdSource::new(generator, worker.clone());
         // The forwarder starts before the spooler so that it stops after
         // it: clicks drained into the spool at shutdown are still forwarded.
-        if let (Some(brokers), true) = (&settings.kafka_brokers, settings.clicks_enabled) {
-            let forwarder = Forwarder::start(
-                &settings.spool_db(),
-                KafkaSettings {
-                    brokers: brokers.clone(),
-                    topic: settings.kafka_topic.clone(),
-                    message_timeout: Duration::from_millis(settings.kafka_message_timeout_ms),
-                },
-            )
-            .context("starting the kafka forwarder")?;
+        if settings.kafka.brokers.is_some() && settings.clicks.enabled {
+            let forwarder = Forwarder::start(&settings.spool_db(), settings.kafka.clone())
+                .context("starting the kafka forwarder")?;
             started(Arc::new(forwarder));
         }
-        let clicks = if settings.clicks_enabled {
+        let clicks = if settings.clicks.enabled {
             let pipeline = Arc::new(
                 ClickPipeline::start(
                     &settings.spool_db(),
                     ids.clone(),
-                    settings.click_queue_capacity,
+                    settings.clicks.queue_capacity as usize,
                 )
                 .with_context(|| format!("opening {}", settings.spool_db().display()))?,
             );
@@ -164,9 +157,9 @@ impl Application {
         };
         let mut cache = LinkCache::new(
             store.clone(),
-            settings.cache_capacity,
-            Duration::from_secs(settings.cache_ttl_secs),
-            Duration::from_secs(settings.negative_cache_ttl_secs),
+            settings.cache.capacity,
+            settings.cache.ttl(),
+            settings.cache.negative_ttl(),
         )
         .with_metrics(metrics.cache.clone());
         if let Some(shared) = shared {
@@ -177,24 +170,24 @@ impl Application {
         }
         let state = web::Data::new(AppState {
             cache,
-            keys: KeyVerifier::new(store.clone(), settings.auth_failures_per_minute),
+            keys: KeyVerifier::new(store.clone(), settings.http.auth_failures_per_minute),
             store,
             ids,
             codec,
             url_policy: UrlPolicy {
-                max_len: settings.max_url_length,
-                public_url: settings.public_url.clone(),
+                max_len: settings.http.max_url_length,
+                public_url: settings.http.public_url.clone(),
             },
             short_url_base: settings.short_url_base(),
             clicks,
-            client_ip_header: settings.client_ip_header.clone(),
-            country_header: Some(settings.country_header.clone()).filter(|h| !h.is_empty()),
+            client_ip_header: settings.http.client_ip_header.clone(),
+            country_header: Some(settings.clicks.country_header.clone()).filter(|h| !h.is_empty()),
             components: components.clone(),
             metrics: metrics.clone(),
-            metrics_here: settings.metrics_listen.is_none(),
+            metrics_here: settings.http.metrics_listen.is_none(),
         });
 
-        let metrics_port = match settings.metrics_listen {
+        let metrics_port = match settings.http.metrics_listen {
             Some(addr) => {
                 let part = MetricsServer::start(addr, metrics.clone())?;
                 let port = part.port;
@@ -203,9 +196,9 @@ impl Application {
             }
             None => None,
         };
-        let json_limit = (settings.max_url_length * 4).max(16 * 1024);
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let json_limit = (settings.http.max_url_length * 4).max(16 * 1024);
+        let listener = TcpListener::bind(settings.http.listen)
+            .with_context(|| format!("binding {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -226,20 +219,20 @@ impl Application {
         .backlog(4096)
         .listen(listener)?
         .shutdown_timeout(10);
-        if let Some(workers) = settings.workers {
+        if let Some(workers) = settings.http.workers {
             server = server.workers(workers);
         }
         tracing::info!(
             port,
             metrics_port,
             data_dir = %settings.data_dir.display(),
-            public_url = %settings.public_url,
+            public_url = %settings.http.public_url,
             worker_id = worker.id(),
             leased = matches!(worker, WorkerId::Leased(_)),
-            store = if settings.scylla_nodes.is_empty() { "embedded" } else { "scylla" },
-            redis = settings.redis_url.is_some(),
-            kafka = settings.kafka_brokers.is_some(),
-            keyed_codes = !settings.sequential_codes,
+            store = if settings.scylla.enabled() { "scylla" } else { "embedded" },
+            redis = settings.redis.url.is_some(),
+            kafka = settings.kafka.brokers.is_some(),
+            keyed_codes = !settings.ids.sequential_codes,
             parts = ?components.names(),
             "snowlink listening"
         );
@@ -353,10 +346,10 @@ impl Component for MetricsServer {
 /// The codec the settings ask for; in keyed mode with no configured secret,
 /// the secret is read from (or created in) `DATA_DIR/code.secret`.
 pub fn code_codec(settings: &Settings) -> anyhow::Result<CodeCodec> {
-    if settings.sequential_codes {
+    if settings.ids.sequential_codes {
         return Ok(CodeCodec::sequential());
     }
-    let secret = match &settings.code_secret {
+    let secret = match &settings.ids.code_secret {
         Some(s) => s.expose_secret().as_bytes().to_vec(),
         None => load_or_create_secret(&settings.data_dir.join("code.secret"))?,
     };

@@ -63,19 +63,20 @@ async fn wait_for_no_subscriber(url: &str) -> i64 {
 }
 
 fn settings(dir: &std::path::Path, redis: &Server) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+    let mut s = Settings {
         data_dir: dir.to_path_buf(),
-        public_url: "http://sho.rt.test".parse().unwrap(),
-        workers: Some(1),
-        // A leased worker id, the Redis tier, the spooler, and a forwarder
-        // (it does not connect before there is something to send).
-        worker_id: None,
-        redis_url: Some(redis.redis_url().into()),
-        kafka_brokers: Some(format!("127.0.0.1:{}", snowlink_testkit::free_port())),
         ..Settings::default()
-    }
+    };
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.http.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    s.http.public_url = "http://sho.rt.test".parse().unwrap();
+    s.http.workers = Some(1);
+    // A leased worker id, the Redis tier, the spooler, and a forwarder (it
+    // does not connect before there is something to send).
+    s.ids.worker_id = None;
+    s.redis.url = Some(redis.redis_url().into());
+    s.kafka.brokers = Some(format!("127.0.0.1:{}", snowlink_testkit::free_port()));
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,8 +95,8 @@ async fn a_failed_start_leaves_nothing_running_and_a_stop_stops_everything() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics_port = snowlink_testkit::free_port();
     let mut failing = settings(dir.path(), &redis);
-    failing.listen = taken.local_addr().unwrap();
-    failing.metrics_listen = Some(format!("127.0.0.1:{metrics_port}").parse().unwrap());
+    failing.http.listen = taken.local_addr().unwrap();
+    failing.http.metrics_listen = Some(format!("127.0.0.1:{metrics_port}").parse().unwrap());
     let err = match Application::build(failing).await {
         Ok(_) => panic!("started on a taken address"),
         Err(e) => format!("{e:#}"),

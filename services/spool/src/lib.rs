@@ -33,7 +33,38 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-pub type SpoolResult<T> = Result<T, rusqlite::Error>;
+pub type SpoolResult<T> = Result<T, SpoolError>;
+
+/// Why a spool operation failed. The database underneath stays private: a
+/// caller sees what kind of failure it was, and the message.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Another connection held the lock past the busy timeout.
+    #[error("the click spool is locked by another process: {0}")]
+    Busy(#[source] rusqlite::Error),
+    /// The disk or file system refused the write.
+    #[error("the click spool could not be written (disk full or read-only?): {0}")]
+    Storage(#[source] rusqlite::Error),
+    /// The file is not a spool, or is damaged.
+    #[error("the click spool file is damaged or not a spool: {0}")]
+    Corrupt(#[source] rusqlite::Error),
+    #[error("click spool: {0}")]
+    Database(#[source] rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for SpoolError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => Self::Busy(e),
+            Some(C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen) => {
+                Self::Storage(e)
+            }
+            Some(C::DatabaseCorrupt | C::NotADatabase) => Self::Corrupt(e),
+            _ => Self::Database(e),
+        }
+    }
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS clicks (
@@ -67,7 +98,13 @@ pub enum ClaimError {
     )]
     NotDrained { owner: String, backlog: i64 },
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Spool(#[from] SpoolError),
+}
+
+impl From<rusqlite::Error> for ClaimError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Spool(e.into())
+    }
 }
 
 /// `meta.consumer`, read on `conn` (a transaction, or the connection).
@@ -76,6 +113,7 @@ fn consumer_of(conn: &Connection) -> SpoolResult<Option<String>> {
         r.get(0)
     })
     .optional()
+    .map_err(Into::into)
 }
 
 /// What the batch job recorded in the spool before the lake had a ledger.
@@ -161,7 +199,7 @@ impl ClickSpool {
                 stmt.execute([e.as_ref()])?;
             }
         }
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
     /// Every `seq` at or below this has been released.
@@ -170,6 +208,7 @@ impl ClickSpool {
             .query_row("SELECT checkpoint FROM progress WHERE id = 1", [], |r| {
                 r.get(0)
             })
+            .map_err(Into::into)
     }
 
     /// The random identity of this spool file (16 hex digits).
@@ -178,12 +217,14 @@ impl ClickSpool {
             .query_row("SELECT value FROM meta WHERE key = 'spool_id'", [], |r| {
                 r.get(0)
             })
+            .map_err(Into::into)
     }
 
     /// Events still waiting to reach the lake.
     pub fn backlog(&self) -> SpoolResult<i64> {
         self.conn
             .query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))
+            .map_err(Into::into)
     }
 
     /// Events appended and not yet released: the highest `seq` ever issued
@@ -196,6 +237,7 @@ impl ClickSpool {
             [],
             |r| r.get(0),
         )
+        .map_err(Into::into)
     }
 
     /// Up to `limit` events with `seq > after`, in `seq` order.
@@ -204,7 +246,7 @@ impl ClickSpool {
             .conn
             .prepare_cached("SELECT seq, event FROM clicks WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Releases every row with `seq <= last`, once its consumer has made
@@ -218,7 +260,7 @@ impl ClickSpool {
             "UPDATE progress SET checkpoint = MAX(checkpoint, ?1) WHERE id = 1",
             [last],
         )?;
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
     /// The batch job's state from before the lake's ledger, if any is left.
@@ -233,7 +275,7 @@ impl ClickSpool {
             .prepare("SELECT day FROM dirty_days ORDER BY day")?;
         let dirty_days = stmt
             .query_map([], |r| r.get(0))?
-            .collect::<SpoolResult<Vec<String>>>()?;
+            .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(
             (pending.is_some() || !dirty_days.is_empty()).then_some(Legacy {
                 pending,
@@ -252,7 +294,7 @@ impl ClickSpool {
             [],
         )?;
         tx.execute("DELETE FROM dirty_days", [])?;
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
     /// The salt for visitor hashes of UTC day `day` (days since 1970-01-01),
@@ -288,6 +330,20 @@ impl ClickSpool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_spool_is_reported_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        match ClickSpool::open(&path) {
+            Err(e @ SpoolError::Corrupt(_)) => {
+                assert!(e.to_string().contains("not a spool"), "{e}")
+            }
+            Err(other) => panic!("expected Corrupt, got {other:?}"),
+            Ok(_) => panic!("opened a file that is not a database"),
+        }
+    }
 
     #[test]
     fn rows_stay_until_released() {

@@ -7,6 +7,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::statement::{Consistency, SerialConsistency};
+use secrecy::SecretString;
 
 use crate::error::ScyllaError;
 
@@ -29,41 +30,140 @@ pub enum ConfigError {
     SerialConsistency(String),
 }
 
-/// Where the cluster is and how to talk to it.
-#[derive(Debug, Clone)]
+/// Where the cluster is and how to talk to it: the `scylla` section of the
+/// service's settings. Each field is declared once; its doc comment is the
+/// `--help` text and the meaning of the config-file key of the same name as
+/// its `id` (`scylla_nodes`, `scylla_keyspace`, ...).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ScyllaConfig {
-    /// `host:port` of one or more nodes; the driver discovers the rest.
+    /// ScyllaDB nodes, comma-separated host:port; stores links there instead of the embedded database.
+    /// The driver discovers the rest of the cluster. Run `snowlink migrate` once first.
+    #[arg(
+        id = "scylla_nodes",
+        long = "scylla-nodes",
+        env = "SNOWLINK_SCYLLA_NODES",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ','
+    )]
     pub nodes: Vec<String>,
+    /// ScyllaDB keyspace.
+    #[arg(
+        id = "scylla_keyspace",
+        long = "scylla-keyspace",
+        env = "SNOWLINK_SCYLLA_KEYSPACE",
+        value_name = "NAME",
+        default_value = "snowlink"
+    )]
     pub keyspace: String,
-    /// Consistency of reads and writes, e.g. `LOCAL_QUORUM`.
+    /// Consistency of ScyllaDB reads and writes: ONE, QUORUM, LOCAL_QUORUM, LOCAL_ONE, EACH_QUORUM, ALL, ...
+    #[arg(
+        id = "scylla_consistency",
+        long = "scylla-consistency",
+        env = "SNOWLINK_SCYLLA_CONSISTENCY",
+        value_name = "LEVEL",
+        default_value = "LOCAL_QUORUM",
+        value_parser = parse_consistency
+    )]
     pub consistency: Consistency,
-    /// Consistency of the serial phase of lightweight transactions.
+    /// Consistency of lightweight transactions (alias claims, key names): SERIAL or LOCAL_SERIAL.
+    #[arg(
+        id = "scylla_serial_consistency",
+        long = "scylla-serial-consistency",
+        env = "SNOWLINK_SCYLLA_SERIAL_CONSISTENCY",
+        value_name = "LEVEL",
+        default_value = "LOCAL_SERIAL",
+        value_parser = parse_serial_consistency
+    )]
     pub serial_consistency: SerialConsistency,
+    /// ScyllaDB user name (with --scylla-password).
+    #[arg(
+        id = "scylla_username",
+        long = "scylla-username",
+        env = "SNOWLINK_SCYLLA_USERNAME",
+        value_name = "USER"
+    )]
     pub username: Option<String>,
-    /// Never printed (`Debug` shows it redacted).
-    pub password: Option<secrecy::SecretString>,
-    /// Prefer replicas in this datacenter (others only as a fallback).
+    /// ScyllaDB password. Never printed.
+    #[arg(
+        id = "scylla_password",
+        long = "scylla-password",
+        env = "SNOWLINK_SCYLLA_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    pub password: Option<SecretString>,
+    /// Prefer ScyllaDB replicas in this datacenter (others only as a fallback).
+    #[arg(
+        id = "scylla_local_datacenter",
+        long = "scylla-local-datacenter",
+        env = "SNOWLINK_SCYLLA_LOCAL_DATACENTER",
+        value_name = "DC"
+    )]
     pub local_datacenter: Option<String>,
-    /// Replication map of the keyspace, used by [`migrate`].
+    /// Keyspace replication that `snowlink migrate` creates, a CQL map.
+    /// Production: {'class': 'NetworkTopologyStrategy', 'dc1': 3}.
+    #[arg(
+        id = "scylla_replication",
+        long = "scylla-replication",
+        env = "SNOWLINK_SCYLLA_REPLICATION",
+        value_name = "MAP",
+        default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )]
     pub replication: String,
+    /// How long one request may take before it fails.
+    #[arg(skip = Duration::from_secs(5))]
     pub request_timeout: Duration,
 }
 
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
+}
+
+impl Default for ScyllaConfig {
+    /// The declared defaults, with no node: keyspace `snowlink`,
+    /// `LOCAL_QUORUM`, `LOCAL_SERIAL`, SimpleStrategy with one replica.
+    fn default() -> Self {
+        use clap::{Args, FromArgMatches};
+        // Environment variables are dropped: a default never depends on them.
+        let cmd = Self::augment_args(clap::Command::new("defaults"))
+            .mut_args(|a| a.env(None))
+            .no_binary_name(true);
+        let matches = cmd.get_matches_from(std::iter::empty::<String>());
+        Self::from_arg_matches(&matches).expect("the declared defaults parse")
+    }
+}
+
 impl ScyllaConfig {
-    /// Defaults for `nodes`: keyspace `snowlink`, `LOCAL_QUORUM`,
-    /// `LOCAL_SERIAL`, SimpleStrategy with one replica (a demo node).
+    /// The declared defaults for `nodes`.
     pub fn new(nodes: Vec<String>) -> Self {
         Self {
             nodes,
-            keyspace: "snowlink".into(),
-            consistency: Consistency::LocalQuorum,
-            serial_consistency: SerialConsistency::LocalSerial,
-            username: None,
-            password: None,
-            local_datacenter: None,
-            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-            request_timeout: Duration::from_secs(5),
+            ..Self::default()
         }
+    }
+
+    /// Empty values given through the environment (`SNOWLINK_SCYLLA_USERNAME=`)
+    /// mean "not set".
+    pub fn normalize(&mut self) {
+        self.nodes.retain(|n| !n.trim().is_empty());
+        for field in [&mut self.username, &mut self.local_datacenter] {
+            if field.as_ref().is_some_and(|v| v.is_empty()) {
+                *field = None;
+            }
+        }
+        if self
+            .password
+            .as_ref()
+            .is_some_and(|p| secrecy::ExposeSecret::expose_secret(p).is_empty())
+        {
+            self.password = None;
+        }
+    }
+
+    /// Whether the settings select ScyllaDB over the embedded store.
+    pub fn enabled(&self) -> bool {
+        !self.nodes.is_empty()
     }
 
     /// Checks what the driver would only reject later, or what would end up

@@ -56,7 +56,7 @@ async fn revoked_key_is_refused() {
 
 #[tokio::test]
 async fn repeated_bad_keys_are_rate_limited_but_good_keys_still_work() {
-    let app = spawn_app_with(|s| s.auth_failures_per_minute = 3).await;
+    let app = spawn_app_with(|s| s.http.auth_failures_per_minute = 3).await;
     // The good key is verified once before the flood, as a real client's is.
     app.create("https://example.com/before").await;
     for _ in 0..3 {

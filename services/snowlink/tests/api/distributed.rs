@@ -35,7 +35,7 @@ impl Instance {
     async fn start(store: Arc<dyn LinkStore>, tweak: impl FnOnce(&mut Settings)) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = test_settings(dir.path());
-        settings.code_secret = Some("shared-secret-of-the-fleet".into());
+        settings.ids.code_secret = Some("shared-secret-of-the-fleet".into());
         tweak(&mut settings);
         let app = Application::build_with_store(settings, store)
             .await
@@ -150,8 +150,8 @@ async fn redirects_are_served_through_redis() {
     };
     let fleet = Fleet::new().await;
     let a = Instance::start(fleet.store.clone(), |s| {
-        s.redis_url = Some(redis.redis_url().into());
-        s.worker_id = Some(1);
+        s.redis.url = Some(redis.redis_url().into());
+        s.ids.worker_id = Some(1);
     })
     .await;
     let code = fleet.create(&a, "https://example.com/through-redis").await;
@@ -168,8 +168,8 @@ async fn redirects_are_served_through_redis() {
     // the answer came from Redis.
     let empty = Fleet::new().await;
     let b = Instance::start(empty.store.clone(), |s| {
-        s.redis_url = Some(redis.redis_url().into());
-        s.worker_id = Some(2);
+        s.redis.url = Some(redis.redis_url().into());
+        s.ids.worker_id = Some(2);
     })
     .await;
     assert_eq!(follow(&b, &code).await, 302);
@@ -186,11 +186,11 @@ async fn a_delete_on_one_instance_stops_redirects_on_every_instance() {
     };
     let fleet = Fleet::new().await;
     let a = Instance::start(fleet.store.clone(), |s| {
-        s.redis_url = Some(redis.redis_url().into())
+        s.redis.url = Some(redis.redis_url().into())
     })
     .await;
     let b = Instance::start(fleet.store.clone(), |s| {
-        s.redis_url = Some(redis.redis_url().into())
+        s.redis.url = Some(redis.redis_url().into())
     })
     .await;
     // Both subscribed before the delete.
@@ -226,11 +226,11 @@ async fn a_delete_during_a_redis_stall_stops_redirects_everywhere() {
     };
     let fleet = Fleet::new().await;
     let a = Instance::start(fleet.store.clone(), |s| {
-        s.redis_url = Some(redis.redis_url().into())
+        s.redis.url = Some(redis.redis_url().into())
     })
     .await;
     let b = Instance::start(fleet.store.clone(), |s| {
-        s.redis_url = Some(redis.redis_url().into())
+        s.redis.url = Some(redis.redis_url().into())
     })
     .await;
     wait_subscribed(&[&a, &b]).await;
@@ -280,10 +280,10 @@ async fn redis_restarted_mid_load_fails_no_redirect() {
     let fleet = Fleet::new().await;
     let a = Arc::new(
         Instance::start(fleet.store.clone(), |s| {
-            s.redis_url = Some(redis.redis_url().into());
-            s.worker_id = Some(3);
+            s.redis.url = Some(redis.redis_url().into());
+            s.ids.worker_id = Some(3);
             // Short local TTL so the load keeps going through Redis.
-            s.cache_ttl_secs = 1;
+            s.cache.ttl_secs = 1;
         })
         .await,
     );
@@ -361,13 +361,13 @@ async fn instances_lease_distinct_worker_ids_and_never_share_a_code() {
     let fleet = Arc::new(Fleet::new().await);
     let a = Arc::new(
         Instance::start(fleet.store.clone(), |s| {
-            s.redis_url = Some(redis.redis_url().into())
+            s.redis.url = Some(redis.redis_url().into())
         })
         .await,
     );
     let b = Arc::new(
         Instance::start(fleet.store.clone(), |s| {
-            s.redis_url = Some(redis.redis_url().into())
+            s.redis.url = Some(redis.redis_url().into())
         })
         .await,
     );
@@ -416,7 +416,7 @@ async fn without_a_worker_id_lease_the_service_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
     // Nothing listens there.
-    settings.redis_url =
+    settings.redis.url =
         Some(format!("redis://127.0.0.1:{}", snowlink_testkit::free_port()).into());
     let err = match Application::build(settings).await {
         Ok(_) => panic!("started without a worker id"),
@@ -489,10 +489,10 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
     kafka.create_topic("clicks", 3);
     let fleet = Fleet::new().await;
     let a = Instance::start(fleet.store.clone(), |s| {
-        s.kafka_brokers = Some(kafka.bootstrap());
-        s.worker_id = Some(5);
+        s.kafka.brokers = Some(kafka.bootstrap());
+        s.ids.worker_id = Some(5);
         // Shorter than the outage below, so batches fail and are resent.
-        s.kafka_message_timeout_ms = 1_000;
+        s.kafka.message_timeout_ms = 1_000;
     })
     .await;
     let mut codes = Vec::new();
@@ -764,8 +764,8 @@ async fn two_instances_share_cassandra_redis_and_kafka() {
     kafka.create_topic("clicks", 3);
     let fleet = cql_fleet(&cassandra.cql_node(), test).await;
     let shared = |s: &mut Settings| {
-        s.redis_url = Some(redis.redis_url().into());
-        s.kafka_brokers = Some(kafka.bootstrap());
+        s.redis.url = Some(redis.redis_url().into());
+        s.kafka.brokers = Some(kafka.bootstrap());
     };
     let a = Instance::start(fleet.store.clone(), shared).await;
     let b = Instance::start(fleet.store.clone(), shared).await;

@@ -103,7 +103,7 @@ async fn metrics_count_requests_cache_lookups_store_latency_and_the_spool() {
 async fn metrics_can_move_to_their_own_address() {
     let port = snowlink_testkit::free_port();
     let app = crate::helpers::spawn_app_with(|s| {
-        s.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+        s.http.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
     })
     .await;
     crate::helpers::assert_error(app.follow("metrics").await, 404, "not_found").await;

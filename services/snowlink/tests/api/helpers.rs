@@ -22,13 +22,14 @@ pub struct TestApp {
 }
 
 pub fn test_settings(dir: &std::path::Path) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
+    let mut s = Settings {
         data_dir: dir.to_path_buf(),
-        public_url: PUBLIC_URL.parse().unwrap(),
-        workers: Some(2),
         ..Settings::default()
-    }
+    };
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.http.public_url = PUBLIC_URL.parse().unwrap();
+    s.http.workers = Some(2);
+    s
 }
 
 pub fn client() -> Client {

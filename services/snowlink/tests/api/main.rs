@@ -10,4 +10,5 @@ mod helpers;
 mod ids;
 mod links;
 mod redirect;
+mod settings;
 mod validation;

@@ -4,7 +4,7 @@ use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn bad_bodies_are_400_naming_the_problem() {
-    let app = spawn_app_with(|s| s.max_url_length = 100).await;
+    let app = spawn_app_with(|s| s.http.max_url_length = 100).await;
     let cases = [
         (
             json!({"url": "https://example.com", "extra": 1}),
