@@ -28,6 +28,7 @@ fn link(i: u64, run: u64) -> Link {
         expires_at: None,
         deleted_at: None,
         owner: Some("bench".into()),
+        tags: vec![],
     }
 }
 

@@ -19,7 +19,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use moka::sync::Cache;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use snowlink_store::{ApiKey, LinkStore};
+use snowlink_store::{ApiKey, LinkStore, Scope};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -30,18 +30,50 @@ pub const KEY_PREFIX: &str = "sl_";
 const VERIFIED_TTL: Duration = Duration::from_secs(10);
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
+/// Who a new key is for and what it may do.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    pub name: String,
+    /// Defaults to the name.
+    pub owner: Option<String>,
+    /// Defaults to [`Scope::DEFAULT`].
+    pub scopes: Option<Vec<Scope>>,
+    /// Requests per minute; `None` uses the service's default.
+    pub rate_limit: Option<u32>,
+}
+
+impl KeySpec {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            owner: None,
+            scopes: None,
+            rate_limit: None,
+        }
+    }
+}
+
 /// Creates a new key: the secret to hand to the user once, and the record to
 /// store.
-pub fn mint_key(name: &str, now_ms: i64) -> (String, ApiKey) {
+pub fn mint_key(spec: &KeySpec, now_ms: i64) -> (String, ApiKey) {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let key = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+    let mut scopes = spec
+        .scopes
+        .clone()
+        .unwrap_or_else(|| Scope::DEFAULT.to_vec());
+    scopes.sort();
+    scopes.dedup();
     let record = ApiKey {
-        name: name.to_owned(),
+        name: spec.name.clone(),
         hash: hash_key(&key),
         prefix: key[..KEY_PREFIX.len() + 6].to_owned(),
         created_at: now_ms,
         revoked_at: None,
+        owner: spec.owner.clone().unwrap_or_else(|| spec.name.clone()),
+        scopes,
+        rate_limit: spec.rate_limit,
     };
     (key, record)
 }
@@ -54,7 +86,7 @@ pub fn hash_key(key: &str) -> String {
 /// per-address failure limit.
 pub struct KeyVerifier {
     store: Arc<dyn LinkStore>,
-    verified: Cache<String, Arc<str>>,
+    verified: Cache<String, Arc<ApiKey>>,
     failures: Cache<IpAddr, Arc<AtomicU32>>,
     failures_per_minute: u32,
 }
@@ -75,12 +107,12 @@ impl KeyVerifier {
         }
     }
 
-    /// The name of the key presented in `authorization`, or why not.
+    /// The key presented in `authorization`, or why not.
     pub async fn verify(
         &self,
         authorization: Option<&str>,
         client: Option<IpAddr>,
-    ) -> Result<Arc<str>, ApiError> {
+    ) -> Result<Arc<ApiKey>, ApiError> {
         let Some(header) = authorization else {
             return Err(ApiError::new(
                 ErrorCode::MissingApiKey,
@@ -97,8 +129,8 @@ impl KeyVerifier {
             }
         };
         let hash = hash_key(key);
-        if let Some(name) = self.verified.get(&hash) {
-            return Ok(name);
+        if let Some(key) = self.verified.get(&hash) {
+            return Ok(key);
         }
         let counter = client.map(|ip| self.failures.get_with(ip, Default::default));
         if let Some(counter) = &counter {
@@ -111,9 +143,9 @@ impl KeyVerifier {
         }
         match self.store.find_api_key(&hash).await? {
             Some(k) if k.revoked_at.is_none() => {
-                let name: Arc<str> = k.name.into();
-                self.verified.insert(hash, name.clone());
-                Ok(name)
+                let key = Arc::new(k);
+                self.verified.insert(hash, key.clone());
+                Ok(key)
             }
             found => {
                 if let Some(counter) = counter {
@@ -131,9 +163,44 @@ impl KeyVerifier {
     }
 }
 
-/// The authenticated caller of a management endpoint: the key's name.
-#[derive(Debug)]
-pub struct Caller(pub Arc<str>);
+/// The authenticated caller of a management endpoint: its key.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<ApiKey>);
+
+impl Caller {
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.0.owner
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.0.has(Scope::Admin)
+    }
+
+    /// 403 `insufficient_scope` unless the key has `scope` (or is admin).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.0.has(scope) || self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::InsufficientScope,
+                format!(
+                    "this API key lacks the {:?} scope (it has: {})",
+                    scope.as_str(),
+                    Scope::to_column(&self.0.scopes)
+                ),
+            ))
+        }
+    }
+
+    /// Whether the caller manages links of `owner`.
+    pub fn manages(&self, owner: Option<&str>) -> bool {
+        self.is_admin() || owner == Some(self.owner())
+    }
+}
 
 impl FromRequest for Caller {
     type Error = ApiError;

@@ -351,6 +351,16 @@ mod tests {
         async fn delete_link(&self, code: &str, at_ms: i64) -> StoreResult<DeleteOutcome> {
             self.inner.delete_link(code, at_ms).await
         }
+        async fn list_links(&self, query: &snowlink_store::LinkQuery) -> StoreResult<Vec<Link>> {
+            self.inner.list_links(query).await
+        }
+        async fn update_link(
+            &self,
+            code: &str,
+            update: &snowlink_store::LinkUpdate,
+        ) -> StoreResult<snowlink_store::UpdateOutcome> {
+            self.inner.update_link(code, update).await
+        }
         async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
             self.inner.create_api_key(key).await
         }

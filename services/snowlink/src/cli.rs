@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use snowlink_store::LinkStore;
+use snowlink_store::{LinkStore, Scope};
 
 use crate::configuration::{parse_with_config_file, Parsed, Settings};
 use crate::startup::Application;
@@ -69,10 +69,21 @@ pub enum KeysCommand {
         /// A unique name for the key, e.g. the team or tool using it.
         #[arg(long)]
         name: String,
+        /// Whose links the key manages: keys with the same owner share their
+        /// links [default: the key's name].
+        #[arg(long, value_name = "TEAM")]
+        owner: Option<String>,
+        /// What the key may do, comma-separated: links:read, links:write,
+        /// stats:read, admin (every owner's links) [default: links:read,links:write,stats:read].
+        #[arg(long = "scope", value_name = "SCOPE,...", value_delimiter = ',', value_parser = parse_scope)]
+        scopes: Option<Vec<Scope>>,
+        /// Requests per minute this key may make, e.g. 600/min or 10/s [default: the service's --key-rate-limit].
+        #[arg(long, value_name = "N/min", value_parser = parse_rate)]
+        rate_limit: Option<u32>,
         #[command(flatten)]
         settings: Settings,
     },
-    /// List keys (name, prefix, creation time, revocation).
+    /// List keys (name, owner, scopes, rate limit, prefix, creation time, revocation).
     List {
         #[command(flatten)]
         settings: Settings,
@@ -182,19 +193,40 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Create { name, settings } => {
+        KeysCommand::Create {
+            name,
+            owner,
+            scopes,
+            rate_limit,
+            settings,
+        } => {
             anyhow::ensure!(
                 !name.trim().is_empty() && name.len() <= 128,
                 "--name must be 1 to 128 characters"
             );
+            if let Some(owner) = &owner {
+                anyhow::ensure!(
+                    !owner.trim().is_empty() && owner.len() <= 128,
+                    "--owner must be 1 to 128 characters"
+                );
+            }
             let store = open_store(&settings.checked()?).await?;
-            let (key, record) = crate::auth::mint_key(&name, crate::now_ms());
+            let spec = crate::auth::KeySpec {
+                name,
+                owner,
+                scopes,
+                rate_limit,
+            };
+            let (key, record) = crate::auth::mint_key(&spec, crate::now_ms());
             store.create_api_key(&record).await?;
             println!("{key}");
         }
         KeysCommand::List { settings } => {
             let store = open_store(&settings.checked()?).await?;
-            println!("{:<24} {:<12} {:<26} REVOKED", "NAME", "PREFIX", "CREATED");
+            println!(
+                "{:<24} {:<24} {:<40} {:<10} {:<12} {:<26} REVOKED",
+                "NAME", "OWNER", "SCOPES", "RATE", "PREFIX", "CREATED"
+            );
             for k in store.list_api_keys().await? {
                 let when = |ms: i64| {
                     chrono::DateTime::from_timestamp_millis(ms)
@@ -202,8 +234,13 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 };
                 println!(
-                    "{:<24} {:<12} {:<26} {}",
+                    "{:<24} {:<24} {:<40} {:<10} {:<12} {:<26} {}",
                     k.name,
+                    k.owner,
+                    Scope::to_column(&k.scopes),
+                    k.rate_limit
+                        .map(|r| format!("{r}/min"))
+                        .unwrap_or_else(|| "default".into()),
                     k.prefix,
                     when(k.created_at),
                     k.revoked_at.map(when).unwrap_or_else(|| "-".into())
@@ -264,4 +301,39 @@ fn raise_open_files_limit() {
             }
         }
     }
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s.trim()).ok_or_else(|| {
+        format!("unknown scope {s:?}; scopes are links:read, links:write, stats:read and admin")
+    })
+}
+
+/// `600/min`, `10/s`, `36000/h` or a bare number (per minute), as requests
+/// per minute.
+pub fn parse_rate(s: &str) -> Result<u32, String> {
+    let (n, per) = s.split_once('/').unwrap_or((s, "min"));
+    let n: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate such as 600/min"))?;
+    let per_minute = match per.trim() {
+        "s" | "sec" | "second" => n.saturating_mul(60),
+        "m" | "min" | "minute" => n,
+        "h" | "hour" => n.div_ceil(60),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}; use /s, /min or /h"
+            ))
+        }
+    };
+    u32::try_from(per_minute)
+        .ok()
+        .filter(|&r| r > 0)
+        .ok_or_else(|| {
+            format!(
+                "rate {s:?} must be at least 1/min and at most {}/min",
+                u32::MAX
+            )
+        })
 }

@@ -62,8 +62,11 @@ error_codes! {
     InvalidRedirect => BAD_REQUEST, "invalid_redirect", "redirect is not one of 301, 302, 307, 308";
     InvalidExpiresAt => BAD_REQUEST, "invalid_expires_at", "expires_at is not an RFC 3339 time";
     ExpiresInPast => BAD_REQUEST, "expires_in_past", "expires_at is in the past";
+    InvalidTags => BAD_REQUEST, "invalid_tags", "tags are not at most 10 distinct values of 1 to 32 of [a-z0-9_-]";
+    InvalidQuery => BAD_REQUEST, "invalid_query", "a query parameter is unknown or out of range";
     MissingApiKey => UNAUTHORIZED, "missing_api_key", "send an API key as 'Authorization: Bearer <key>'";
     InvalidApiKey => UNAUTHORIZED, "invalid_api_key", "the API key is unknown or revoked";
+    InsufficientScope => FORBIDDEN, "insufficient_scope", "the API key lacks the scope this route needs";
     LinkNotFound => NOT_FOUND, "link_not_found", "no link has this code";
     NotFound => NOT_FOUND, "not_found", "no such resource";
     MethodNotAllowed => METHOD_NOT_ALLOWED, "method_not_allowed", "this resource does not support that method";

@@ -179,6 +179,37 @@ pub fn parse_expiry(raw: &str, now_ms: i64) -> Result<i64, Rejection> {
     Ok(ms)
 }
 
+/// Most tags on one link.
+pub const MAX_TAGS: usize = 10;
+
+/// Tags: at most [`MAX_TAGS`], each 1 to 32 of `[a-z0-9_-]`. Duplicates are
+/// folded; the order given is kept.
+pub fn check_tags(tags: &[String]) -> Result<Vec<String>, Rejection> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let valid = (1..=32).contains(&tag.len())
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(reject(
+                ErrorCode::InvalidTags,
+                format!("tag {tag:?} must be 1 to 32 of a-z, 0-9, '-' and '_'"),
+            ));
+        }
+        if !out.contains(tag) {
+            out.push(tag.clone());
+        }
+    }
+    if out.len() > MAX_TAGS {
+        return Err(reject(
+            ErrorCode::InvalidTags,
+            format!("at most {MAX_TAGS} tags, not {}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
 pub fn check_redirect(status: Option<u16>) -> Result<u16, Rejection> {
     match status {
         None => Ok(DEFAULT_REDIRECT),

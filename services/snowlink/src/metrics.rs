@@ -18,7 +18,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use snowlink_store::{ApiKey, DeleteOutcome, Link, LinkStore, StoreResult};
+use snowlink_store::{
+    ApiKey, DeleteOutcome, Link, LinkQuery, LinkStore, LinkUpdate, StoreResult, UpdateOutcome,
+};
 
 /// Route classes of HTTP requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +261,12 @@ impl LinkStore for TimedStore {
     }
     async fn delete_link(&self, code: &str, at_ms: i64) -> StoreResult<DeleteOutcome> {
         timed!(self, "delete_link", self.inner.delete_link(code, at_ms))
+    }
+    async fn list_links(&self, query: &LinkQuery) -> StoreResult<Vec<Link>> {
+        timed!(self, "list_links", self.inner.list_links(query))
+    }
+    async fn update_link(&self, code: &str, update: &LinkUpdate) -> StoreResult<UpdateOutcome> {
+        timed!(self, "update_link", self.inner.update_link(code, update))
     }
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
         timed!(self, "create_api_key", self.inner.create_api_key(key))

@@ -382,6 +382,7 @@ mod tests {
             expires_at: Some(2),
             deleted_at: None,
             owner: Some("ci".into()),
+            tags: vec![],
         };
         assert_eq!(decode(&encode(Some(&link))), Some(Some(link.clone())));
         // An entry as instances of an earlier version wrote it.

@@ -19,7 +19,7 @@ use crate::cache::{LinkCache, RedisTier};
 use crate::clicks::ClickPipeline;
 use crate::components::{Component, Components, Task};
 use crate::configuration::Settings;
-use crate::error::json_error;
+use crate::error::{json_error, ApiError, ErrorCode};
 use crate::ids::{IdFence, IdSource};
 use crate::kafka::Forwarder;
 use crate::lease::{LeaseHolder, WorkerId, WorkerLease};
@@ -209,6 +209,9 @@ impl Application {
                         .content_type_required(false)
                         .error_handler(|err, _req| json_error(err).into()),
                 )
+                .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+                    ApiError::new(ErrorCode::InvalidQuery, format!("invalid query: {err}")).into()
+                }))
                 .wrap(actix_web::middleware::from_fn(
                     crate::routes::record_requests,
                 ))

@@ -16,6 +16,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_id_reservations.cql",
         include_str!("../../../migrations/0002_id_reservations.cql"),
     ),
+    (
+        "0003_owners_and_tags.cql",
+        include_str!("../../../migrations/0003_owners_and_tags.cql"),
+    ),
 ];
 
 /// What [`migrate`] did.
@@ -55,8 +59,27 @@ async fn run(session: &Session, cql: &str) -> Result<(), ScyllaError> {
     // Schema changes go through every node; ALL is not needed, agreement is
     // awaited below.
     st.set_consistency(Consistency::Quorum);
-    session.query_unpaged(st, &[]).await?;
-    Ok(())
+    match session.query_unpaged(st, &[]).await {
+        Ok(_) => Ok(()),
+        // A file interrupted after this column was added is applied again
+        // from its start: the column being there already is success.
+        Err(e)
+            if is_add_column(cql)
+                && e.to_string().contains("conflicts with an existing column") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_add_column(cql: &str) -> bool {
+    let words: Vec<String> = cql
+        .split_whitespace()
+        .take(4)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words.len() == 4 && words[0] == "ALTER" && words[1] == "TABLE" && words[3] == "ADD"
 }
 
 /// Creates the keyspace and the migration log if needed, then applies every

@@ -1,6 +1,6 @@
 //! How links and keys are laid out in rows, and how long a row lives.
 
-use snowlink_store::{ApiKey, CodeKind, Link};
+use snowlink_store::{tags_from_column, ApiKey, CodeKind, Link, Scope};
 
 /// How long an expired link keeps answering 410 Gone before its row expires.
 pub const EXPIRED_GRACE_SECS: i64 = 30 * 86_400;
@@ -44,7 +44,12 @@ pub(crate) type LinkRow = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    Option<String>,
 );
+
+/// The columns of `api_keys`, in the order of [`KeyRow`].
+pub(crate) const KEY_COLUMNS: &str =
+    "hash, name, prefix, created_at, revoked_at, owner, scopes, rate_limit";
 
 pub(crate) type KeyRow = (
     String,
@@ -52,10 +57,13 @@ pub(crate) type KeyRow = (
     Option<String>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
 );
 
 pub(crate) fn link_from_row(row: LinkRow) -> Option<Link> {
-    let (code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner) = row;
+    let (code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner, tags) = row;
     Some(Link {
         code,
         id: id?,
@@ -66,17 +74,22 @@ pub(crate) fn link_from_row(row: LinkRow) -> Option<Link> {
         expires_at,
         deleted_at,
         owner,
+        tags: tags_from_column(tags.as_deref()),
     })
 }
 
 pub(crate) fn key_from_row(row: KeyRow) -> Option<ApiKey> {
-    let (hash, name, prefix, created_at, revoked_at) = row;
+    let (hash, name, prefix, created_at, revoked_at, owner, scopes, rate_limit) = row;
+    let name = name?;
     Some(ApiKey {
-        name: name?,
+        owner: owner.unwrap_or_else(|| name.clone()),
+        name,
         hash,
         prefix: prefix.unwrap_or_default(),
         created_at: created_at?,
         revoked_at,
+        scopes: Scope::from_column(scopes.as_deref()),
+        rate_limit: rate_limit.and_then(|r| u32::try_from(r).ok()),
     })
 }
 
@@ -119,8 +132,9 @@ mod tests {
             None,
             None,
             None,
+            Some("a,b".into()),
         );
-        assert!(link_from_row(full.clone()).is_some());
+        assert_eq!(link_from_row(full.clone()).unwrap().tags, ["a", "b"]);
         let mut partial = full;
         partial.3 = None;
         assert!(link_from_row(partial).is_none());

@@ -5,13 +5,16 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
 use crate::error::ScyllaError;
-use crate::rows::LINK_COLUMNS;
+use crate::rows::{KEY_COLUMNS, LINK_COLUMNS};
 
 /// Every statement the store runs, prepared once per session.
 pub(crate) struct Statements {
     pub(crate) insert_link_if_absent: PreparedStatement,
     pub(crate) get_link: PreparedStatement,
     pub(crate) delete_link: PreparedStatement,
+    pub(crate) update_link: PreparedStatement,
+    pub(crate) insert_owner_entry: PreparedStatement,
+    pub(crate) list_owner_entries: PreparedStatement,
     pub(crate) claim_key_name: PreparedStatement,
     pub(crate) insert_key: PreparedStatement,
     pub(crate) find_key: PreparedStatement,
@@ -33,7 +36,7 @@ impl Statements {
         };
         Ok(Statements {
             insert_link_if_absent: prep(
-                format!("INSERT INTO {ks}.links ({LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"),
+                format!("INSERT INTO {ks}.links ({LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"),
                 false,
             )
             .await?,
@@ -47,18 +50,36 @@ impl Statements {
                 false,
             )
             .await?,
+            // Every column but deleted_at is written again, so the whole row
+            // takes the new TTL. The condition makes a concurrent delete win
+            // and never creates a row for an unknown code.
+            update_link: prep(
+                format!("UPDATE {ks}.links USING TTL ? SET id = ?, kind = ?, url = ?, redirect = ?, created_at = ?, expires_at = ?, owner = ?, tags = ? WHERE code = ? IF created_at = ? AND deleted_at = null"),
+                false,
+            )
+            .await?,
+            insert_owner_entry: prep(
+                format!("INSERT INTO {ks}.links_by_owner (owner, id, code) VALUES (?, ?, ?) USING TTL ?"),
+                true,
+            )
+            .await?,
+            list_owner_entries: prep(
+                format!("SELECT id, code FROM {ks}.links_by_owner WHERE owner = ? AND id < ? LIMIT ?"),
+                true,
+            )
+            .await?,
             claim_key_name: prep(
                 format!("INSERT INTO {ks}.api_key_names (name, hash) VALUES (?, ?) IF NOT EXISTS"),
                 false,
             )
             .await?,
             insert_key: prep(
-                format!("INSERT INTO {ks}.api_keys (hash, name, prefix, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)"),
+                format!("INSERT INTO {ks}.api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
                 true,
             )
             .await?,
             find_key: prep(
-                format!("SELECT hash, name, prefix, created_at, revoked_at FROM {ks}.api_keys WHERE hash = ?"),
+                format!("SELECT {KEY_COLUMNS} FROM {ks}.api_keys WHERE hash = ?"),
                 true,
             )
             .await?,
@@ -73,7 +94,7 @@ impl Statements {
             )
             .await?,
             list_keys: prep(
-                format!("SELECT hash, name, prefix, created_at, revoked_at FROM {ks}.api_keys"),
+                format!("SELECT {KEY_COLUMNS} FROM {ks}.api_keys"),
                 true,
             )
             .await?,

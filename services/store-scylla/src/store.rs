@@ -1,12 +1,15 @@
 //! [`ScyllaStore`]: the link store over a session.
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
 use scylla::deserialize::row::DeserializeRow;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
-use snowlink_store::{ApiKey, DeleteOutcome, Link, LinkStore, StoreError, StoreResult};
+use snowlink_store::{
+    tags_to_column, ApiKey, DeleteOutcome, Link, LinkQuery, LinkStore, LinkUpdate, Scope,
+    StoreError, StoreResult, UpdateOutcome,
+};
 
 use crate::config::{connect, ScyllaConfig};
 use crate::error::{backend, ScyllaError};
@@ -76,6 +79,19 @@ impl LinkStore for ScyllaStore {
         // Generated codes are unique by construction, and still conditional:
         // a reissued id (clock stepped back, lost lease) must be refused, not
         // silently replace a live link.
+        let ttl = ttl_secs(link.expires_at, now_ms());
+        // The owner's index entry goes first: a listing shows an entry only
+        // when the link row agrees with it, so an entry whose link write then
+        // fails (or loses the code to another) is never seen.
+        if let Some(owner) = &link.owner {
+            self.session
+                .execute_unpaged(
+                    &self.st.insert_owner_entry,
+                    (owner, link.id, &link.code, ttl),
+                )
+                .await
+                .map_err(backend)?;
+        }
         let values = (
             &link.code,
             link.id,
@@ -86,7 +102,8 @@ impl LinkStore for ScyllaStore {
             link.expires_at,
             link.deleted_at,
             &link.owner,
-            ttl_secs(link.expires_at, now_ms()),
+            tags_to_column(&link.tags),
+            ttl,
         );
         if self
             .conditional(&self.st.insert_link_if_absent, values)
@@ -125,6 +142,101 @@ impl LinkStore for ScyllaStore {
         )
     }
 
+    async fn list_links(&self, query: &LinkQuery) -> StoreResult<Vec<Link>> {
+        let mut found = Vec::new();
+        let mut before = query.before_id.unwrap_or(i64::MAX);
+        while found.len() < query.limit {
+            let want = ((query.limit - found.len()) * 2).clamp(16, 1000);
+            let entries: Vec<(i64, String)> = self
+                .session
+                .execute_iter(
+                    self.st.list_owner_entries.clone(),
+                    (&query.owner, before, want as i32),
+                )
+                .await
+                .map_err(backend)?
+                .rows_stream::<(i64, String)>()
+                .map_err(backend)?
+                .try_collect()
+                .await
+                .map_err(backend)?;
+            let Some(&(last, _)) = entries.last() else {
+                break;
+            };
+            before = last;
+            let exhausted = entries.len() < want;
+            // The link rows, read concurrently, in the entries' order.
+            let links: Vec<StoreResult<Option<Link>>> = futures::stream::iter(entries)
+                .map(|(id, code)| async move {
+                    let link = self.get_link(&code).await?;
+                    Ok(link.filter(|l| l.id == id))
+                })
+                .buffered(32)
+                .collect()
+                .await;
+            for link in links {
+                let Some(link) = link? else { continue };
+                if link.owner.as_deref() == Some(query.owner.as_str()) && query.matches(&link) {
+                    found.push(link);
+                    if found.len() == query.limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn update_link(&self, code: &str, update: &LinkUpdate) -> StoreResult<UpdateOutcome> {
+        // Optimistic: read, change, write back on the condition that the row
+        // is the one read and not deleted; on a lost race, read again.
+        for _ in 0..5 {
+            let Some(mut link) = self.get_link(code).await? else {
+                return Ok(UpdateOutcome::NotFound);
+            };
+            if link.deleted_at.is_some() {
+                return Ok(UpdateOutcome::Deleted);
+            }
+            let created_at = link.created_at;
+            let expiry_changed = update.expires_at.is_some_and(|e| e != link.expires_at);
+            update.apply(&mut link);
+            let ttl = ttl_secs(link.expires_at, now_ms());
+            if expiry_changed {
+                if let Some(owner) = &link.owner {
+                    self.session
+                        .execute_unpaged(
+                            &self.st.insert_owner_entry,
+                            (owner, link.id, &link.code, ttl),
+                        )
+                        .await
+                        .map_err(backend)?;
+                }
+            }
+            let values = (
+                ttl,
+                link.id,
+                link.kind.as_str(),
+                &link.url,
+                link.redirect as i16,
+                link.created_at,
+                link.expires_at,
+                &link.owner,
+                tags_to_column(&link.tags),
+                code,
+                created_at,
+            );
+            if self.conditional(&self.st.update_link, values).await? {
+                return Ok(UpdateOutcome::Updated(link));
+            }
+        }
+        Err(StoreError::Backend(
+            format!("link {code:?} kept changing under the update").into(),
+        ))
+    }
+
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
         if !self
             .conditional(&self.st.claim_key_name, (&key.name, &key.hash))
@@ -141,6 +253,9 @@ impl LinkStore for ScyllaStore {
                     &key.prefix,
                     key.created_at,
                     key.revoked_at,
+                    &key.owner,
+                    Scope::to_column(&key.scopes),
+                    key.rate_limit.map(|r| r.min(i32::MAX as u32) as i32),
                 ),
             )
             .await

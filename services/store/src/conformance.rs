@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use crate::{ApiKey, CodeKind, DeleteOutcome, Link, LinkState, LinkStore, StoreError};
+use crate::{
+    ApiKey, CodeKind, DeleteOutcome, Link, LinkQuery, LinkState, LinkStore, LinkUpdate, Scope,
+    StateFilter, StoreError, UpdateOutcome,
+};
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
@@ -24,6 +27,7 @@ pub fn sample_link(code: &str, kind: CodeKind) -> Link {
         expires_at: Some(4_102_444_800_000),
         deleted_at: None,
         owner: Some("ci".to_owned()),
+        tags: vec!["launch".to_owned(), "q4-2026".to_owned()],
     }
 }
 
@@ -40,6 +44,177 @@ pub async fn run_all(store: Arc<dyn LinkStore>) {
     concurrent_alias_claims_have_one_winner(store.clone()).await;
     api_keys_round_trip_and_revoke(&*store).await;
     id_reservations_only_rise(&*store).await;
+    listing_pages_an_owners_links_newest_first(&*store).await;
+    listing_filters_by_state_tag_and_text(&*store).await;
+    update_changes_fields_but_never_a_deleted_link(&*store).await;
+}
+
+fn query(owner: &str, limit: usize) -> LinkQuery {
+    LinkQuery {
+        owner: owner.to_owned(),
+        before_id: None,
+        limit,
+        q: None,
+        tag: None,
+        state: StateFilter::All,
+        now_ms: 1_800_000_000_000,
+    }
+}
+
+/// Links of a fresh owner, ids ascending from a random base.
+async fn owned_links(store: &dyn LinkStore, owner: &str, n: usize) -> Vec<Link> {
+    let base = (rand::random::<u32>() as i64) << 20;
+    let mut links = Vec::new();
+    for i in 0..n {
+        let mut link = sample_link(&unique("own"), CodeKind::Alias);
+        link.id = base + i as i64;
+        link.owner = Some(owner.to_owned());
+        link.expires_at = None;
+        store.create_link(&link).await.expect("create");
+        links.push(link);
+    }
+    links
+}
+
+pub async fn listing_pages_an_owners_links_newest_first(store: &dyn LinkStore) {
+    let owner = unique("team");
+    let other = unique("team");
+    let mut links = owned_links(store, &owner, 7).await;
+    owned_links(store, &other, 2).await;
+    links.reverse();
+    let mut seen = Vec::new();
+    let mut q = query(&owner, 3);
+    loop {
+        let page = store.list_links(&q).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        q.before_id = Some(last.id);
+        seen.extend(page);
+    }
+    assert_eq!(seen, links, "every link of the owner, once, newest first");
+    assert_eq!(
+        store
+            .list_links(&query(&unique("nobody"), 10))
+            .await
+            .unwrap(),
+        vec![]
+    );
+}
+
+pub async fn listing_filters_by_state_tag_and_text(store: &dyn LinkStore) {
+    let owner = unique("team");
+    let now = 1_800_000_000_000;
+    let links = owned_links(store, &owner, 4).await;
+    // 0: active, tagged "blue", url with "Docs"; 1: expired; 2: deleted; 3: active.
+    store
+        .update_link(
+            &links[0].code,
+            &LinkUpdate {
+                url: Some("https://example.com/Docs/intro".into()),
+                tags: Some(vec!["blue".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .update_link(
+            &links[1].code,
+            &LinkUpdate {
+                expires_at: Some(Some(now - 1)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store.delete_link(&links[2].code, now - 1).await.unwrap();
+    let codes = |page: Vec<Link>| page.into_iter().map(|l| l.code).collect::<Vec<_>>();
+    let mut q = query(&owner, 10);
+    q.state = StateFilter::Active;
+    assert_eq!(
+        codes(store.list_links(&q).await.unwrap()),
+        vec![links[3].code.clone(), links[0].code.clone()]
+    );
+    q.state = StateFilter::Expired;
+    assert_eq!(
+        codes(store.list_links(&q).await.unwrap()),
+        vec![links[1].code.clone()]
+    );
+    q.state = StateFilter::Deleted;
+    assert_eq!(
+        codes(store.list_links(&q).await.unwrap()),
+        vec![links[2].code.clone()]
+    );
+    q.state = StateFilter::All;
+    q.tag = Some("blue".into());
+    assert_eq!(
+        codes(store.list_links(&q).await.unwrap()),
+        vec![links[0].code.clone()]
+    );
+    q.tag = None;
+    q.q = Some("docs/INTRO".into());
+    assert_eq!(
+        codes(store.list_links(&q).await.unwrap()),
+        vec![links[0].code.clone()],
+        "text matches the URL, whatever the case"
+    );
+    q.q = Some(links[3].code[4..].to_uppercase());
+    assert_eq!(
+        codes(store.list_links(&q).await.unwrap()),
+        vec![links[3].code.clone()],
+        "text matches the code"
+    );
+}
+
+pub async fn update_changes_fields_but_never_a_deleted_link(store: &dyn LinkStore) {
+    let link = sample_link(&unique("upd"), CodeKind::Alias);
+    store.create_link(&link).await.unwrap();
+    let update = LinkUpdate {
+        url: Some("https://example.org/new".into()),
+        expires_at: Some(None),
+        redirect: Some(301),
+        tags: Some(vec![]),
+    };
+    let mut expected = link.clone();
+    expected.url = "https://example.org/new".into();
+    expected.expires_at = None;
+    expected.redirect = 301;
+    expected.tags = vec![];
+    assert_eq!(
+        store.update_link(&link.code, &update).await.unwrap(),
+        UpdateOutcome::Updated(expected.clone())
+    );
+    assert_eq!(store.get_link(&link.code).await.unwrap(), Some(expected));
+    // Only the fields given change.
+    let later = Some(Some(4_102_444_800_000));
+    let changed = store
+        .update_link(
+            &link.code,
+            &LinkUpdate {
+                expires_at: later,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let UpdateOutcome::Updated(changed) = changed else {
+        panic!("{changed:?}")
+    };
+    assert_eq!(changed.expires_at, Some(4_102_444_800_000));
+    assert_eq!(changed.url, "https://example.org/new");
+    assert_eq!(store.get_link(&link.code).await.unwrap(), Some(changed));
+    store
+        .delete_link(&link.code, 1_800_000_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.update_link(&link.code, &update).await.unwrap(),
+        UpdateOutcome::Deleted
+    );
+    assert_eq!(
+        store.update_link(&unique("none"), &update).await.unwrap(),
+        UpdateOutcome::NotFound
+    );
 }
 
 pub async fn id_reservations_only_rise(store: &dyn LinkStore) {
@@ -220,6 +395,9 @@ pub async fn api_keys_round_trip_and_revoke(store: &dyn LinkStore) {
         prefix: "sl_abcd".into(),
         created_at: 1_764_000_000_000,
         revoked_at: None,
+        owner: unique("team"),
+        scopes: vec![Scope::LinksRead, Scope::Admin],
+        rate_limit: Some(120),
     };
     store.create_api_key(&key).await.unwrap();
     assert_eq!(

@@ -62,6 +62,15 @@ pub trait LinkStore: Send + Sync + 'static {
     /// Marks a link deleted; it then answers 410 and its code stays taken.
     async fn delete_link(&self, code: &str, at_ms: i64) -> StoreResult<DeleteOutcome>;
 
+    /// Up to `query.limit` of `query.owner`'s links that match it, highest id
+    /// (newest) first, each with an id below `query.before_id`. Reads only
+    /// that owner's links: never the whole table.
+    async fn list_links(&self, query: &LinkQuery) -> StoreResult<Vec<Link>>;
+
+    /// Applies `update` to the link under `code` unless it is deleted, and
+    /// returns the link as it now is.
+    async fn update_link(&self, code: &str, update: &LinkUpdate) -> StoreResult<UpdateOutcome>;
+
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;
 
     /// The key whose hash is `hash`, revoked ones included.

@@ -24,7 +24,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    ApiKey, CodeKind, DeleteOutcome, Link, LinkStore, StoreError, StoreResult, LINK_COLUMNS,
+    tags_from_column, tags_to_column, ApiKey, CodeKind, DeleteOutcome, Link, LinkQuery, LinkStore,
+    LinkUpdate, Scope, StateFilter, StoreError, StoreResult, UpdateOutcome, LINK_COLUMNS,
 };
 
 /// Most jobs committed in one transaction.
@@ -61,7 +62,16 @@ const MIGRATIONS: &[&str] = &[
         worker   INTEGER PRIMARY KEY,
         until_ms INTEGER NOT NULL
     );",
+    // 3: owners, scopes and rate limits of keys; tags; an owner's links
+    // newest first.
+    "ALTER TABLE links ADD COLUMN tags TEXT;
+    CREATE INDEX links_by_owner ON links (owner, id DESC);
+    ALTER TABLE api_keys ADD COLUMN owner TEXT;
+    ALTER TABLE api_keys ADD COLUMN scopes TEXT;
+    ALTER TABLE api_keys ADD COLUMN rate_limit INTEGER;",
 ];
+
+const KEY_COLUMNS: &str = "name, hash, prefix, created_at, revoked_at, owner, scopes, rate_limit";
 
 type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
@@ -242,17 +252,34 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         expires_at: row.get(6)?,
         deleted_at: row.get(7)?,
         owner: row.get(8)?,
+        tags: tags_from_column(row.get::<_, Option<String>>(9)?.as_deref()),
     })
 }
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let name: String = row.get(0)?;
     Ok(ApiKey {
-        name: row.get(0)?,
         hash: row.get(1)?,
         prefix: row.get(2)?,
         created_at: row.get(3)?,
         revoked_at: row.get(4)?,
+        owner: row
+            .get::<_, Option<String>>(5)?
+            .unwrap_or_else(|| name.clone()),
+        scopes: Scope::from_column(row.get::<_, Option<String>>(6)?.as_deref()),
+        rate_limit: row.get(7)?,
+        name,
     })
+}
+
+/// The condition of a listing's state, at `?6`.
+fn state_condition(state: StateFilter) -> &'static str {
+    match state {
+        StateFilter::Active => "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?6)",
+        StateFilter::Expired => "deleted_at IS NULL AND expires_at <= ?6",
+        StateFilter::Deleted => "deleted_at IS NOT NULL AND ?6 IS NOT NULL",
+        StateFilter::All => "?6 IS NOT NULL",
+    }
 }
 
 #[async_trait]
@@ -262,7 +289,7 @@ impl LinkStore for SqliteStore {
         self.write(move |conn| {
             let inserted = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO links ({LINK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    "INSERT INTO links ({LINK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                      ON CONFLICT (code) DO NOTHING"
                 ))
                 .and_then(|mut stmt| {
@@ -276,6 +303,7 @@ impl LinkStore for SqliteStore {
                         link.expires_at,
                         link.deleted_at,
                         link.owner,
+                        tags_to_column(&link.tags),
                     ])
                 })
                 .map_err(StoreError::backend)?;
@@ -324,19 +352,86 @@ impl LinkStore for SqliteStore {
         .await
     }
 
+    async fn list_links(&self, query: &LinkQuery) -> StoreResult<Vec<Link>> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {LINK_COLUMNS} FROM links
+                 WHERE owner = ?1 AND id < ?2
+                   AND (?3 IS NULL OR instr(lower(code), ?3) > 0 OR instr(lower(url), ?3) > 0)
+                   AND (?4 IS NULL OR instr(',' || IFNULL(tags, '') || ',', ',' || ?4 || ',') > 0)
+                   AND {}
+                 ORDER BY id DESC LIMIT ?5",
+                state_condition(query.state)
+            );
+            conn.prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        query.owner,
+                        query.before_id.unwrap_or(i64::MAX),
+                        query.q.as_deref().map(str::to_ascii_lowercase),
+                        query.tag,
+                        query.limit as i64,
+                        query.now_ms,
+                    ],
+                    link_from_row,
+                )?
+                .collect()
+        })
+        .await
+    }
+
+    async fn update_link(&self, code: &str, update: &LinkUpdate) -> StoreResult<UpdateOutcome> {
+        let code = code.to_owned();
+        let update = update.clone();
+        self.write(move |conn| {
+            let found = conn
+                .prepare_cached(&format!("SELECT {LINK_COLUMNS} FROM links WHERE code = ?1"))
+                .and_then(|mut stmt| stmt.query_row([&code], link_from_row).optional())
+                .map_err(StoreError::backend)?;
+            let Some(mut link) = found else {
+                return Ok(UpdateOutcome::NotFound);
+            };
+            if link.deleted_at.is_some() {
+                return Ok(UpdateOutcome::Deleted);
+            }
+            update.apply(&mut link);
+            conn.prepare_cached(
+                "UPDATE links SET url = ?2, expires_at = ?3, redirect = ?4, tags = ?5 WHERE code = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    code,
+                    link.url,
+                    link.expires_at,
+                    link.redirect,
+                    tags_to_column(&link.tags),
+                ])
+            })
+            .map_err(StoreError::backend)?;
+            Ok(UpdateOutcome::Updated(link))
+        })
+        .await
+    }
+
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
         let key = key.clone();
         self.write(move |conn| {
             let inserted = conn
                 .execute(
-                    "INSERT INTO api_keys (name, hash, prefix, created_at, revoked_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    &format!(
+                        "INSERT INTO api_keys ({KEY_COLUMNS})
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING"
+                    ),
                     params![
                         key.name,
                         key.hash,
                         key.prefix,
                         key.created_at,
-                        key.revoked_at
+                        key.revoked_at,
+                        key.owner,
+                        Scope::to_column(&key.scopes),
+                        key.rate_limit,
                     ],
                 )
                 .map_err(StoreError::backend)?;
@@ -351,9 +446,9 @@ impl LinkStore for SqliteStore {
     async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
         let hash = hash.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT name, hash, prefix, created_at, revoked_at FROM api_keys WHERE hash = ?1",
-            )?
+            conn.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = ?1"
+            ))?
             .query_row([hash], key_from_row)
             .optional()
         })
@@ -362,9 +457,9 @@ impl LinkStore for SqliteStore {
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT name, hash, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at, name",
-            )?
+            conn.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, name"
+            ))?
             .query_map([], key_from_row)?
             .collect()
         })
@@ -425,6 +520,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
         crate::conformance::run_all(store).await;
+    }
+
+    /// A database from before owners, scopes and tags: its keys become their
+    /// own owners with the default scopes, its links have no tags, and both
+    /// are listed and found as before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_from_before_owners_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("links.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO api_keys VALUES ('old', 'h1', 'sl_abcdef', 1, NULL);
+                 INSERT INTO links VALUES ('old-link', 7, 'alias', 'https://example.com', 302, 1, NULL, NULL, 'old');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let key = store.find_api_key("h1").await.unwrap().unwrap();
+        assert_eq!(key.owner, "old");
+        assert_eq!(key.scopes, Scope::DEFAULT.to_vec());
+        assert_eq!(key.rate_limit, None);
+        let link = store.get_link("old-link").await.unwrap().unwrap();
+        assert!(link.tags.is_empty());
+        let listed = store
+            .list_links(&LinkQuery {
+                owner: "old".into(),
+                before_id: None,
+                limit: 10,
+                q: None,
+                tag: None,
+                state: StateFilter::Active,
+                now_ms: 2,
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![link]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

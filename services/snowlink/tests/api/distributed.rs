@@ -71,7 +71,8 @@ impl Fleet {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn LinkStore> =
             Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
-        let (key, record) = snowlink::auth::mint_key("fleet", snowlink::now_ms());
+        let (key, record) =
+            snowlink::auth::mint_key(&snowlink::auth::KeySpec::named("fleet"), snowlink::now_ms());
         store.create_api_key(&record).await.unwrap();
         Fleet {
             store,
@@ -738,7 +739,8 @@ async fn cql_fleet(node: &str, test: &str) -> Fleet {
             .await
             .unwrap(),
     );
-    let (key, record) = snowlink::auth::mint_key("fleet", snowlink::now_ms());
+    let (key, record) =
+        snowlink::auth::mint_key(&snowlink::auth::KeySpec::named("fleet"), snowlink::now_ms());
     store.create_api_key(&record).await.unwrap();
     Fleet {
         store,
@@ -903,4 +905,124 @@ async fn cassandra_killed_mid_load_loses_no_acknowledged_link() {
         );
     }
     a.stop().await;
+}
+
+/// The management API on a CQL engine: two owners, listing from the owner's
+/// partition, and a change made on one instance redirecting to the new
+/// target on the other at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_listing_and_edits_work_on_cassandra() {
+    let test = "owners_listing_and_edits_work_on_cassandra";
+    let Some(cassandra) = snowlink_testkit::shared_cassandra(test) else {
+        return;
+    };
+    let Some(redis) = Server::redis(test) else {
+        return;
+    };
+    let fleet = cql_fleet(&cassandra.cql_node(), test).await;
+    let other = {
+        let spec = snowlink::auth::KeySpec {
+            owner: Some("other-team".into()),
+            ..snowlink::auth::KeySpec::named("other")
+        };
+        let (key, record) = snowlink::auth::mint_key(&spec, snowlink::now_ms());
+        fleet.store.create_api_key(&record).await.unwrap();
+        key
+    };
+    let shared = |s: &mut Settings| s.redis.url = Some(redis.redis_url().into());
+    let a = Instance::start(fleet.store.clone(), shared).await;
+    let b = Instance::start(fleet.store.clone(), shared).await;
+    wait_subscribed(&[&a, &b]).await;
+    let mut codes = Vec::new();
+    for i in 0..9 {
+        codes.push(
+            fleet
+                .create(&a, &format!("https://example.com/owned/{i}"))
+                .await,
+        );
+    }
+    codes.reverse();
+    let api = |on: &Instance, method: reqwest::Method, path: &str, key: &str| {
+        client()
+            .request(method, format!("{}/api/v1{path}", on.address))
+            .bearer_auth(key)
+    };
+    // Every page from the owner's partition, newest first, exactly once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = api(
+            &b,
+            reqwest::Method::GET,
+            &format!("/links?limit=4{cursor}"),
+            &fleet.key,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        for link in page["links"].as_array().unwrap() {
+            seen.push(link["code"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, codes);
+    // The other owner sees none of them and cannot touch them.
+    let page: Value = api(&a, reqwest::Method::GET, "/links", &other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["links"], json!([]));
+    let r = api(
+        &a,
+        reqwest::Method::PATCH,
+        &format!("/links/{}", codes[0]),
+        &other,
+    )
+    .json(&json!({"url": "https://evil.example/"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    // Served from b's cache, then changed on a: b follows the new target.
+    assert_eq!(follow(&b, &codes[0]).await, 302);
+    let r = api(&a, reqwest::Method::PATCH, &format!("/links/{}", codes[0]), &fleet.key)
+        .json(&json!({"url": "https://example.com/moved", "redirect": 308, "expires_at": "2030-01-01T00:00:00Z", "tags": ["moved"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = client()
+            .get(format!("{}/{}", b.address, codes[0]))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 308 {
+            assert_eq!(r.headers()["location"], "https://example.com/moved");
+            break;
+        }
+        assert!(Instant::now() < deadline, "b still serves the old target");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let page: Value = api(&a, reqwest::Method::GET, "/links?tag=moved", &fleet.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["links"][0]["code"], codes[0]);
+    assert_eq!(page["links"][0]["expires_at"], "2030-01-01T00:00:00.000Z");
+    a.stop().await;
+    b.stop().await;
 }

@@ -42,8 +42,12 @@ pub fn client() -> Client {
 
 /// Creates an API key straight in the database, as `snowlink keys create` does.
 pub async fn create_key(data_dir: &std::path::Path, name: &str) -> String {
+    create_key_with(data_dir, snowlink::auth::KeySpec::named(name)).await
+}
+
+pub async fn create_key_with(data_dir: &std::path::Path, spec: snowlink::auth::KeySpec) -> String {
     let store = SqliteStore::open(data_dir.join("links.db")).unwrap();
-    let (key, record) = snowlink::auth::mint_key(name, snowlink::now_ms());
+    let (key, record) = snowlink::auth::mint_key(&spec, snowlink::now_ms());
     store.create_api_key(&record).await.unwrap();
     key
 }
@@ -108,6 +112,13 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A request to `/api/v1{path}` with `key`.
+    pub fn api(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}/api/v1{path}", self.address))
+            .bearer_auth(key)
     }
 
     pub async fn follow(&self, code: &str) -> Response {

@@ -9,6 +9,7 @@ mod health;
 mod helpers;
 mod ids;
 mod links;
+mod manage;
 mod redirect;
 mod settings;
 mod validation;

@@ -1,0 +1,324 @@
+//! Owners, scopes, listing and editing: the management API as teams use it.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use snowlink::auth::KeySpec;
+use snowlink_store::Scope;
+
+use crate::helpers::{assert_error, create_key_with, spawn_app, TestApp};
+
+fn spec(name: &str, owner: Option<&str>, scopes: Option<&[Scope]>) -> KeySpec {
+    KeySpec {
+        name: name.into(),
+        owner: owner.map(Into::into),
+        scopes: scopes.map(|s| s.to_vec()),
+        rate_limit: None,
+    }
+}
+
+async fn create_as(app: &TestApp, key: &str, body: Value) -> Value {
+    let r = app
+        .api(Method::POST, "/links", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    r.json().await.unwrap()
+}
+
+async fn list(app: &TestApp, key: &str, query: &str) -> reqwest::Response {
+    app.api(Method::GET, &format!("/links{query}"), key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn another_owners_link_is_not_there() {
+    let app = spawn_app().await;
+    let alice = create_key_with(&app.data_dir, spec("alice", None, None)).await;
+    let bob = create_key_with(&app.data_dir, spec("bob", None, None)).await;
+    let link = create_as(&app, &alice, json!({"url": "https://example.com/alice"})).await;
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(link["owner"], "alice");
+    for method in [Method::GET, Method::DELETE] {
+        let r = app
+            .api(method.clone(), &format!("/links/{code}"), &bob)
+            .send()
+            .await
+            .unwrap();
+        assert_error(r, 404, "link_not_found").await;
+    }
+    let r = app
+        .api(Method::PATCH, &format!("/links/{code}"), &bob)
+        .json(&json!({"url": "https://evil.example/"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "link_not_found").await;
+    let page: Value = list(&app, &bob, "").await.json().await.unwrap();
+    assert_eq!(page["links"], json!([]));
+    // Still alice's, unchanged.
+    let r = app
+        .api(Method::GET, &format!("/links/{code}"), &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["url"], "https://example.com/alice");
+}
+
+#[tokio::test]
+async fn keys_of_one_owner_share_links_and_admin_sees_all() {
+    let app = spawn_app().await;
+    let ci = create_key_with(&app.data_dir, spec("ci", Some("growth"), None)).await;
+    let laptop = create_key_with(&app.data_dir, spec("laptop", Some("growth"), None)).await;
+    let admin = create_key_with(&app.data_dir, spec("ops", None, Some(&[Scope::Admin]))).await;
+    let link = create_as(&app, &ci, json!({"url": "https://example.com/shared"})).await;
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(link["owner"], "growth");
+    let page: Value = list(&app, &laptop, "").await.json().await.unwrap();
+    assert_eq!(page["links"][0]["code"], code);
+    let r = app
+        .api(Method::GET, &format!("/links/{code}"), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page: Value = list(&app, &admin, "?owner=growth")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["links"][0]["code"], code);
+    assert_error(
+        list(&app, &ci, "?owner=ops").await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    let r = app
+        .api(Method::DELETE, &format!("/links/{code}"), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test]
+async fn a_key_without_the_scope_gets_403() {
+    let app = spawn_app().await;
+    let reader = create_key_with(
+        &app.data_dir,
+        spec("reader", Some("t"), Some(&[Scope::LinksRead])),
+    )
+    .await;
+    let writer = create_key_with(
+        &app.data_dir,
+        spec("writer", Some("t"), Some(&[Scope::LinksWrite])),
+    )
+    .await;
+    let r = app
+        .api(Method::POST, "/links", &reader)
+        .json(&json!({"url": "https://example.com/"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "insufficient_scope").await;
+    let link = create_as(&app, &writer, json!({"url": "https://example.com/w"})).await;
+    let code = link["code"].as_str().unwrap();
+    assert_error(list(&app, &writer, "").await, 403, "insufficient_scope").await;
+    let r = app
+        .api(Method::GET, &format!("/links/{code}"), &writer)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "insufficient_scope").await;
+    let r = app
+        .api(Method::GET, &format!("/links/{code}"), &reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .api(Method::DELETE, &format!("/links/{code}"), &reader)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "insufficient_scope").await;
+}
+
+#[tokio::test]
+async fn walking_every_page_returns_every_link_once_despite_concurrent_creates() {
+    let app = spawn_app().await;
+    let key = app.api_key.clone();
+    let mut created = Vec::new();
+    for i in 0..25 {
+        let link = create_as(
+            &app,
+            &key,
+            json!({"url": format!("https://example.com/{i}")}),
+        )
+        .await;
+        created.push(link["code"].as_str().unwrap().to_owned());
+    }
+    created.reverse(); // newest first
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("?limit=7&cursor={c}"),
+            None => "?limit=7".to_owned(),
+        };
+        let r = list(&app, &key, &query).await;
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        let links = page["links"].as_array().unwrap();
+        assert!(links.len() <= 7);
+        seen.extend(links.iter().map(|l| l["code"].as_str().unwrap().to_owned()));
+        // A create between pages must not shift the walk.
+        create_as(&app, &key, json!({"url": "https://example.com/later"})).await;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+}
+
+#[tokio::test]
+async fn list_filters_and_bad_parameters() {
+    let app = spawn_app().await;
+    let key = app.api_key.clone();
+    let docs = create_as(
+        &app,
+        &key,
+        json!({"url": "https://example.com/Docs/start", "tags": ["docs", "launch"]}),
+    )
+    .await;
+    let other = create_as(
+        &app,
+        &key,
+        json!({"url": "https://example.com/pricing", "tags": ["launch"]}),
+    )
+    .await;
+    let gone = create_as(&app, &key, json!({"url": "https://example.com/old"})).await;
+    app.delete_link(gone["code"].as_str().unwrap()).await;
+    let codes = |page: Value| -> Vec<Value> {
+        page["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["code"].clone())
+            .collect()
+    };
+    let page = list(&app, &key, "?tag=launch").await.json().await.unwrap();
+    assert_eq!(codes(page), [other["code"].clone(), docs["code"].clone()]);
+    let page = list(&app, &key, "?q=docs/st").await.json().await.unwrap();
+    assert_eq!(codes(page), [docs["code"].clone()]);
+    let page = list(&app, &key, "?state=deleted")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(codes(page), [gone["code"].clone()]);
+    let page: Value = list(&app, &key, "?state=all").await.json().await.unwrap();
+    assert_eq!(page["links"].as_array().unwrap().len(), 3);
+    assert_eq!(page["links"][0]["state"], "deleted");
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?limit=ten",
+        "?state=gone",
+        "?cursor=nope",
+        "?colour=red",
+    ] {
+        assert_error(list(&app, &key, bad).await, 400, "invalid_query").await;
+    }
+}
+
+#[tokio::test]
+async fn patch_changes_the_target_at_once_and_validates_like_create() {
+    let app = spawn_app().await;
+    let key = app.api_key.clone();
+    let link = create_as(
+        &app,
+        &key,
+        json!({"url": "https://example.com/v1", "expires_at": "2099-01-01T00:00:00Z", "tags": ["a"]}),
+    )
+    .await;
+    let code = link["code"].as_str().unwrap();
+    // Served, and so cached, before the change.
+    assert_eq!(
+        crate::helpers::location(&app.follow(code).await),
+        "https://example.com/v1"
+    );
+    let patch = |body: Value| {
+        app.api(Method::PATCH, &format!("/links/{code}"), &key)
+            .json(&body)
+            .send()
+    };
+    let r = patch(json!({"url": "https://example.com/v2", "redirect": 301, "tags": ["b", "c"]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["url"], "https://example.com/v2");
+    assert_eq!(body["redirect"], 301);
+    assert_eq!(body["tags"], json!(["b", "c"]));
+    assert_eq!(
+        body["expires_at"], "2099-01-01T00:00:00.000Z",
+        "absent fields stay"
+    );
+    let r = app.follow(code).await;
+    assert_eq!(r.status(), 301);
+    assert_eq!(crate::helpers::location(&r), "https://example.com/v2");
+    let r = patch(json!({"expires_at": null})).await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["expires_at"].is_null(), "null clears the expiry");
+    for (body, code_) in [
+        (
+            json!({"url": "javascript:alert(1)"}),
+            "url_scheme_not_allowed",
+        ),
+        (json!({"redirect": 303}), "invalid_redirect"),
+        (
+            json!({"expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_in_past",
+        ),
+        (json!({"tags": ["UPPER"]}), "invalid_tags"),
+        (
+            json!({"tags": (0..11).map(|i| format!("t{i}")).collect::<Vec<_>>()}),
+            "invalid_tags",
+        ),
+        (json!({"alias": "new-name"}), "invalid_body"),
+    ] {
+        assert_error(patch(body).await.unwrap(), 400, code_).await;
+    }
+    app.delete_link(code).await;
+    let r = patch(json!({"url": "https://example.com/v3"}))
+        .await
+        .unwrap();
+    assert_error(r, 410, "link_deleted").await;
+    let r = app
+        .api(Method::PATCH, "/links/no-such-link", &key)
+        .json(&json!({"url": "https://example.com/v3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "link_not_found").await;
+}
+
+#[tokio::test]
+async fn keys_from_before_owners_keep_working_as_their_own_owner() {
+    // spawn_app's key is minted with the defaults: owner = name, default scopes.
+    let app = spawn_app().await;
+    let link = app.create("https://example.com/legacy").await;
+    assert_eq!(link["owner"], "test");
+    assert_eq!(link["tags"], json!([]));
+    let page: Value = list(&app, &app.api_key, "").await.json().await.unwrap();
+    assert_eq!(page["links"][0]["code"], link["code"]);
+    assert!(page["next_cursor"].is_null());
+}
