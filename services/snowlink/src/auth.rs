@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use moka::sync::Cache;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -213,13 +213,24 @@ impl FromRequest for Caller {
             .get(actix_web::http::header::AUTHORIZATION)
             .map(|h| h.to_str().map(str::to_owned).unwrap_or_default());
         let client = req.peer_addr().map(|a| a.ip());
+        let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&"application state missing"))?;
-            state
-                .keys
-                .verify(header.as_deref(), client)
-                .await
-                .map(Caller)
+            let key = state.keys.verify(header.as_deref(), client).await?;
+            let limit = key.rate_limit.unwrap_or(state.key_rate_limit);
+            let decision = state.limiter.take(&key.hash, limit).await;
+            // The response middleware turns it into RateLimit-* headers.
+            req.extensions_mut().insert(decision);
+            if !decision.allowed {
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this API key may make {limit} requests a minute; retry in {} s",
+                        decision.retry_after_secs()
+                    ),
+                ));
+            }
+            Ok(Caller(key))
         })
     }
 }

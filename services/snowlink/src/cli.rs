@@ -78,7 +78,7 @@ pub enum KeysCommand {
         #[arg(long = "scope", value_name = "SCOPE,...", value_delimiter = ',', value_parser = parse_scope)]
         scopes: Option<Vec<Scope>>,
         /// Requests per minute this key may make, e.g. 600/min or 10/s [default: the service's --key-rate-limit].
-        #[arg(long, value_name = "N/min", value_parser = parse_rate)]
+        #[arg(long, value_name = "N/min", value_parser = crate::ratelimit::parse_rate)]
         rate_limit: Option<u32>,
         #[command(flatten)]
         settings: Settings,
@@ -307,33 +307,4 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
     Scope::parse(s.trim()).ok_or_else(|| {
         format!("unknown scope {s:?}; scopes are links:read, links:write, stats:read and admin")
     })
-}
-
-/// `600/min`, `10/s`, `36000/h` or a bare number (per minute), as requests
-/// per minute.
-pub fn parse_rate(s: &str) -> Result<u32, String> {
-    let (n, per) = s.split_once('/').unwrap_or((s, "min"));
-    let n: u64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a rate such as 600/min"))?;
-    let per_minute = match per.trim() {
-        "s" | "sec" | "second" => n.saturating_mul(60),
-        "m" | "min" | "minute" => n,
-        "h" | "hour" => n.div_ceil(60),
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?}; use /s, /min or /h"
-            ))
-        }
-    };
-    u32::try_from(per_minute)
-        .ok()
-        .filter(|&r| r > 0)
-        .ok_or_else(|| {
-            format!(
-                "rate {s:?} must be at least 1/min and at most {}/min",
-                u32::MAX
-            )
-        })
 }

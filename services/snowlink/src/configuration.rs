@@ -129,6 +129,16 @@ pub struct HttpSettings {
         default_value_t = 30
     )]
     pub auth_failures_per_minute: u32,
+    /// Management requests per minute per API key, e.g. 600/min or 10/s; `keys create --rate-limit` overrides it per key.
+    /// Shared by every instance through Redis when --redis-url is set.
+    #[arg(
+        long,
+        env = "SNOWLINK_KEY_RATE_LIMIT",
+        value_name = "N/min",
+        default_value = "600/min",
+        value_parser = crate::ratelimit::parse_rate
+    )]
+    pub key_rate_limit: u32,
     /// Header holding the client address, set by a trusted proxy, e.g. X-Forwarded-For (first entry used) [default: the peer address].
     /// Only set this behind a proxy that overwrites it.
     #[arg(long, env = "SNOWLINK_CLIENT_IP_HEADER", value_name = "HEADER")]

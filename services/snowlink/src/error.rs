@@ -75,7 +75,7 @@ error_codes! {
     LinkExpired => GONE, "link_expired", "the link has expired";
     LinkDeleted => GONE, "link_deleted", "the link has been deleted";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large";
-    RateLimited => TOO_MANY_REQUESTS, "rate_limited", "too many failed API-key attempts from one address";
+    RateLimited => TOO_MANY_REQUESTS, "rate_limited", "too many requests: the key's rate limit, or failed key attempts from one address";
     Internal => INTERNAL_SERVER_ERROR, "internal", "an unexpected error occurred";
     StoreUnavailable => SERVICE_UNAVAILABLE, "store_unavailable", "the link store cannot be reached";
     IdUnavailable => SERVICE_UNAVAILABLE, "id_unavailable", "no id can be issued now (the clock stepped back, or the worker id lease lapsed)";

@@ -41,6 +41,7 @@ pub mod kafka;
 pub mod lease;
 pub mod links;
 pub mod metrics;
+pub mod ratelimit;
 pub mod routes;
 pub mod shared_cache;
 pub mod startup;

@@ -162,6 +162,7 @@ impl Application {
             settings.cache.negative_ttl(),
         )
         .with_metrics(metrics.cache.clone());
+        let limiter = crate::ratelimit::RateLimiter::new(shared.as_ref().map(|s| s.connection()));
         if let Some(shared) = shared {
             cache = cache.with_shared(shared);
         }
@@ -171,6 +172,8 @@ impl Application {
         let state = web::Data::new(AppState {
             cache,
             keys: KeyVerifier::new(store.clone(), settings.http.auth_failures_per_minute),
+            limiter,
+            key_rate_limit: settings.http.key_rate_limit,
             store,
             ids,
             codec,

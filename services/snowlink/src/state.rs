@@ -20,6 +20,9 @@ pub struct AppState {
     pub ids: IdSource,
     pub codec: CodeCodec,
     pub keys: KeyVerifier,
+    /// Per-key token buckets, and the default requests per minute.
+    pub limiter: crate::ratelimit::RateLimiter,
+    pub key_rate_limit: u32,
     pub url_policy: UrlPolicy,
     /// `public_url` with a trailing slash.
     pub short_url_base: String,

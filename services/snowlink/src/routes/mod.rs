@@ -13,7 +13,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, HttpMessage};
 
 use crate::error::ApiError;
 use crate::metrics::RouteClass;
@@ -41,7 +41,19 @@ pub async fn record_requests(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let result = next.call(req).await;
+    let mut result = next.call(req).await;
+    if route == RouteClass::Api {
+        if let Ok(res) = &mut result {
+            let decision = res
+                .request()
+                .extensions()
+                .get::<crate::ratelimit::Decision>()
+                .copied();
+            if let Some(decision) = decision {
+                decision.write_headers(res.headers_mut());
+            }
+        }
+    }
     if let Some(metrics) = metrics {
         let status = match &result {
             Ok(res) => res.status(),

@@ -1026,3 +1026,35 @@ async fn owners_listing_and_edits_work_on_cassandra() {
     a.stop().await;
     b.stop().await;
 }
+
+/// With Redis, a key's bucket is shared: requests on either instance draw
+/// from the same tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_rate_limit_is_shared_by_every_instance() {
+    let Some(redis) = Server::redis("a_keys_rate_limit_is_shared_by_every_instance") else {
+        return;
+    };
+    let fleet = Fleet::new().await;
+    let spec = snowlink::auth::KeySpec {
+        rate_limit: Some(4),
+        ..snowlink::auth::KeySpec::named("limited")
+    };
+    let (key, record) = snowlink::auth::mint_key(&spec, snowlink::now_ms());
+    fleet.store.create_api_key(&record).await.unwrap();
+    let shared = |s: &mut Settings| s.redis.url = Some(redis.redis_url().into());
+    let a = Instance::start(fleet.store.clone(), shared).await;
+    let b = Instance::start(fleet.store.clone(), shared).await;
+    let get = |on: &Instance| {
+        client()
+            .get(format!("{}/api/v1/links", on.address))
+            .bearer_auth(&key)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for on in [&a, &b, &a, &b, &a, &b] {
+        statuses.push(get(on).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+    a.stop().await;
+    b.stop().await;
+}

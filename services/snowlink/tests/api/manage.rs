@@ -322,3 +322,64 @@ async fn keys_from_before_owners_keep_working_as_their_own_owner() {
     assert_eq!(page["links"][0]["code"], link["code"]);
     assert!(page["next_cursor"].is_null());
 }
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn each_key_has_its_own_rate_limit_with_headers() {
+    let app = spawn_app().await;
+    let slow = create_key_with(
+        &app.data_dir,
+        KeySpec {
+            rate_limit: Some(3),
+            ..spec("slow", None, None)
+        },
+    )
+    .await;
+    let link = create_as(
+        &app,
+        &app.api_key.clone(),
+        json!({"url": "https://example.com/rl"}),
+    )
+    .await;
+    for left in (0..3).rev() {
+        let r = list(&app, &slow, "").await;
+        assert_eq!(r.status(), 200);
+        for prefix in ["ratelimit-", "x-ratelimit-"] {
+            assert_eq!(header(&r, &format!("{prefix}limit")), "3");
+            assert_eq!(header(&r, &format!("{prefix}remaining")), left.to_string());
+            let reset: u64 = header(&r, &format!("{prefix}reset")).parse().unwrap();
+            assert!((1..=60).contains(&reset), "{reset}");
+        }
+    }
+    let r = list(&app, &slow, "").await;
+    let retry: u64 = header(&r, "retry-after").parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(header(&r, "ratelimit-remaining"), "0");
+    assert_error(r, 429, "rate_limited").await;
+    // Other keys, and redirects, are not held back by it.
+    assert_eq!(list(&app, &app.api_key, "").await.status(), 200);
+    for _ in 0..10 {
+        assert_eq!(
+            app.follow(link["code"].as_str().unwrap()).await.status(),
+            302
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_default_rate_limit_is_a_setting() {
+    let app = crate::helpers::spawn_app_with(|s| s.http.key_rate_limit = 2).await;
+    let key = app.api_key.clone();
+    assert_eq!(list(&app, &key, "").await.status(), 200);
+    let r = list(&app, &key, "").await;
+    assert_eq!(header(&r, "ratelimit-limit"), "2");
+    assert_error(list(&app, &key, "").await, 429, "rate_limited").await;
+}
