@@ -41,6 +41,27 @@ pub enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Load links from a CSV file, e.g. another shortener's export, through
+    /// the store and the API's rules.
+    ///
+    /// The header names the columns: url (required), alias, tags (separated
+    /// by ',', ';' or spaces) and expires_at (RFC 3339); others are ignored.
+    /// A rerun creates nothing twice: a row whose alias already holds the same
+    /// URL, or whose URL the owner already has, counts as already there.
+    /// Rows that fail are listed with their line; the exit status is 1 if any
+    /// failed. Generated codes are issued as worker 1023 (--worker-id to
+    /// change it), never as a running service's worker.
+    ///
+    /// Example: snowlink import links.csv --owner growth
+    Import {
+        /// The CSV file.
+        file: std::path::PathBuf,
+        /// Owner of the imported links [default: the owner of the keys, when they all have the same one].
+        #[arg(long, value_name = "TEAM")]
+        owner: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Show the effective settings and where each comes from: a flag, the
     /// environment, the config file or the default. Secrets are redacted.
     ///
@@ -139,6 +160,15 @@ pub fn run(parsed: Parsed<Cli>) -> anyhow::Result<()> {
         Command::Keys(cmd) => {
             crate::telemetry::init(crate::configuration::LogFormat::Pretty, "warn");
             runtime.block_on(keys(cmd))
+        }
+        Command::Import {
+            file,
+            owner,
+            settings,
+        } => {
+            crate::telemetry::init(crate::configuration::LogFormat::Pretty, "warn");
+            let settings = settings.checked()?;
+            runtime.block_on(import(&file, owner, &settings))
         }
         Command::ShowSettings { settings } => {
             settings.checked()?;
@@ -256,6 +286,58 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
             eprintln!("revoked {name:?}");
         }
     }
+    Ok(())
+}
+
+async fn import(
+    file: &std::path::Path,
+    owner: Option<String>,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let owner = match owner {
+        Some(owner) => owner,
+        None => {
+            let mut owners: Vec<String> = store
+                .list_api_keys()
+                .await?
+                .into_iter()
+                .filter(|k| k.revoked_at.is_none())
+                .map(|k| k.owner)
+                .collect();
+            owners.sort();
+            owners.dedup();
+            match owners.as_slice() {
+                [one] => one.clone(),
+                [] => anyhow::bail!(
+                    "no API key exists yet: give the links' owner with --owner TEAM \
+                     (and create a key with `snowlink keys create --name NAME --owner TEAM`)"
+                ),
+                many => anyhow::bail!(
+                    "keys belong to several owners ({}): choose one with --owner",
+                    many.join(", ")
+                ),
+            }
+        }
+    };
+    let codec = crate::startup::code_codec(settings)?;
+    let started = std::time::Instant::now();
+    let report = crate::import::import(file, &owner, store, settings, codec).await?;
+    for (line, why) in &report.failed {
+        eprintln!("line {line}: {why}");
+    }
+    println!(
+        "imported {} links for {owner:?}, {} already there, {} failed, in {:.1} s",
+        report.created,
+        report.already_there,
+        report.failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "{} rows were not imported (listed above)",
+        report.failed.len()
+    );
     Ok(())
 }
 

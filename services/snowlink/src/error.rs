@@ -87,15 +87,28 @@ pub struct ApiError {
     message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+/// The document lists every code of the table.
+fn error_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+        .description(Some("Stable and machine-readable: match on it."))
+        .build()
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `alias_taken`: match on it.
+    #[schema(schema_with = error_code_schema)]
+    code: &'static str,
+    /// For people; may change.
+    message: String,
 }
 
 impl ApiError {
@@ -163,6 +176,10 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.code
     }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -177,10 +194,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.code.status()).json(Body {
-            error: Inner {
+        HttpResponse::build(self.code.status()).json(ErrorResponse {
+            error: ErrorDetail {
                 code: self.code.as_str(),
-                message: &self.message,
+                message: self.message.clone(),
             },
         })
     }

@@ -12,7 +12,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The process is up and serving HTTP.
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = serde_json::Value)))]
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
@@ -20,7 +22,12 @@ async fn healthz() -> HttpResponse {
 /// `ready`, or `degraded` when an optional part (Redis, Kafka, the worker-id
 /// lease) is down and the service runs without it. 503 when the store is
 /// unreachable.
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "`status` is `ready` or `degraded`, with each part's state", body = serde_json::Value),
+        (status = 503, description = "The store cannot be reached", body = crate::error::ErrorResponse),
+    ))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .store
         .ping()

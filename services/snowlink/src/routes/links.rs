@@ -4,8 +4,9 @@
 //! exactly as if it did not exist.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{guard, web, HttpResponse};
 use chrono::{DateTime, SecondsFormat};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use snowlink_store::{
     CodeKind, DeleteOutcome, Link, LinkQuery, LinkState, LinkUpdate, Scope, StateFilter,
@@ -13,7 +14,7 @@ use snowlink_store::{
 };
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, ErrorResponse};
 use crate::links::{
     check_alias, check_redirect, check_tags, is_code_syntax, parse_expiry, Rejection,
 };
@@ -28,6 +29,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("")
                     .route(web::post().to(create))
                     .route(web::get().to(list))
+                    .default_service(web::to(super::method_not_allowed)),
+            )
+            // Only a POST is the bulk endpoint; other methods fall through
+            // to a link whose alias is "bulk".
+            .service(
+                web::resource("/bulk")
+                    .guard(guard::Post())
+                    .app_data(
+                        web::JsonConfig::default()
+                            .limit(BULK_BODY_LIMIT)
+                            .content_type_required(false)
+                            .error_handler(|err, _req| crate::error::json_error(err).into()),
+                    )
+                    .route(web::post().to(bulk)),
+            )
+            .service(
+                web::resource("/{code}/qr")
+                    .route(web::get().to(qr))
                     .default_service(web::to(super::method_not_allowed)),
             )
             .service(
@@ -46,24 +65,35 @@ impl From<Rejection> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A link to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
+    /// The target: an absolute http(s) URL.
+    #[schema(example = "https://example.com/a/long/path")]
     url: String,
+    /// A chosen code: 3 to 64 of `[A-Za-z0-9_-]`, not 11 letters and digits.
     alias: Option<String>,
+    /// When the link stops redirecting (RFC 3339); it then answers 410.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
+    /// The redirect status: 301, 302 (default), 307 or 308.
+    #[schema(minimum = 0, maximum = 65535)]
     redirect: Option<u16>,
+    /// At most 10, each 1 to 32 of `[a-z0-9_-]`.
     #[serde(default)]
     tags: Vec<String>,
 }
 
 /// A change: absent fields stay, `"expires_at": null` clears the expiry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchLink {
     url: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Option<String>>,
+    #[schema(minimum = 0, maximum = 65535)]
     redirect: Option<u16>,
     tags: Option<Vec<String>>,
 }
@@ -78,7 +108,7 @@ where
 }
 
 /// A link as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LinkView {
     code: String,
     short_url: String,
@@ -88,7 +118,9 @@ pub struct LinkView {
     redirect: u16,
     tags: Vec<String>,
     /// `active`, `expired` or `deleted`.
+    #[schema(value_type = String, pattern = "^(active|expired|deleted)$")]
     state: &'static str,
+    /// The owner of the key that created it.
     owner: Option<String>,
 }
 
@@ -118,14 +150,39 @@ impl LinkView {
     }
 }
 
-#[tracing::instrument(skip(state, body), fields(alias = body.alias.as_deref(), code))]
-async fn create(
+/// Shortens a URL.
+#[utoipa::path(post, path = "/api/v1/links", tag = "links", request_body = CreateLink,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` is the short URL", body = LinkView),
+        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
+        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 409, description = "The alias is taken", body = ErrorResponse),
+    ))]
+#[tracing::instrument(skip(state, body, caller), fields(alias = body.alias.as_deref()))]
+pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
     body: web::Json<CreateLink>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::LinksWrite)?;
-    let body = body.into_inner();
+    let link = create_link(&state, &caller, body.into_inner()).await?;
+    let view = LinkView::new(&link, &state.short_url_base);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, view.short_url.clone()))
+        .json(view))
+}
+
+/// Checks a create body and stores the link for the caller's owner.
+async fn create_link(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateLink,
+) -> Result<Link, ApiError> {
     let now = crate::now_ms();
     let url = state.url_policy.check(&body.url)?;
     let tags = check_tags(&body.tags)?;
@@ -147,7 +204,6 @@ async fn create(
         Some(alias) => (alias, CodeKind::Alias),
         None => (state.codec.encode(id), CodeKind::Generated),
     };
-    tracing::Span::current().record("code", code.as_str());
     let link = Link {
         code,
         id: id as i64,
@@ -183,10 +239,158 @@ async fn create(
     // link existed.
     state.cache.changed(&link.code, Some(&link)).await;
     tracing::info!(code = %link.code, "link created");
-    let view = LinkView::new(&link, &state.short_url_base);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, view.short_url.clone()))
-        .json(view))
+    Ok(link)
+}
+
+/// Most links in one bulk request.
+pub const MAX_BULK: usize = 1000;
+/// A bulk body of the most links, each with a long URL, fits.
+const BULK_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Creates of one bulk request in flight at once.
+const BULK_CONCURRENCY: usize = 32;
+
+/// Up to 1000 links to create, each a create body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkCreate {
+    #[schema(value_type = Vec<CreateLink>, min_items = 1, max_items = 1000)]
+    links: Vec<serde_json::Value>,
+}
+
+/// The outcome of each item, in input order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkResults {
+    results: Vec<BulkResult>,
+}
+
+/// The outcome of one item of a bulk request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum BulkResult {
+    Created { status: u16, link: LinkView },
+    Failed { status: u16, error: BulkError },
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkError {
+    #[schema(value_type = String)]
+    code: &'static str,
+    message: String,
+}
+
+/// Creates up to 1000 links; one bad item never fails the others.
+#[utoipa::path(post, path = "/api/v1/links/bulk", tag = "links", request_body = BulkCreate,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "One result per item, in input order", body = BulkResults),
+        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
+        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+    ))]
+#[tracing::instrument(skip_all, fields(items = body.links.len()))]
+pub async fn bulk(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<BulkCreate>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::LinksWrite)?;
+    let items = body.into_inner().links;
+    if items.is_empty() || items.len() > MAX_BULK {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("links must hold 1 to {MAX_BULK} items, not {}", items.len()),
+        ));
+    }
+    let results: Vec<BulkResult> = futures::stream::iter(items)
+        .map(|item| {
+            let (state, caller) = (&state, &caller);
+            async move {
+                let created = match serde_json::from_value::<CreateLink>(item) {
+                    Ok(body) => create_link(state, caller, body).await,
+                    Err(e) => Err(ApiError::new(
+                        ErrorCode::InvalidBody,
+                        format!("invalid link: {e}"),
+                    )),
+                };
+                match created {
+                    Ok(link) => BulkResult::Created {
+                        status: 201,
+                        link: LinkView::new(&link, &state.short_url_base),
+                    },
+                    Err(e) => BulkResult::Failed {
+                        status: e.code().status().as_u16(),
+                        error: BulkError {
+                            code: e.code().as_str(),
+                            message: e.message().to_owned(),
+                        },
+                    },
+                }
+            }
+        })
+        .buffered(BULK_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(HttpResponse::Ok().json(BulkResults { results }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct QrParams {
+    /// `png` (default) or `svg`.
+    format: Option<String>,
+    /// Side of the image in pixels, 64 to 2048 [default: 256].
+    #[param(minimum = 0)]
+    size: Option<u32>,
+}
+
+/// A QR code of the short URL.
+#[utoipa::path(get, path = "/api/v1/links/{code}/qr", tag = "links", params(("code" = String, Path, description = "The link's code or alias"), QrParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The image", content(
+            (Vec<u8> = "image/png"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
+        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 404, description = "No such link for this owner", body = ErrorResponse),
+        (status = 410, description = "Deleted", body = ErrorResponse),
+    ))]
+#[tracing::instrument(skip(state, caller, params))]
+pub async fn qr(
+    caller: Caller,
+    code: web::Path<String>,
+    params: web::Query<QrParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::qr::{Format, DEFAULT_SIZE, MAX_SIZE, MIN_SIZE};
+    caller.require(Scope::LinksRead)?;
+    let format = match params.format.as_deref() {
+        None => Format::Png,
+        Some(f) => Format::parse(f)
+            .ok_or_else(|| invalid_query(format!("format must be png or svg, not {f:?}")))?,
+    };
+    let size = params.size.unwrap_or(DEFAULT_SIZE);
+    if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
+        return Err(invalid_query(format!(
+            "size must be {MIN_SIZE} to {MAX_SIZE} pixels, not {size}"
+        )));
+    }
+    let link = find(&state, &caller, &code).await?;
+    let short_url = format!("{}{}", state.short_url_base, link.code);
+    let image = crate::qr::render(&short_url, format, size).map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+        .body(image))
 }
 
 /// The link under `code` if the caller manages it; 404 if it does not exist
@@ -208,8 +412,22 @@ async fn find(state: &AppState, caller: &Caller, code: &str) -> Result<Link, Api
     Ok(link)
 }
 
+/// One of the caller's links.
+#[utoipa::path(get, path = "/api/v1/links/{code}", tag = "links", params(("code" = String, Path, description = "The link's code or alias")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The link", body = LinkView),
+        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
+        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 404, description = "No such link for this owner", body = ErrorResponse),
+        (status = 410, description = "Deleted", body = ErrorResponse),
+    ))]
 #[tracing::instrument(skip(state, caller))]
-async fn get(
+pub async fn get(
     caller: Caller,
     code: web::Path<String>,
     state: web::Data<AppState>,
@@ -223,20 +441,28 @@ async fn get(
 pub const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Links on one page, 1 to 1000 [default: 100].
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
+    /// A substring of the code or the URL, any case.
     q: Option<String>,
+    /// Only links with this tag.
     tag: Option<String>,
+    /// `active` (default), `expired`, `deleted` or `all`.
     state: Option<String>,
     /// Another owner's links; `admin` keys only.
     owner: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Page {
+/// One page of links, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page {
     links: Vec<LinkView>,
     next_cursor: Option<String>,
 }
@@ -259,8 +485,20 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, message)
 }
 
+/// The caller's links, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/links", tag = "links", params(ListParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page; follow `next_cursor` until null", body = Page),
+        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
+        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+    ))]
 #[tracing::instrument(skip(state, caller, params))]
-async fn list(
+pub async fn list(
     caller: Caller,
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
@@ -322,8 +560,22 @@ async fn list(
     }))
 }
 
+/// Changes a link's target, expiry, redirect status or tags.
+#[utoipa::path(patch, path = "/api/v1/links/{code}", tag = "links", params(("code" = String, Path, description = "The link's code or alias")),
+    request_body = PatchLink, security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The link as it now is", body = LinkView),
+        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
+        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 404, description = "No such link for this owner", body = ErrorResponse),
+        (status = 410, description = "Deleted", body = ErrorResponse),
+    ))]
 #[tracing::instrument(skip(state, caller, body), fields(caller = %caller.name()))]
-async fn patch(
+pub async fn patch(
     caller: Caller,
     code: web::Path<String>,
     state: web::Data<AppState>,
@@ -359,8 +611,22 @@ async fn patch(
     Ok(HttpResponse::Ok().json(LinkView::new(&link, &state.short_url_base)))
 }
 
+/// Deletes a link: it answers 410 from then on, and its code is never reissued.
+#[utoipa::path(delete, path = "/api/v1/links/{code}", tag = "links", params(("code" = String, Path, description = "The link's code or alias")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
+        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 404, description = "No such link for this owner", body = ErrorResponse),
+        (status = 410, description = "Already deleted", body = ErrorResponse),
+    ))]
 #[tracing::instrument(skip(state, caller), fields(caller = %caller.name()))]
-async fn delete(
+pub async fn delete(
     caller: Caller,
     code: web::Path<String>,
     state: web::Data<AppState>,

@@ -6,7 +6,10 @@
 mod health;
 mod links;
 mod metrics;
+mod openapi;
 mod redirect;
+
+pub use openapi::ApiDoc;
 
 use std::time::Instant;
 
@@ -21,6 +24,7 @@ use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    openapi::configure(cfg);
     links::configure(cfg);
     metrics::configure(cfg);
 }

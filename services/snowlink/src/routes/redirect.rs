@@ -17,6 +17,17 @@ use crate::state::AppState;
 /// This is the app's default service rather than a `/{code}` resource: the
 /// router would run a pattern match per request to capture the segment,
 /// and this path is the hot one.
+#[utoipa::path(get, path = "/{code}", tag = "redirect",
+    params(("code" = String, Path, description = "A short code or alias")),
+    responses(
+        (status = 301, description = "Moved permanently to `Location`"),
+        (status = 302, description = "Found at `Location` (the default)"),
+        (status = 307, description = "Temporary redirect to `Location`"),
+        (status = 308, description = "Permanent redirect to `Location`"),
+        (status = 404, description = "No link has this code", body = crate::error::ErrorResponse),
+        (status = 410, description = "Expired or deleted", body = crate::error::ErrorResponse),
+        (status = 503, description = "The store cannot be reached", body = crate::error::ErrorResponse),
+    ))]
 pub async fn fallback(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -1023,6 +1023,37 @@ async fn owners_listing_and_edits_work_on_cassandra() {
         .unwrap();
     assert_eq!(page["links"][0]["code"], codes[0]);
     assert_eq!(page["links"][0]["expires_at"], "2030-01-01T00:00:00.000Z");
+    // Bulk creates and QR codes on the CQL store too.
+    let r = api(&b, reqwest::Method::POST, "/links/bulk", &fleet.key)
+        .json(&json!({"links": [
+            {"url": "https://example.com/bulk/1", "alias": "cql-bulk-1"},
+            {"url": "https://example.com/bulk/2", "alias": "cql-bulk-1"},
+            {"url": "https://example.com/bulk/3"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 409, 201]);
+    assert_eq!(follow(&a, "cql-bulk-1").await, 302);
+    let r = api(
+        &a,
+        reqwest::Method::GET,
+        "/links/cql-bulk-1/qr?format=svg",
+        &fleet.key,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<svg"));
     a.stop().await;
     b.stop().await;
 }

@@ -383,3 +383,166 @@ async fn the_default_rate_limit_is_a_setting() {
     assert_eq!(header(&r, "ratelimit-limit"), "2");
     assert_error(list(&app, &key, "").await, 429, "rate_limited").await;
 }
+
+/// Decodes a PNG QR code with an independent decoder (rqrr).
+fn decode_qr_png(bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
+}
+
+#[tokio::test]
+async fn qr_codes_decode_to_the_short_url() {
+    let app = spawn_app().await;
+    let key = app.api_key.clone();
+    let link = create_as(&app, &key, json!({"url": "https://example.com/qr"})).await;
+    let code = link["code"].as_str().unwrap();
+    for size in ["", "&size=64", "&size=1000"] {
+        let r = app
+            .api(
+                Method::GET,
+                &format!("/links/{code}/qr?format=png{size}"),
+                &key,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-type"), "image/png");
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(decode_qr_png(&bytes), link["short_url"].as_str().unwrap());
+    }
+    let r = app
+        .api(
+            Method::GET,
+            &format!("/links/{code}/qr?format=svg&size=300"),
+            &key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "image/svg+xml");
+    let svg = r.text().await.unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "{svg}");
+    for bad in [
+        "?format=gif",
+        "?size=10",
+        "?size=5000",
+        "?size=big",
+        "?colour=red",
+    ] {
+        let r = app
+            .api(Method::GET, &format!("/links/{code}/qr{bad}"), &key)
+            .send()
+            .await
+            .unwrap();
+        assert_error(r, 400, "invalid_query").await;
+    }
+    let stranger = create_key_with(&app.data_dir, spec("stranger", None, None)).await;
+    let r = app
+        .api(Method::GET, &format!("/links/{code}/qr"), &stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "link_not_found").await;
+}
+
+#[tokio::test]
+async fn bulk_answers_each_item_in_order_and_one_bad_item_fails_alone() {
+    let app = spawn_app().await;
+    let key = app.api_key.clone();
+    let r = app
+        .api(Method::POST, "/links/bulk", &key)
+        .json(&json!({"links": [
+            {"url": "https://example.com/1"},
+            {"url": "ftp://example.com/2"},
+            {"url": "https://example.com/3", "alias": "bulk-3", "tags": ["b"]},
+            {"url": "https://example.com/4", "alias": "bulk-3"},
+            {"url": "https://example.com/5", "colour": "red"},
+            {"nope": true},
+            {"url": "https://example.com/7", "alias": "bulk"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 400, 201, 409, 400, 400, 201]);
+    assert_eq!(results[0]["link"]["url"], "https://example.com/1");
+    assert_eq!(results[1]["error"]["code"], "url_scheme_not_allowed");
+    assert_eq!(results[2]["link"]["tags"], json!(["b"]));
+    assert_eq!(results[3]["error"]["code"], "alias_taken");
+    assert_eq!(results[4]["error"]["code"], "invalid_body");
+    // Created items redirect; the alias "bulk" is still a link's code.
+    let first = results[0]["link"]["code"].as_str().unwrap();
+    assert_eq!(app.follow(first).await.status(), 302);
+    let r = app
+        .api(Method::GET, "/links/bulk", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for body in [
+        json!({"links": []}),
+        json!({"links": vec![json!({"url": "https://example.com"}); 1001]}),
+        json!({}),
+    ] {
+        let r = app
+            .api(Method::POST, "/links/bulk", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(r, 400, "invalid_body").await;
+    }
+    let reader = create_key_with(
+        &app.data_dir,
+        spec("reader", Some("test"), Some(&[Scope::LinksRead])),
+    )
+    .await;
+    let r = app
+        .api(Method::POST, "/links/bulk", &reader)
+        .json(&json!({"links": [{"url": "https://example.com/x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "insufficient_scope").await;
+}
+
+#[tokio::test]
+async fn a_thousand_links_in_one_bulk_request() {
+    let app = spawn_app().await;
+    let items: Vec<Value> = (0..1000)
+        .map(|i| json!({"url": format!("https://example.com/bulk/{i}")}))
+        .collect();
+    let r = app
+        .api(Method::POST, "/links/bulk", &app.api_key)
+        .json(&json!({ "links": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1000);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["status"], 201);
+        assert_eq!(
+            result["link"]["url"],
+            format!("https://example.com/bulk/{i}")
+        );
+    }
+}
