@@ -304,16 +304,27 @@ pub async fn bulk(
             format!("links must hold 1 to {MAX_BULK} items, not {}", items.len()),
         ));
     }
+    // Items run concurrently, so an alias given twice in one request is
+    // settled here, in input order: the first one gets it.
+    let mut seen = std::collections::HashSet::new();
+    let items: Vec<Result<CreateLink, ApiError>> = items
+        .into_iter()
+        .map(|item| {
+            let body = serde_json::from_value::<CreateLink>(item)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("invalid link: {e}")))?;
+            match &body.alias {
+                Some(alias) if !seen.insert(alias.clone()) => Err(ApiError::alias_taken(alias)),
+                _ => Ok(body),
+            }
+        })
+        .collect();
     let results: Vec<BulkResult> = futures::stream::iter(items)
         .map(|item| {
             let (state, caller) = (&state, &caller);
             async move {
-                let created = match serde_json::from_value::<CreateLink>(item) {
+                let created = match item {
                     Ok(body) => create_link(state, caller, body).await,
-                    Err(e) => Err(ApiError::new(
-                        ErrorCode::InvalidBody,
-                        format!("invalid link: {e}"),
-                    )),
+                    Err(e) => Err(e),
                 };
                 match created {
                     Ok(link) => BulkResult::Created {
