@@ -4,9 +4,11 @@
 //! SHA-256 is stored: a fast hash is enough because the key is random, not a
 //! password, and it lets a lookup go straight to the row by hash.
 //!
-//! Failed attempts are counted per client address in fixed one-minute windows;
-//! past the limit the API answers 429 to keys it has not already verified, so
-//! guessing keys is slow while known-good callers are not held up.
+//! Failed attempts are counted per client address (the trusted client-address
+//! header behind a proxy, the peer otherwise) in one-minute windows; past the
+//! limit an address gets 429 for every key that does not exist or is revoked,
+//! so guessing keys is slow. A key that exists and is not revoked is never
+//! refused, so one noisy client behind the same proxy locks out nobody else.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -133,20 +135,21 @@ impl KeyVerifier {
             return Ok(key);
         }
         let counter = client.map(|ip| self.failures.get_with(ip, Default::default));
-        if let Some(counter) = &counter {
-            if counter.load(Ordering::Relaxed) >= self.failures_per_minute {
-                return Err(ApiError::new(
-                    ErrorCode::RateLimited,
-                    "too many failed API-key attempts from this address; wait a minute",
-                ));
-            }
-        }
+        let over_limit = counter
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed) >= self.failures_per_minute);
+        // Past the limit a key is still looked up: a key that exists and is
+        // not revoked is never refused, whoever else shares the address.
         match self.store.find_api_key(&hash).await? {
             Some(k) if k.revoked_at.is_none() => {
                 let key = Arc::new(k);
                 self.verified.insert(hash, key.clone());
                 Ok(key)
             }
+            _ if over_limit => Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many failed API-key attempts from this address; wait a minute",
+            )),
             found => {
                 if let Some(counter) = counter {
                     counter.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +159,8 @@ impl KeyVerifier {
                 } else {
                     "this API key is not valid"
                 };
-                tracing::warn!(?client, "rejected API key");
+                // No client address here: raw IPs are never logged.
+                tracing::warn!(revoked = found.is_some(), "rejected API key");
                 Err(ApiError::new(ErrorCode::InvalidApiKey, why))
             }
         }
@@ -212,10 +216,10 @@ impl FromRequest for Caller {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .map(|h| h.to_str().map(str::to_owned).unwrap_or_default());
-        let client = req.peer_addr().map(|a| a.ip());
         let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&"application state missing"))?;
+            let client = state.client_ip(&req);
             let key = state.keys.verify(header.as_deref(), client).await?;
             let limit = key.rate_limit.unwrap_or(state.key_rate_limit);
             let decision = state.limiter.take(&key.hash, limit).await;

@@ -14,8 +14,10 @@
 //!
 //! The raw client IP exists only in memory, inside this channel: the spooler
 //! turns it into `visitor_id`, a SipHash of (IP, user agent) keyed with a
-//! random salt of the UTC day, and drops it. Salts older than yesterday are
-//! deleted, so visitors cannot be linked across days.
+//! random key of the UTC day, and drops it. The keys live apart from the
+//! spool and the lake ([`crate::visitor_keys`]), and each is deleted when its
+//! day is over, so visitors cannot be linked across days. The referrer is
+//! kept as scheme, host and path: query strings carry tokens.
 //!
 //! Shutdown sends a marker through the channel; the spooler closes the
 //! channel, writes everything still queued, and exits.
@@ -41,6 +43,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::components::Component;
 use crate::ids::IdSource;
+use crate::visitor_keys::VisitorKeys;
 
 /// Longest a click waits for an event id (lease renewal, clock catch-up).
 const EVENT_ID_WAIT: Duration = Duration::from_secs(10);
@@ -80,14 +83,16 @@ pub struct ClickSettings {
         value_parser = clap::value_parser!(u64).range(1..=16_777_216)
     )]
     pub queue_capacity: u64,
-    /// Header holding the client's ISO country code, set by a trusted proxy or CDN; empty disables.
-    #[arg(
-        long,
-        env = "SNOWLINK_COUNTRY_HEADER",
-        value_name = "HEADER",
-        default_value = "CF-IPCountry"
-    )]
-    pub country_header: String,
+    /// Header holding the client's ISO country code, e.g. CF-IPCountry behind Cloudflare [default: none, no
+    /// country is recorded]. Only name a header that a proxy in front of every request sets or overwrites:
+    /// clients can send any header, and a spoofed country would be stored as fact. See --client-ip-header.
+    #[arg(long, env = "SNOWLINK_COUNTRY_HEADER", value_name = "HEADER")]
+    pub country_header: Option<String>,
+    /// Directory of the daily visitor-hash keys (made mode 0700, files 0600) [default: DATA_DIR/visitor-keys].
+    /// A key and a lake row together can confirm a guessed IP: keep this where readers of the lake and the
+    /// spool cannot reach it. Each key is deleted when the next day's key is made.
+    #[arg(long, env = "SNOWLINK_VISITOR_KEY_DIR", value_name = "DIR")]
+    pub visitor_key_dir: Option<std::path::PathBuf>,
 }
 
 /// What the redirect handler knows about a click.
@@ -192,7 +197,12 @@ impl Collector for SpoolDepth {
 
 impl ClickPipeline {
     /// Opens the spool at `spool_path` and starts the spooler thread.
-    pub fn start(spool_path: &Path, ids: IdSource, capacity: usize) -> anyhow::Result<Self> {
+    pub fn start(
+        spool_path: &Path,
+        keys: VisitorKeys,
+        ids: IdSource,
+        capacity: usize,
+    ) -> anyhow::Result<Self> {
         let spool = ClickSpool::open(spool_path)?;
         let depth = Arc::new(SpoolDepth {
             spool: Mutex::new(ClickSpool::open(spool_path)?),
@@ -204,6 +214,7 @@ impl ClickPipeline {
             ids,
             metrics: metrics.clone(),
             enricher: Enricher::new(),
+            keys,
             salt: None,
         };
         let thread = std::thread::Builder::new()
@@ -280,7 +291,8 @@ struct Spooler {
     ids: IdSource,
     metrics: Arc<ClickMetrics>,
     enricher: Enricher,
-    /// Salt of the current UTC day: (day, k0, k1).
+    keys: VisitorKeys,
+    /// Key of the current UTC day: (day, k0, k1).
     salt: Option<(i64, u64, u64)>,
 }
 
@@ -383,13 +395,16 @@ impl Spooler {
         h.write(raw.user_agent.as_deref().unwrap_or("").as_bytes());
         let visitor_id = format!("{:016x}", h.finish());
         let ua = self.enricher.parse(raw.user_agent.as_deref());
-        let referrer_host = raw.referrer.as_deref().and_then(referrer_host);
+        let (referrer, referrer_host) = match raw.referrer.as_deref().and_then(clean_referrer) {
+            Some((r, h)) => (Some(r), Some(h)),
+            None => (None, None),
+        };
         Some(ClickEvent {
             schema_version: SCHEMA_VERSION,
             event_id,
             code: raw.code,
             ts: raw.ts,
-            referrer: raw.referrer,
+            referrer,
             referrer_host,
             user_agent: raw.user_agent,
             browser: ua.browser,
@@ -402,13 +417,13 @@ impl Spooler {
     }
 
     fn salt_for(&mut self, ts: i64) -> Option<(u64, u64)> {
-        let day = ts.div_euclid(86_400_000);
+        let day = crate::visitor_keys::day_of(ts);
         if let Some((d, k0, k1)) = self.salt {
             if d == day {
                 return Some((k0, k1));
             }
         }
-        match self.spool.visitor_salt(day) {
+        match self.keys.key(day) {
             Ok(s) => {
                 let k0 = u64::from_le_bytes(s[..8].try_into().expect("8 bytes"));
                 let k1 = u64::from_le_bytes(s[8..].try_into().expect("8 bytes"));
@@ -417,19 +432,26 @@ impl Spooler {
             }
             Err(e) => {
                 self.metrics.dropped.inc();
-                tracing::error!(error = %e, "cannot read the visitor salt; click dropped");
+                tracing::error!(error = %e, "cannot read the visitor key; click dropped");
                 None
             }
         }
     }
 }
 
-/// Lower-cased host of a referrer URL.
-pub fn referrer_host(referrer: &str) -> Option<String> {
-    url::Url::parse(referrer)
-        .ok()?
-        .host_str()
-        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+/// What is kept of a `Referer`: its scheme, host, port and path (never the
+/// user info, query or fragment, which carry tokens and addresses), and its
+/// lower-cased host. Anything that is not a URL with a host is dropped.
+pub fn clean_referrer(referrer: &str) -> Option<(String, String)> {
+    let url = url::Url::parse(referrer).ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let mut kept = format!("{}://{}", url.scheme(), host);
+    if let Some(port) = url.port() {
+        kept.push_str(&format!(":{port}"));
+    }
+    kept.push_str(url.path());
+    Some((truncate(kept, MAX_REFERRER), host))
 }
 
 /// What a user agent says about the client.
@@ -567,12 +589,23 @@ mod tests {
     }
 
     #[test]
-    fn referrer_hosts() {
+    fn referrers_keep_scheme_host_and_path_only() {
         assert_eq!(
-            referrer_host("https://News.Example.com/a?b"),
-            Some("news.example.com".into())
+            clean_referrer("https://News.Example.com/a?b"),
+            Some((
+                "https://news.example.com/a".into(),
+                "news.example.com".into()
+            ))
         );
-        assert_eq!(referrer_host("not a url"), None);
+        assert_eq!(
+            clean_referrer("https://user:pw@mail.example:8443/reset?token=SECRET-123#x"),
+            Some((
+                "https://mail.example:8443/reset".into(),
+                "mail.example".into()
+            ))
+        );
+        assert_eq!(clean_referrer("not a url"), None);
+        assert_eq!(clean_referrer("data:text/plain,hi"), None);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     #[command(flatten, next_help_heading = "HTTP")]
     pub http: HttpSettings,
+    #[command(flatten, next_help_heading = "Link targets")]
+    pub targets: crate::targets::TargetSettings,
     #[command(flatten, next_help_heading = "Ids and codes")]
     pub ids: IdSettings,
     #[command(flatten, next_help_heading = "Cache")]
@@ -172,6 +174,24 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The target-URL rules of these settings; reads the blocklist.
+    pub fn url_policy(&self) -> anyhow::Result<crate::links::UrlPolicy> {
+        let mut own = self.targets.own_hosts.clone();
+        // The listen address is one of ours unless it is a wildcard.
+        if !self.http.listen.ip().is_unspecified() && self.http.listen.port() != 0 {
+            own.push(self.http.listen.to_string());
+        }
+        Ok(crate::links::UrlPolicy {
+            max_len: self.http.max_url_length,
+            own_hosts: crate::targets::OwnHosts::new(&self.http.public_url, &own)?,
+            allow_private: self.targets.allow_private_targets,
+            blocklist: std::sync::Arc::new(match &self.targets.blocklist {
+                Some(path) => crate::targets::Blocklist::open(path.clone())?,
+                None => crate::targets::Blocklist::none(),
+            }),
+        })
+    }
+
     /// Cleans up empty values (an empty environment variable means "not
     /// set") and checks what a single value's parser cannot.
     pub fn checked(mut self) -> anyhow::Result<Self> {
@@ -185,6 +205,14 @@ impl Settings {
             .is_some_and(|h| h.is_empty())
         {
             self.http.client_ip_header = None;
+        }
+        if self
+            .clicks
+            .country_header
+            .as_ref()
+            .is_some_and(|h| h.is_empty())
+        {
+            self.clicks.country_header = None;
         }
         self.validate()?;
         Ok(self)
@@ -213,6 +241,7 @@ impl Settings {
                      set code_secret (SNOWLINK_CODE_SECRET) to one value on all instances"
                 );
             }
+            self.ids.validate_shared()?;
             if self.ids.worker_id.is_none() && self.redis.url.is_none() {
                 bail!(
                     "with a shared ScyllaDB store every instance needs its own worker id: \
@@ -225,6 +254,14 @@ impl Settings {
             bail!("public_url {url} must be an absolute http(s) URL");
         }
         Ok(())
+    }
+
+    /// Directory of the visitor-hash keys.
+    pub fn visitor_key_dir(&self) -> PathBuf {
+        self.clicks
+            .visitor_key_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("visitor-keys"))
     }
 
     /// Path of the click spool.
@@ -499,7 +536,7 @@ mod tests {
             &dir,
             "listen = \"127.0.0.1:9000\"\nworker_id = 7\ncache_ttl_secs = 60\n\
              clicks_enabled = false\nscylla_nodes = [\"a:9042\", \"b:9042\"]\n\
-             scylla_consistency = \"one\"\ncode_secret = \"file-secret\"\nredis_url = \"redis://127.0.0.1:1\"\n",
+             scylla_consistency = \"one\"\ncode_secret = \"file-secret-of-at-least-32-bytes!!\"\nredis_url = \"redis://127.0.0.1:1\"\n",
         );
         let s = parse(&["--config", &config, "--worker-id", "9"]).unwrap();
         assert_eq!(s.http.listen.port(), 9000, "from the file");
@@ -535,26 +572,46 @@ mod tests {
             "--scylla-nodes",
             "127.0.0.1:9042",
             "--code-secret",
-            "s3cret",
+            "a-long-enough-secret-of-32-bytes-",
         ])
         .unwrap_err();
         assert!(format!("{err:#}").contains("worker id"), "{err:#}");
         let ok = parse(&[
             "--scylla-nodes=127.0.0.1:9042",
-            "--code-secret=s3cret",
+            "--code-secret=a-long-enough-secret-of-32-bytes-",
             "--redis-url=redis://127.0.0.1:6379",
         ])
         .unwrap();
         assert_eq!(ok.scylla.keyspace, "snowlink");
         let err = parse(&[
             "--scylla-nodes=127.0.0.1:9042",
-            "--code-secret=s3cret",
+            "--code-secret=a-long-enough-secret-of-32-bytes-",
             "--worker-id=1",
             "--scylla-consistency=mostly",
         ])
         .unwrap_err();
         assert!(format!("{err:#}").contains("mostly"), "{err:#}");
         assert!(parse(&["--redis-url", "http://nope"]).is_err());
+    }
+
+    #[test]
+    fn a_shared_store_refuses_a_weak_code_secret_unless_told_it_is_a_demo() {
+        let shared = ["--scylla-nodes=127.0.0.1:9042", "--worker-id=1"];
+        let with = |extra: &[&str]| {
+            let mut args = shared.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let err = format!("{:#}", with(&["--code-secret=short"]).unwrap_err());
+        assert!(err.contains("32"), "{err}");
+        let demo = format!("--code-secret={}", crate::ids::DEMO_CODE_SECRET);
+        let err = format!("{:#}", with(&[&demo]).unwrap_err());
+        assert!(err.contains("demo"), "{err}");
+        assert!(with(&[&demo, "--allow-weak-code-secret"]).is_ok());
+        assert!(with(&["--code-secret=short", "--allow-weak-code-secret=true"]).is_ok());
+        assert!(with(&["--code-secret=0123456789abcdef0123456789abcdef"]).is_ok());
+        // The embedded store keeps its own secret: nothing to refuse.
+        assert!(parse(&["--code-secret=short"]).is_ok());
     }
 
     #[test]
@@ -589,7 +646,7 @@ mod tests {
             "--config",
             &config,
             "--code-secret",
-            "flag-secret-42",
+            "flag-secret-42-and-more-to-make-32-bytes",
             "--scylla-nodes",
             "127.0.0.1:9042",
             "--scylla-username",
@@ -597,13 +654,17 @@ mod tests {
         ])
         .unwrap();
         let shown = format!("{settings:?}");
-        for secret in ["flag-secret-42", "file-password-42", "redis-password-42"] {
+        for secret in [
+            "flag-secret-42-and-more-to-make-32-bytes",
+            "file-password-42",
+            "redis-password-42",
+        ] {
             assert!(!shown.contains(secret), "{secret} printed in {shown}");
         }
         // Still there for the code that uses them.
         assert_eq!(
             settings.ids.code_secret.as_ref().unwrap().expose_secret(),
-            "flag-secret-42"
+            "flag-secret-42-and-more-to-make-32-bytes"
         );
         assert_eq!(
             settings.scylla.password.as_ref().unwrap().expose_secret(),

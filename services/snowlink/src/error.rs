@@ -57,6 +57,9 @@ error_codes! {
     UrlSchemeNotAllowed => BAD_REQUEST, "url_scheme_not_allowed", "only http and https targets are allowed";
     UrlTooLong => BAD_REQUEST, "url_too_long", "the url is longer than the service accepts";
     UrlPointsToSelf => BAD_REQUEST, "url_points_to_self", "the url points at this shortener";
+    UrlHasUserinfo => BAD_REQUEST, "url_has_userinfo", "the url carries a user name or password (user@host)";
+    UrlTargetNotAllowed => BAD_REQUEST, "url_target_not_allowed", "the url points at a loopback, private or link-local address";
+    UrlBlocked => BAD_REQUEST, "url_blocked", "the url's host is on the service's blocklist";
     InvalidAlias => BAD_REQUEST, "invalid_alias", "the alias is not 3 to 64 of [A-Za-z0-9_-], or has the shape of a generated code";
     AliasReserved => BAD_REQUEST, "alias_reserved", "the alias is a route name";
     InvalidRedirect => BAD_REQUEST, "invalid_redirect", "redirect is not one of 301, 302, 307, 308";
@@ -74,9 +77,11 @@ error_codes! {
     KeyNameTaken => CONFLICT, "key_name_taken", "an API key with this name already exists";
     LinkExpired => GONE, "link_expired", "the link has expired";
     LinkDeleted => GONE, "link_deleted", "the link has been deleted";
+    LinkBlocked => GONE, "link_blocked", "the link's target host is on the service's blocklist";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large";
     RateLimited => TOO_MANY_REQUESTS, "rate_limited", "too many requests: the key's rate limit, or failed key attempts from one address";
     Internal => INTERNAL_SERVER_ERROR, "internal", "an unexpected error occurred";
+    StorageFull => INSUFFICIENT_STORAGE, "storage_full", "the disk of the link store is full";
     StoreUnavailable => SERVICE_UNAVAILABLE, "store_unavailable", "the link store cannot be reached";
     IdUnavailable => SERVICE_UNAVAILABLE, "id_unavailable", "no id can be issued now (the clock stepped back, or the worker id lease lapsed)";
 }
@@ -167,6 +172,17 @@ impl ApiError {
         )
     }
 
+    /// The JSON error body with another status than the code's own, for
+    /// `/readyz`, whose failures are all 503 for load balancers.
+    pub fn response_with_status(&self, status: StatusCode) -> HttpResponse {
+        HttpResponse::build(status).json(ErrorResponse {
+            error: ErrorDetail {
+                code: self.code.as_str(),
+                message: self.message.clone(),
+            },
+        })
+    }
+
     /// Something that should not happen; the cause is logged here, not sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "unexpected error");
@@ -212,6 +228,13 @@ impl From<snowlink_store::StoreError> for ApiError {
                 ErrorCode::KeyNameTaken,
                 format!("an API key named {name:?} already exists"),
             ),
+            Full(_) => {
+                tracing::error!(error = %e, "store write refused: disk full");
+                Self::new(
+                    ErrorCode::StorageFull,
+                    "the link store's disk is full: nothing was written; retry once space is freed",
+                )
+            }
             Backend(_) | Closed => Self::unavailable(ErrorCode::StoreUnavailable, &e),
         }
     }

@@ -91,7 +91,24 @@ pub struct IdSettings {
         action = clap::ArgAction::Set
     )]
     pub sequential_codes: bool,
+    /// Accept a code secret shorter than 32 bytes, or the published demo value, with a shared store.
+    /// Only for demos: whoever knows the secret can decode every code into its id and creation time.
+    #[arg(
+        long,
+        env = "SNOWLINK_ALLOW_WEAK_CODE_SECRET",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub allow_weak_code_secret: bool,
 }
+
+/// Shortest code secret a shared store accepts.
+pub const MIN_SHARED_SECRET: usize = 32;
+/// The value published in docker-compose.yml for the demo.
+pub const DEMO_CODE_SECRET: &str = "demo-only-change-me";
 
 impl IdSettings {
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -104,6 +121,32 @@ impl IdSettings {
             .is_some_and(|s| secrecy::ExposeSecret::expose_secret(s).is_empty())
         {
             anyhow::bail!("code_secret must not be empty");
+        }
+        Ok(())
+    }
+
+    /// With a store shared by several instances the secret is long-lived and
+    /// guards every code: refuse a short one or the published demo one.
+    pub fn validate_shared(&self) -> anyhow::Result<()> {
+        let Some(secret) = &self.code_secret else {
+            return Ok(());
+        };
+        let secret = secrecy::ExposeSecret::expose_secret(secret);
+        if self.allow_weak_code_secret {
+            return Ok(());
+        }
+        if secret == DEMO_CODE_SECRET {
+            anyhow::bail!(
+                "code_secret is the published demo value: set your own (for example `openssl rand -hex 32`), \
+                 or allow_weak_code_secret (SNOWLINK_ALLOW_WEAK_CODE_SECRET=true) for a demo"
+            );
+        }
+        if secret.len() < MIN_SHARED_SECRET {
+            anyhow::bail!(
+                "code_secret is {} bytes; a shared store needs at least {MIN_SHARED_SECRET} \
+                 (for example `openssl rand -hex 32`), or allow_weak_code_secret for a demo",
+                secret.len()
+            );
         }
         Ok(())
     }

@@ -80,10 +80,7 @@ pub async fn import(
         .await
         .context("reserving ids")?;
     let renewing = fence.spawn();
-    let policy = UrlPolicy {
-        max_len: settings.http.max_url_length,
-        public_url: settings.http.public_url.clone(),
-    };
+    let policy = settings.url_policy()?;
     let known = Mutex::new(Claimed {
         urls: owner_urls(&*store, owner).await?,
         aliases: HashSet::new(),

@@ -48,7 +48,9 @@ pub mod routes;
 pub mod shared_cache;
 pub mod startup;
 pub mod state;
+pub mod targets;
 pub mod telemetry;
+pub mod visitor_keys;
 
 /// Current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

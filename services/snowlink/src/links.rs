@@ -1,7 +1,11 @@
 //! The rules a link must follow, independent of HTTP.
 
 use chrono::DateTime;
+use std::sync::Arc;
+
 use url::{Host, Url};
+
+use crate::targets::{host_key, is_internal, Blocklist, OwnHosts};
 
 use crate::error::ErrorCode;
 
@@ -34,25 +38,29 @@ pub const DEFAULT_REDIRECT: u16 = 302;
 #[derive(Debug, Clone)]
 pub struct UrlPolicy {
     pub max_len: usize,
-    /// The service's own public URL; links to it would loop.
-    pub public_url: Url,
-}
-
-fn same_host(a: &Url, b: &Url) -> bool {
-    fn norm(u: &Url) -> Option<String> {
-        Some(match u.host()? {
-            Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
-            Host::Ipv4(ip) => ip.to_string(),
-            Host::Ipv6(ip) => ip.to_string(),
-        })
-    }
-    norm(a).is_some() && norm(a) == norm(b)
+    /// This service's names; links to them would loop.
+    pub own_hosts: OwnHosts,
+    /// Whether loopback, private and link-local targets are accepted.
+    pub allow_private: bool,
+    pub blocklist: Arc<Blocklist>,
 }
 
 impl UrlPolicy {
-    /// Validates a target URL and returns the form to store: the input
-    /// itself when it is already safe to send in a `Location` header, the
-    /// parser's normalised (percent-encoded) form otherwise.
+    /// The policy for a service at `public_url`, with the defaults of the
+    /// `targets` settings: internal targets refused, no blocklist.
+    pub fn new(max_len: usize, public_url: &Url) -> Self {
+        Self {
+            max_len,
+            own_hosts: OwnHosts::new(public_url, &[]).expect("a public URL is a host"),
+            allow_private: false,
+            blocklist: Arc::new(Blocklist::none()),
+        }
+    }
+
+    /// Validates a target URL and returns the only form that is stored and
+    /// served: the parser's normalised one. Every later reader of the
+    /// `Location` header (browsers, other URL parsers) then sees the host
+    /// that was checked here.
     pub fn check(&self, raw: &str) -> Result<String, Rejection> {
         if raw.len() > self.max_len {
             return Err(reject(
@@ -79,24 +87,45 @@ impl UrlPolicy {
                 ),
             ));
         }
-        if url.host_str().is_none_or(str::is_empty) {
+        let Some(host) = url.host().filter(|h| !matches!(h, Host::Domain(""))) else {
             return Err(reject(ErrorCode::InvalidUrl, "the url has no host"));
+        };
+        // `https://bank.example@evil.example/` shows one host and goes to
+        // another; and parsers disagree on where userinfo ends.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(reject(
+                ErrorCode::UrlHasUserinfo,
+                "the url carries a user name or password before its host (user@host); remove it",
+            ));
         }
         // A link back to this service would redirect to itself. Same host and
         // same (explicit or default) port is this service; another port on
         // the same host is another service.
-        if same_host(&url, &self.public_url) && url.port() == self.public_url.port() {
+        if self.own_hosts.contains(&url) {
             return Err(reject(
                 ErrorCode::UrlPointsToSelf,
                 "the url points at this shortener itself",
             ));
         }
-        let header_safe = raw.bytes().all(|b| b.is_ascii_graphic());
-        let stored = if header_safe {
-            raw.to_owned()
-        } else {
-            url.to_string()
-        };
+        if !self.allow_private && is_internal(&host) {
+            return Err(reject(
+                ErrorCode::UrlTargetNotAllowed,
+                format!(
+                    "the url's host {:?} is a loopback, private or link-local address",
+                    host_key(&host)
+                ),
+            ));
+        }
+        if self.blocklist.blocks_host(&host_key(&host)) {
+            return Err(reject(
+                ErrorCode::UrlBlocked,
+                format!(
+                    "the host {:?} is on this service's blocklist",
+                    host_key(&host)
+                ),
+            ));
+        }
+        let stored = String::from(url);
         if stored.len() > self.max_len {
             return Err(reject(
                 ErrorCode::UrlTooLong,
@@ -227,10 +256,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn policy() -> UrlPolicy {
-        UrlPolicy {
-            max_len: 2048,
-            public_url: Url::parse("https://sho.rt").unwrap(),
-        }
+        UrlPolicy::new(2048, &Url::parse("https://sho.rt").unwrap())
     }
 
     #[test]
@@ -238,7 +264,12 @@ mod tests {
         let p = policy();
         assert_eq!(
             p.check("https://example.com").unwrap(),
-            "https://example.com"
+            "https://example.com/",
+            "stored as normalised"
+        );
+        assert_eq!(
+            p.check("HTTPS://Example.COM:443/a/../b").unwrap(),
+            "https://example.com/b"
         );
         assert_eq!(
             p.check("http://example.com/a?b=c#d").unwrap(),
@@ -256,6 +287,27 @@ mod tests {
         assert_eq!(code("https://SHO.RT/abc"), "url_points_to_self");
         assert_eq!(code("http://sho.rt./abc"), "url_points_to_self");
         assert!(p.check("https://sho.rt:8443/abc").is_ok());
+        assert_eq!(code("https://paypal.com@evil.example/"), "url_has_userinfo");
+        assert_eq!(code("https://user:pw@example.com/"), "url_has_userinfo");
+        assert_eq!(code("https://x@sho.rt/"), "url_has_userinfo");
+        // Other parsers read this as user "good.example\" at evil.example;
+        // what is stored is what this parser saw, so every reader agrees.
+        assert_eq!(
+            p.check("https://good.example\\@evil.example/").unwrap(),
+            "https://good.example/@evil.example/"
+        );
+        assert_eq!(
+            code("http://169.254.169.254/latest"),
+            "url_target_not_allowed"
+        );
+        assert_eq!(code("http://2130706433/"), "url_target_not_allowed");
+        assert_eq!(code("http://[::ffff:127.0.0.1]/"), "url_target_not_allowed");
+        assert_eq!(code("http://localhost:8080/"), "url_target_not_allowed");
+        let open = UrlPolicy {
+            allow_private: true,
+            ..policy()
+        };
+        assert!(open.check("http://10.0.0.1/").is_ok());
         let long = format!("https://example.com/{}", "a".repeat(2048));
         assert_eq!(code(&long), "url_too_long");
     }

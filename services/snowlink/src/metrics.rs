@@ -287,6 +287,9 @@ impl LinkStore for TimedStore {
     async fn ping(&self) -> StoreResult<()> {
         timed!(self, "ping", self.inner.ping())
     }
+    async fn writable(&self) -> StoreResult<()> {
+        self.inner.writable().await
+    }
     async fn id_reservation(&self, worker: u16) -> StoreResult<i64> {
         timed!(self, "id_reservation", self.inner.id_reservation(worker))
     }

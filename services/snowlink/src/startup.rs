@@ -23,10 +23,10 @@ use crate::error::{json_error, ApiError, ErrorCode};
 use crate::ids::{IdFence, IdSource};
 use crate::kafka::Forwarder;
 use crate::lease::{LeaseHolder, WorkerId, WorkerLease};
-use crate::links::UrlPolicy;
 use crate::metrics::Metrics;
 use crate::shared_cache::SharedCache;
 use crate::state::AppState;
+use crate::visitor_keys::VisitorKeys;
 
 /// How long a worker-id lease lasts without renewal.
 pub const WORKER_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -92,6 +92,8 @@ impl Application {
         store: Arc<dyn LinkStore>,
         components: Arc<Components>,
     ) -> anyhow::Result<Self> {
+        // Settings that can fail are read before anything starts.
+        let url_policy = settings.url_policy()?;
         let metrics = Arc::new(Metrics::new());
         let started = |part: Arc<dyn Component>| {
             metrics.register(|registry| part.register_metrics(registry));
@@ -144,6 +146,9 @@ impl Application {
             let pipeline = Arc::new(
                 ClickPipeline::start(
                     &settings.spool_db(),
+                    VisitorKeys::open(settings.visitor_key_dir()).with_context(|| {
+                        format!("opening {}", settings.visitor_key_dir().display())
+                    })?,
                     ids.clone(),
                     settings.clicks.queue_capacity as usize,
                 )
@@ -177,14 +182,11 @@ impl Application {
             store,
             ids,
             codec,
-            url_policy: UrlPolicy {
-                max_len: settings.http.max_url_length,
-                public_url: settings.http.public_url.clone(),
-            },
+            url_policy,
             short_url_base: settings.short_url_base(),
             clicks,
             client_ip_header: settings.http.client_ip_header.clone(),
-            country_header: Some(settings.clicks.country_header.clone()).filter(|h| !h.is_empty()),
+            country_header: settings.clicks.country_header.clone(),
             components: components.clone(),
             metrics: metrics.clone(),
             metrics_here: settings.http.metrics_listen.is_none(),

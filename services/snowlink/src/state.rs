@@ -1,6 +1,9 @@
 //! What every request handler shares.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use actix_web::HttpRequest;
 
 use snowlink_id::CodeCodec;
 use snowlink_store::LinkStore;
@@ -37,4 +40,19 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether `/metrics` is served here (not on its own address).
     pub metrics_here: bool,
+}
+
+impl AppState {
+    /// The client's address: the first entry of the trusted client-address
+    /// header when one is configured and present, the peer address otherwise.
+    /// It is used in memory only (failed-key counting, visitor hashes) and
+    /// never logged or stored.
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        self.client_ip_header
+            .as_deref()
+            .and_then(|h| req.headers().get(h)?.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .or_else(|| req.peer_addr().map(|a| a.ip()))
+    }
 }

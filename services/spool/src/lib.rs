@@ -20,8 +20,9 @@
 //!   would split the events between them: the first to
 //!   [`ClickSpool::claim`] it owns it, and the other is refused until the
 //!   spool is drained and [`ClickSpool::release`]d.
-//! * `visitor_salts`: the random key of each UTC day for visitor hashes; keys
-//!   older than yesterday are deleted, so old visitor ids cannot be linked.
+//! * The keys of visitor hashes are not here: the service keeps them apart
+//!   from everything a spool reader can open. Spools from before kept them
+//!   in `visitor_salts`, which opening drops (with its pages overwritten).
 //! * `progress.pending_*` and `dirty_days` are the batch job's state from
 //!   before the lake kept its own ledger; [`ClickSpool::legacy`] reads them
 //!   once so the ledger can take them over.
@@ -79,7 +80,6 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 INSERT OR IGNORE INTO progress (id, checkpoint) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS dirty_days (day TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS visitor_salts (day INTEGER PRIMARY KEY, salt BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', lower(hex(randomblob(8))));
 ";
@@ -140,6 +140,18 @@ impl ClickSpool {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        let legacy_salts: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'visitor_salts')",
+            [],
+            |r| r.get(0),
+        )?;
+        if legacy_salts {
+            // Visitor-hash keys do not belong where spool readers can read
+            // them; overwrite their pages as they go.
+            conn.pragma_update(None, "secure_delete", "ON")?;
+            conn.execute_batch("DROP TABLE IF EXISTS visitor_salts")?;
+            conn.pragma_update(None, "secure_delete", "OFF")?;
+        }
         Ok(Self { conn })
     }
 
@@ -296,35 +308,6 @@ impl ClickSpool {
         tx.execute("DELETE FROM dirty_days", [])?;
         Ok(tx.commit()?)
     }
-
-    /// The salt for visitor hashes of UTC day `day` (days since 1970-01-01),
-    /// created on first use. Salts older than the day before are deleted.
-    pub fn visitor_salt(&mut self, day: i64) -> SpoolResult<[u8; 16]> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT salt FROM visitor_salts WHERE day = ?1",
-                [day],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let salt = match existing.and_then(|v| <[u8; 16]>::try_from(v).ok()) {
-            Some(s) => s,
-            None => {
-                let s: [u8; 16] = rand::random();
-                tx.execute(
-                    "INSERT OR REPLACE INTO visitor_salts (day, salt) VALUES (?1, ?2)",
-                    params![day, s.to_vec()],
-                )?;
-                s
-            }
-        };
-        tx.execute("DELETE FROM visitor_salts WHERE day < ?1", [day - 1])?;
-        tx.commit()?;
-        Ok(salt)
-    }
 }
 
 #[cfg(test)]
@@ -434,18 +417,33 @@ mod tests {
     }
 
     #[test]
-    fn salts_are_stable_per_day_and_pruned() {
+    fn visitor_keys_of_an_older_spool_are_dropped_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
-        let a = spool.visitor_salt(100).unwrap();
-        assert_eq!(spool.visitor_salt(100).unwrap(), a);
-        let b = spool.visitor_salt(101).unwrap();
-        assert_ne!(a, b);
-        spool.visitor_salt(103).unwrap();
+        let path = dir.path().join("spool.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE visitor_salts (day INTEGER PRIMARY KEY, salt BLOB NOT NULL);
+                 INSERT INTO visitor_salts VALUES (100, x'00112233445566778899aabbccddeeff');",
+            )
+            .unwrap();
+        }
+        let spool = ClickSpool::open(&path).unwrap();
         let n: i64 = spool
             .conn
-            .query_row("SELECT COUNT(*) FROM visitor_salts", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'visitor_salts'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(n, 1, "only the current day's salt survives");
+        assert_eq!(n, 0);
+        drop(spool);
+        let bytes = std::fs::read(&path).unwrap();
+        let key = [0x00u8, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+        assert!(
+            !bytes.windows(8).any(|w| w == key),
+            "the old key's bytes are overwritten"
+        );
     }
 }

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// An API key name is already in use.
     #[error("an API key named {0:?} already exists")]
     KeyNameTaken(String),
+    /// The disk under the store is full: nothing was written.
+    #[error("the store's disk is full: {0}")]
+    Full(String),
     /// The backend failed or cannot be reached.
     #[error("store backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -83,6 +86,13 @@ pub trait LinkStore: Send + Sync + 'static {
 
     /// Cheap round trip proving the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether a write can succeed now, as far as this process can tell
+    /// without writing: [`StoreError::Full`] when the local disk is full.
+    /// Remote backends answer for themselves on each write.
+    async fn writable(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// The end of the highest id-time reservation recorded for Snowflake
     /// worker `worker` (ms since the Unix epoch), 0 if none. A worker that

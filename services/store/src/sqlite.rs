@@ -14,6 +14,7 @@
 //! Reads go to a small pool of read-only connections on Tokio's blocking pool,
 //! so they never stall an async worker.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,32 @@ use crate::{
     tags_from_column, tags_to_column, ApiKey, CodeKind, DeleteOutcome, Link, LinkQuery, LinkStore,
     LinkUpdate, Scope, StateFilter, StoreError, StoreResult, UpdateOutcome, LINK_COLUMNS,
 };
+
+/// A write refused for want of disk space is a [`StoreError::Full`].
+fn db_err(e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        StoreError::Full(e.to_string())
+    } else {
+        StoreError::backend(e)
+    }
+}
+
+/// Below this much free space on the store's file system, writes are
+/// expected to fail and readiness says so.
+pub const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Free bytes for this user on the file system holding `path`.
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `stat` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
 
 /// Most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -77,8 +104,46 @@ type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
 /// A unit of work for the writer thread. `run` executes inside the group's
 /// transaction and returns the answer to send once the commit is known.
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
-type Completion = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (JobStatus, Completion) + Send>;
+
+/// How a job's own work went, before the group's commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobStatus {
+    Ok,
+    Failed,
+    /// Failed for want of disk space.
+    Full,
+}
+type Completion = Box<dyn FnOnce(Result<(), &JobFailure>) + Send>;
+
+/// Why a job's writes were not committed.
+#[derive(Debug)]
+enum JobFailure {
+    /// The group's commit failed.
+    Commit(rusqlite::Error),
+    /// SQLite rolled the group's transaction back while a job ran (a full
+    /// disk, say), or a savepoint could not be handled: nothing of the group
+    /// was written.
+    Aborted { why: String, full: bool },
+}
+
+impl JobFailure {
+    fn to_store_error(&self) -> StoreError {
+        match self {
+            JobFailure::Commit(e) => match db_err_ref(e) {
+                Some(full) => full,
+                None => StoreError::Backend(e.to_string().into()),
+            },
+            JobFailure::Aborted { why, full: true } => StoreError::Full(why.clone()),
+            JobFailure::Aborted { why, full: false } => StoreError::Backend(why.clone().into()),
+        }
+    }
+}
+
+fn db_err_ref(e: &rusqlite::Error) -> Option<StoreError> {
+    (e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+        .then(|| StoreError::Full(e.to_string()))
+}
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -95,7 +160,7 @@ impl ReadPool {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         let conn = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn).map_err(StoreError::backend)
+        f(&conn).map_err(db_err)
     }
 }
 
@@ -133,9 +198,9 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
         }
-        let mut conn = Connection::open(&path).map_err(StoreError::backend)?;
-        configure(&conn).map_err(StoreError::backend)?;
-        migrate(&mut conn).map_err(StoreError::backend)?;
+        let mut conn = Connection::open(&path).map_err(db_err)?;
+        configure(&conn).map_err(db_err)?;
+        migrate(&mut conn).map_err(db_err)?;
 
         let mut conns = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -143,10 +208,8 @@ impl SqliteStore {
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
-            .map_err(StoreError::backend)?;
-            reader
-                .busy_timeout(BUSY_TIMEOUT)
-                .map_err(StoreError::backend)?;
+            .map_err(db_err)?;
+            reader.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
             conns.push(Mutex::new(reader));
         }
 
@@ -178,13 +241,19 @@ impl SqliteStore {
         let (reply, rx): (Reply<T>, _) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = op(conn);
-            Box::new(move |commit| {
+            let status = match &result {
+                Ok(_) => JobStatus::Ok,
+                Err(StoreError::Full(_)) => JobStatus::Full,
+                Err(_) => JobStatus::Failed,
+            };
+            let done: Completion = Box::new(move |commit| {
                 let answer = match commit {
                     Ok(()) => result,
-                    Err(e) => Err(StoreError::Backend(e.to_string().into())),
+                    Err(e) => Err(e.to_store_error()),
                 };
                 let _ = reply.send(answer);
-            })
+            });
+            (status, done)
         });
         self.writer
             .send(job)
@@ -209,12 +278,18 @@ impl SqliteStore {
 /// transaction, commits once, then answers each. Ends when every sender is
 /// gone, after finishing the jobs already queued.
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    // Jobs not yet run carry over to the next group.
+    let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
+    loop {
+        if batch.is_empty() {
+            match rx.blocking_recv() {
+                Some(first) => batch.push_back(first),
+                None => break,
+            }
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => batch.push_back(job),
                 Err(_) => break,
             }
         }
@@ -228,13 +303,53 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 continue;
             }
         };
-        let completions: Vec<Completion> = batch.drain(..).map(|job| job(&tx)).collect();
-        let commit = tx.commit();
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, jobs = completions.len(), "store commit failed");
+        // Each job runs in its own savepoint: a job that fails leaves no
+        // half of its writes behind, and the others still commit. If SQLite
+        // rolls back the whole transaction (it does on a full disk), the
+        // connection is back in autocommit: the jobs that ran are answered as
+        // failed (nothing of theirs was written), and the jobs not yet run
+        // wait for the next group, never running in autocommit.
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let mut aborted: Option<(String, bool)> = None;
+        while let Some(job) = batch.pop_front() {
+            if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+                aborted = Some((format!("could not open a savepoint: {e}"), false));
+                batch.push_front(job);
+                break;
+            }
+            let (status, done) = job(&tx);
+            completions.push(done);
+            if tx.is_autocommit() {
+                aborted = Some((
+                    "the store's transaction was rolled back; nothing of this group was written"
+                        .to_owned(),
+                    status == JobStatus::Full,
+                ));
+                break;
+            }
+            let end = if status == JobStatus::Ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            if let Err(e) = tx.execute_batch(end) {
+                aborted = Some((format!("could not close a savepoint: {e}"), false));
+                break;
+            }
         }
+        let outcome = match aborted {
+            Some((why, full)) => {
+                tracing::error!(reason = %why, jobs = completions.len(), "store write group failed");
+                let _ = tx.rollback();
+                Err(JobFailure::Aborted { why, full })
+            }
+            None => tx.commit().map_err(|e| {
+                tracing::error!(error = %e, jobs = completions.len(), "store commit failed");
+                JobFailure::Commit(e)
+            }),
+        };
         for done in completions {
-            done(commit.as_ref().map(|_| ()));
+            done(outcome.as_ref().map(|_| ()));
         }
     }
     tracing::debug!("sqlite writer stopped");
@@ -306,7 +421,7 @@ impl LinkStore for SqliteStore {
                         tags_to_column(&link.tags),
                     ])
                 })
-                .map_err(StoreError::backend)?;
+                .map_err(db_err)?;
             if inserted == 0 {
                 return Err(StoreError::Conflict(link.code));
             }
@@ -335,7 +450,7 @@ impl LinkStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()
-                .map_err(StoreError::backend)?;
+                .map_err(db_err)?;
             match deleted_at {
                 None => Ok(DeleteOutcome::NotFound),
                 Some(Some(_)) => Ok(DeleteOutcome::AlreadyDeleted),
@@ -344,7 +459,7 @@ impl LinkStore for SqliteStore {
                         "UPDATE links SET deleted_at = ?2 WHERE code = ?1",
                         params![code, at_ms],
                     )
-                    .map_err(StoreError::backend)?;
+                    .map_err(db_err)?;
                     Ok(DeleteOutcome::Deleted)
                 }
             }
@@ -388,7 +503,7 @@ impl LinkStore for SqliteStore {
             let found = conn
                 .prepare_cached(&format!("SELECT {LINK_COLUMNS} FROM links WHERE code = ?1"))
                 .and_then(|mut stmt| stmt.query_row([&code], link_from_row).optional())
-                .map_err(StoreError::backend)?;
+                .map_err(db_err)?;
             let Some(mut link) = found else {
                 return Ok(UpdateOutcome::NotFound);
             };
@@ -408,7 +523,7 @@ impl LinkStore for SqliteStore {
                     tags_to_column(&link.tags),
                 ])
             })
-            .map_err(StoreError::backend)?;
+            .map_err(db_err)?;
             Ok(UpdateOutcome::Updated(link))
         })
         .await
@@ -434,7 +549,7 @@ impl LinkStore for SqliteStore {
                         key.rate_limit,
                     ],
                 )
-                .map_err(StoreError::backend)?;
+                .map_err(db_err)?;
             if inserted == 0 {
                 return Err(StoreError::KeyNameTaken(key.name));
             }
@@ -474,7 +589,7 @@ impl LinkStore for SqliteStore {
                 params![name, at_ms],
             )
             .map(|n| n > 0)
-            .map_err(StoreError::backend)
+            .map_err(db_err)
         })
         .await
     }
@@ -482,6 +597,28 @@ impl LinkStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
+    }
+
+    async fn writable(&self) -> StoreResult<()> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let free = tokio::task::spawn_blocking(move || free_bytes(&dir))
+            .await
+            .map_err(StoreError::backend)?
+            .map_err(StoreError::backend)?;
+        if free < MIN_FREE_BYTES {
+            return Err(StoreError::Full(format!(
+                "{} KiB free next to {}; writes need at least {} KiB",
+                free / 1024,
+                self.path.display(),
+                MIN_FREE_BYTES / 1024
+            )));
+        }
+        Ok(())
     }
 
     async fn id_reservation(&self, worker: u16) -> StoreResult<i64> {
@@ -504,7 +641,7 @@ impl LinkStore for SqliteStore {
                  ON CONFLICT (worker) DO UPDATE SET until_ms = MAX(until_ms, excluded.until_ms)",
             )
             .and_then(|mut stmt| stmt.execute(params![worker, until_ms]))
-            .map_err(StoreError::backend)?;
+            .map_err(db_err)?;
             Ok(())
         })
         .await
@@ -514,6 +651,147 @@ impl LinkStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Op = Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>;
+
+    fn op(f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static) -> Op {
+        Box::new(f)
+    }
+
+    /// Jobs of one write group: queued, in order, while the writer is
+    /// held busy, so that they share one transaction.
+    async fn one_group(store: &Arc<SqliteStore>, jobs: Vec<Op>) -> Vec<StoreResult<()>> {
+        let s = store.clone();
+        let hold = tokio::spawn(async move {
+            s.write(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        let mut handles = Vec::new();
+        for job in jobs {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let s = store.clone();
+            handles.push(tokio::spawn(async move { s.write(job).await }));
+        }
+        hold.await.unwrap().unwrap();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
+
+    fn values(store: &SqliteStore) -> Vec<i64> {
+        let conn = Connection::open(store.path()).unwrap();
+        let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn insert(c: &Connection, v: i64) -> StoreResult<()> {
+        c.execute("INSERT INTO t VALUES (?1)", [v])
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    /// A job that fails leaves none of its writes behind, and the others of
+    /// its group still commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_job_fails_alone_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (v INTEGER)")
+                    .map_err(db_err)
+            })
+            .await
+            .unwrap();
+        let results = one_group(
+            &store,
+            vec![
+                op(|c| insert(c, 1)),
+                op(|c| {
+                    insert(c, 2)?;
+                    Err(StoreError::Conflict("x".into()))
+                }),
+                op(|c| insert(c, 3)),
+            ],
+        )
+        .await;
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(StoreError::Conflict(_))));
+        assert_eq!(values(&store), [1, 3]);
+    }
+
+    /// When SQLite rolls back the whole transaction during a job (it does
+    /// when the disk is full), every job that ran is answered as failed and
+    /// indeed wrote nothing; the jobs after it run in the next group, never
+    /// in autocommit behind the group's back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rolled_back_group_writes_nothing_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (v INTEGER)")
+                    .map_err(db_err)
+            })
+            .await
+            .unwrap();
+        let results = one_group(
+            &store,
+            vec![
+                op(|c| insert(c, 1)),
+                op(|c| c.execute_batch("ROLLBACK").map_err(db_err)),
+                op(|c| insert(c, 3)),
+            ],
+        )
+        .await;
+        assert!(results[0].is_err() && results[1].is_err(), "{results:?}");
+        assert!(results[2].is_ok(), "{results:?}");
+        assert_eq!(values(&store), [3], "answered as failed, and not written");
+
+        // A full disk: the same, and the answer says why.
+        let pages: i64 = store
+            .read(|c| c.query_row("PRAGMA page_count", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        let limited = move |f: fn(&Connection) -> StoreResult<()>| {
+            op(move |c| {
+                c.pragma_update(None, "max_page_count", pages + 4)
+                    .map_err(db_err)?;
+                f(c)
+            })
+        };
+        let results = one_group(
+            &store,
+            vec![
+                limited(|c| insert(c, 4)),
+                limited(|c| {
+                    c.execute("INSERT INTO t VALUES (zeroblob(1000000))", [])
+                        .map(drop)
+                        .map_err(db_err)
+                }),
+                limited(|c| insert(c, 6)),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(results[0], Err(StoreError::Full(_))),
+            "{results:?}"
+        );
+        assert!(
+            matches!(results[1], Err(StoreError::Full(_))),
+            "{results:?}"
+        );
+        assert!(results[2].is_ok(), "{results:?}");
+        assert_eq!(values(&store), [3, 6]);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_passes_the_conformance_suite() {

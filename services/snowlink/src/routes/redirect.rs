@@ -25,7 +25,7 @@ use crate::state::AppState;
         (status = 307, description = "Temporary redirect to `Location`"),
         (status = 308, description = "Permanent redirect to `Location`"),
         (status = 404, description = "No link has this code", body = crate::error::ErrorResponse),
-        (status = 410, description = "Expired or deleted", body = crate::error::ErrorResponse),
+        (status = 410, description = "Expired, deleted, or its host is blocked", body = crate::error::ErrorResponse),
         (status = 503, description = "The store cannot be reached", body = crate::error::ErrorResponse),
     ))]
 pub async fn fallback(
@@ -74,6 +74,12 @@ async fn redirect(
         LinkState::Expired => return Err(ApiError::link_expired(&code)),
         LinkState::Deleted => return Err(ApiError::link_deleted(&code)),
     }
+    if state.url_policy.blocklist.blocks_url(&link.url) {
+        return Err(ApiError::new(
+            ErrorCode::LinkBlocked,
+            format!("the link {code:?} points at a blocked host"),
+        ));
+    }
     // HEAD is a preview or a check, not a visit.
     if let (Some(clicks), true) = (&state.clicks, req.method() == Method::GET) {
         clicks.send(capture(req, state, code.into_owned()));
@@ -96,13 +102,7 @@ fn header_string(req: &HttpRequest, name: &str, max: usize) -> Option<String> {
 /// What the request says about the click; the IP goes no further than the
 /// click channel.
 fn capture(req: &HttpRequest, state: &AppState, code: String) -> RawClick {
-    let ip = state
-        .client_ip_header
-        .as_deref()
-        .and_then(|h| req.headers().get(h)?.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.trim().parse().ok())
-        .or_else(|| req.peer_addr().map(|a| a.ip()));
+    let ip = state.client_ip(req);
     let country = state
         .country_header
         .as_deref()

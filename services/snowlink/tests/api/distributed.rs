@@ -35,7 +35,7 @@ impl Instance {
     async fn start(store: Arc<dyn LinkStore>, tweak: impl FnOnce(&mut Settings)) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = test_settings(dir.path());
-        settings.ids.code_secret = Some("shared-secret-of-the-fleet".into());
+        settings.ids.code_secret = Some("shared-secret-of-the-fleet-0123456789".into());
         tweak(&mut settings);
         let app = Application::build_with_store(settings, store)
             .await

@@ -5,6 +5,7 @@ mod auth;
 mod concurrency;
 mod crash;
 mod distributed;
+mod hardening;
 mod health;
 mod helpers;
 mod ids;

@@ -44,7 +44,7 @@ fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
     std::fs::write(
         &file,
         "cache_capacity = 111\ncache_ttl_secs = 222\nnegative_cache_ttl_secs = 333\n\
-         code_secret = \"file-secret-never-shown\"\nscylla_nodes = [\"a:9042\", \"b:9042\"]\n\
+         code_secret = \"file-secret-never-shown-0123456789abcdef\"\nscylla_nodes = [\"a:9042\", \"b:9042\"]\n\
          worker_id = 3\n",
     )
     .unwrap();
