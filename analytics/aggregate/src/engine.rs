@@ -126,6 +126,10 @@ fn rebuild_rollups(lake: &Lake, ledger: &Ledger) -> anyhow::Result<u64> {
     Ok(rebuilt)
 }
 
+/// Invalid records logged one by one per run; the rest are counted in the
+/// summary.
+const REJECTS_LOGGED: u64 = 20;
+
 /// Writes one batch and records it; returns the recorded next positions of
 /// the streams it touched.
 fn write_batch(
@@ -139,6 +143,9 @@ fn write_batch(
     let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut files: BTreeMap<(String, String), Vec<ClickEvent>> = BTreeMap::new();
     let mut seen_now = Seen::new();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for r in batch {
         if r.position < next.get(&r.stream).copied().unwrap_or(i64::MIN) {
             // Already in the lake: the source was not acknowledged in time.
@@ -150,6 +157,31 @@ fn write_batch(
             .or_insert((r.position, r.position));
         range.0 = range.0.min(r.position);
         range.1 = range.1.max(r.position);
+        // Validated before anything else is believed of it: a forged
+        // record must not move an origin's high-water mark (which would
+        // drop that spool's later events as resends), nor put an absurd
+        // time into the lake.
+        let event = match r.payload.as_deref() {
+            Some(text) => ClickEvent::parse(text, now_ms),
+            None => Err(snowlink_events::InvalidEvent(
+                "the record is not text".into(),
+            )),
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(why) => {
+                if summary.rejected < REJECTS_LOGGED {
+                    tracing::error!(
+                        stream = r.stream,
+                        position = r.position,
+                        reason = %why,
+                        "skipping a record that is not a valid click event"
+                    );
+                }
+                summary.rejected += 1;
+                continue;
+            }
+        };
         if let Some((origin, seq)) = r.origin {
             let key = (r.stream.clone(), origin);
             let high = seen_now
@@ -163,17 +195,10 @@ fn write_batch(
             }
             seen_now.insert(key, seq);
         }
-        match r.payload.as_deref().map(ClickEvent::from_json) {
-            Some(Ok(e)) => files.entry((r.stream, e.date())).or_default().push(e),
-            _ => {
-                tracing::error!(
-                    stream = r.stream,
-                    position = r.position,
-                    "skipping a record that is not a click event"
-                );
-                summary.rejected += 1;
-            }
-        }
+        files
+            .entry((r.stream, event.date()))
+            .or_default()
+            .push(event);
     }
     for (stream, (first, _)) in &ranges {
         ledger.ensure_stream(stream, *first)?;

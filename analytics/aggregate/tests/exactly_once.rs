@@ -567,3 +567,61 @@ fn a_spool_forwarded_to_kafka_is_not_drained_into_a_lake_too() {
         Err(snowlink_spool::ClaimError::Owned { .. })
     ));
 }
+
+/// Forged messages on the topic (not an event, an absurd time, a sequence
+/// number far ahead) are rejected and counted; they silence nothing, and
+/// every real event of the same spool still reaches the lake once.
+#[test]
+fn forged_kafka_messages_silence_nothing() {
+    let Some(kafka) = snowlink_testkit::Server::kafka("forged_kafka_messages_silence_nothing")
+    else {
+        return;
+    };
+    kafka.create_topic("clicks", 1);
+    let spool = "00000000000000bb";
+    let forged = |payload: Vec<u8>, seq: i64| snowlink_testkit::RawMessage {
+        key: "code0".into(),
+        payload,
+        spool: Some(spool.into()),
+        seq: Some(seq.to_string()),
+    };
+    let mut absurd = event(0);
+    absurd.ts = 253_402_300_799_000; // 9999-12-31
+    let mut bad_code = event(1);
+    bad_code.code = "\u{1b}[2J".into();
+    snowlink_testkit::produce_raw(
+        &kafka.bootstrap(),
+        "clicks",
+        [
+            forged(b"not an event".to_vec(), i64::MAX),
+            forged(vec![0xff, 0xfe], i64::MAX - 1),
+            forged(absurd.to_json().into_bytes(), i64::MAX - 2),
+            forged(bad_code.to_json().into_bytes(), i64::MAX - 3),
+        ],
+    );
+    const N: i64 = 500;
+    snowlink_testkit::produce_clicks(
+        &kafka.bootstrap(),
+        "clicks",
+        spool,
+        (0..N).map(|i| (i + 1, event(i))),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let out = Command::new(BIN)
+        .args(["--kafka-brokers", &kafka.bootstrap()])
+        .args(["--group", "forged", "--topic", "clicks"])
+        .arg("--lake")
+        .arg(&lake)
+        .args(["--once", "--batch-wait", "200ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_exactly_once(&lake, N);
+    let text = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        text.contains("4 invalid events skipped"),
+        "the summary counts them: {text}"
+    );
+}

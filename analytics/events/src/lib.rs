@@ -61,7 +61,95 @@ pub struct ClickEvent {
     pub visitor_id: String,
 }
 
+/// Earliest click time accepted: 2000-01-01T00:00:00Z.
+pub const MIN_TS_MS: i64 = 946_684_800_000;
+/// How far ahead of the reader's clock a click time may be.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 86_400_000;
+/// Longest text fields, in bytes (the service cuts referrers at 2,048
+/// characters and user agents at 512, which UTF-8 may make up to 4x longer).
+pub const MAX_REFERRER_BYTES: usize = 4 * 2048;
+pub const MAX_USER_AGENT_BYTES: usize = 4 * 512;
+pub const MAX_LABEL_BYTES: usize = 256;
+/// The device classes an event may name.
+pub const DEVICES: &[&str] = &["desktop", "mobile", "tablet", "bot", "other"];
+
+/// Why an event read from the spool or Kafka is not a click this service
+/// could have produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEvent(pub String);
+
+impl std::fmt::Display for InvalidEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidEvent {}
+
+fn invalid<T>(why: impl Into<String>) -> Result<T, InvalidEvent> {
+    Err(InvalidEvent(why.into()))
+}
+
 impl ClickEvent {
+    /// Parses and validates an event read from outside the process.
+    pub fn parse(s: &str, now_ms: i64) -> Result<Self, InvalidEvent> {
+        let e = Self::from_json(s).map_err(|e| InvalidEvent(format!("not a click event: {e}")))?;
+        e.validate(now_ms)?;
+        Ok(e)
+    }
+
+    /// Checks every field against what the service writes: a known schema
+    /// version, a positive id, a code's syntax, a time between 2000 and a
+    /// day past `now_ms`, bounded texts, a known device, a two-letter
+    /// country and a hex visitor id.
+    pub fn validate(&self, now_ms: i64) -> Result<(), InvalidEvent> {
+        if !(1..=SCHEMA_VERSION).contains(&self.schema_version) {
+            return invalid(format!("unknown schema_version {}", self.schema_version));
+        }
+        if self.event_id <= 0 {
+            return invalid(format!("event_id {} is not positive", self.event_id));
+        }
+        let code_ok = (1..=64).contains(&self.code.len())
+            && self
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !code_ok {
+            return invalid("code is not 1 to 64 of [A-Za-z0-9_-]");
+        }
+        if self.ts < MIN_TS_MS || self.ts > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            return invalid(format!(
+                "ts {} is before 2000 or more than a day ahead",
+                self.ts
+            ));
+        }
+        let too_long = |v: &Option<String>, max: usize| v.as_ref().is_some_and(|v| v.len() > max);
+        if too_long(&self.referrer, MAX_REFERRER_BYTES)
+            || too_long(&self.user_agent, MAX_USER_AGENT_BYTES)
+            || too_long(&self.referrer_host, MAX_LABEL_BYTES)
+            || too_long(&self.browser, MAX_LABEL_BYTES)
+            || too_long(&self.os, MAX_LABEL_BYTES)
+        {
+            return invalid("a text field is longer than the service writes");
+        }
+        if let Some(d) = &self.device {
+            if !DEVICES.contains(&d.as_str()) {
+                return invalid("device is not a known class");
+            }
+        }
+        if let Some(c) = &self.country {
+            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+                return invalid("country is not two upper-case letters");
+            }
+        }
+        let visitor_ok = (1..=64).contains(&self.visitor_id.len())
+            && self.visitor_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !visitor_ok {
+            return invalid("visitor_id is not 1 to 64 hex digits");
+        }
+        Ok(())
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a click event always serialises")
     }
@@ -123,6 +211,35 @@ mod tests {
     fn json_round_trips() {
         let e = sample();
         assert_eq!(ClickEvent::from_json(&e.to_json()).unwrap(), e);
+    }
+
+    #[test]
+    fn events_are_validated() {
+        let now = 1_763_856_000_123;
+        let e = sample();
+        assert_eq!(ClickEvent::parse(&e.to_json(), now).unwrap(), e);
+        let bad = |f: &dyn Fn(&mut ClickEvent)| {
+            let mut e = sample();
+            f(&mut e);
+            ClickEvent::parse(&e.to_json(), now).unwrap_err()
+        };
+        bad(&|e| e.schema_version = 99);
+        bad(&|e| e.event_id = 0);
+        bad(&|e| e.code = "a/b".into());
+        bad(&|e| e.code = String::new());
+        bad(&|e| e.ts = i64::MAX);
+        bad(&|e| e.ts = 253_402_300_799_000); // 9999-12-31
+        bad(&|e| e.ts = -1);
+        bad(&|e| e.referrer = Some("x".repeat(MAX_REFERRER_BYTES + 1)));
+        bad(&|e| e.device = Some("toaster".into()));
+        bad(&|e| e.country = Some("\u{1b}[".into()));
+        bad(&|e| e.visitor_id = "not hex".into());
+        assert!(ClickEvent::parse("{\"code\": 1}", now).is_err());
+        assert!(ClickEvent::parse("not json", now).is_err());
+        // A day ahead of the reader's clock is still a click (clock skew).
+        let mut e = sample();
+        e.ts = now + MAX_CLOCK_AHEAD_MS;
+        assert!(e.validate(now).is_ok());
     }
 
     #[test]

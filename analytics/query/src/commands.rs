@@ -11,7 +11,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
 use crate::model::{Bucket, Dimension, Output, Range};
-use crate::time::{date_of, parse_time};
+use snowlink_time::{date_of, parse_time};
 
 struct Bounds {
     since: Option<DateTime<Utc>>,
@@ -241,6 +241,9 @@ pub async fn top(
     .await
 }
 
+/// Most buckets in one time series (over eleven years of hours).
+pub const MAX_BUCKETS: i64 = 100_000;
+
 pub async fn timeseries(
     ctx: &SessionContext,
     code: &str,
@@ -294,6 +297,23 @@ pub async fn timeseries(
         .or_else(|| counts.keys().next_back().copied());
     let (mut times, mut values) = (Vec::new(), Vec::new());
     if let (Some(start), Some(end)) = (start, end) {
+        let buckets = (end - start) / step + 1;
+        if buckets > MAX_BUCKETS {
+            bail!(
+                "the range holds {buckets} {}s; a time series has at most {MAX_BUCKETS} buckets: \
+                 narrow it with --since and --until{}",
+                match by {
+                    Bucket::Hour => "hour",
+                    Bucket::Day => "day",
+                },
+                match by {
+                    Bucket::Hour => ", or use --by day",
+                    Bucket::Day => "",
+                }
+            );
+        }
+        times.reserve(buckets as usize);
+        values.reserve(buckets as usize);
         let mut t = start;
         while t <= end {
             times.push(t);

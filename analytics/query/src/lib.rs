@@ -18,6 +18,5 @@ pub mod commands;
 pub mod lake;
 pub mod model;
 pub mod print;
-pub mod time;
 
 pub use cli::{run, Cli};

@@ -4,7 +4,11 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::ValueEnum;
-use datafusion::arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::pretty::pretty_format_batches_with_schema;
 
 use crate::model::Output;
@@ -27,6 +31,66 @@ pub fn sparkline(values: &[i64]) -> String {
         .collect()
 }
 
+/// `s` with every character that could move the cursor, change colours or
+/// reorder text on a terminal (C0 and C1 controls, DEL, bidirectional
+/// overrides) written as a visible `\u{..}` escape; a backslash is doubled
+/// so an escape cannot be faked.
+pub fn escape_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\\' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The batches with every text column escaped for a terminal.
+fn escaped(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let is_text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if is_text(f.data_type()) {
+                f.as_ref().clone().with_data_type(DataType::Utf8)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let new_schema: SchemaRef = Arc::new(Schema::new(fields));
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
+        for column in b.columns() {
+            if is_text(column.data_type()) {
+                let text = cast(column, &DataType::Utf8)?;
+                let text = text
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to Utf8 gives a StringArray");
+                let clean: StringArray = text.iter().map(|v| v.map(escape_for_terminal)).collect();
+                columns.push(Arc::new(clean));
+            } else {
+                columns.push(column.clone());
+            }
+        }
+        out.push(RecordBatch::try_new(new_schema.clone(), columns)?);
+    }
+    Ok((new_schema, out))
+}
+
 pub fn print(out: &Output, format: Format, w: &mut impl Write) -> Result<()> {
     let batches: Vec<RecordBatch> = if out.batches.is_empty() {
         vec![RecordBatch::new_empty(out.schema.clone())]
@@ -35,10 +99,13 @@ pub fn print(out: &Output, format: Format, w: &mut impl Write) -> Result<()> {
     };
     match format {
         Format::Table => {
+            // Lake values come from visitors (referrers, user agents): what
+            // reaches a terminal is escaped.
+            let (schema, batches) = escaped(&out.schema, &batches)?;
             writeln!(
                 w,
                 "{}",
-                pretty_format_batches_with_schema(out.schema.clone(), &batches)?
+                pretty_format_batches_with_schema(schema, &batches)?
             )?;
             if let Some(values) = &out.sparkline {
                 if !values.is_empty() {
@@ -76,9 +143,52 @@ pub fn print(out: &Output, format: Format, w: &mut impl Write) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn sparkline_scales() {
         assert_eq!(super::sparkline(&[0, 7, 14]), "▁▅█");
         assert_eq!(super::sparkline(&[0, 0]), "▁▁");
+    }
+
+    #[test]
+    fn table_output_escapes_what_a_terminal_would_obey() {
+        assert_eq!(escape_for_terminal("plain"), "plain");
+        assert_eq!(escape_for_terminal("a\x1b[31mred"), "a\\u{1b}[31mred");
+        assert_eq!(
+            escape_for_terminal("x\ry\nz\u{7f}\u{9b}"),
+            "x\\u{d}y\\u{a}z\\u{7f}\\u{9b}"
+        );
+        assert_eq!(escape_for_terminal("\u{202e}txt.exe"), "\\u{202e}txt.exe");
+        assert_eq!(
+            escape_for_terminal("back\\u{1b}slash"),
+            "back\\\\u{1b}slash"
+        );
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "referrer",
+            DataType::Utf8,
+            true,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![
+                Some("https://a.example/\x1b]0;pwned\x07"),
+                None,
+            ]))],
+        )
+        .unwrap();
+        let out = crate::model::Output {
+            schema,
+            batches: vec![batch],
+            sparkline: None,
+        };
+        let mut text = Vec::new();
+        print(&out, Format::Table, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}]0;pwned\\u{7}"), "{text}");
     }
 }

@@ -144,6 +144,8 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
             "--data-dir",
         ])
         .arg(&data)
+        // Countries are read only from a header a setting names.
+        .args(["--country-header", "CF-IPCountry"])
         .env("SNOWLINK_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -55,6 +55,11 @@ const MAX_BATCH: usize = 4096;
 /// spool commits (and fsyncs) at most 1000 / this many times per second.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
 const DROP_LOG_EVERY_MS: i64 = 10_000;
+/// How long shutdown keeps retrying a spool that cannot be written before
+/// the clicks still held go to the rescue file.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a spool write waits for another process's lock.
+const SPOOL_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_USER_AGENT: usize = 512;
 pub const MAX_REFERRER: usize = 2048;
 
@@ -95,6 +100,43 @@ pub struct ClickSettings {
     pub visitor_key_dir: Option<std::path::PathBuf>,
 }
 
+/// At most one log line per interval for a failure that repeats per click,
+/// saying how many were not logged.
+#[derive(Debug)]
+pub struct LogThrottle {
+    every_ms: i64,
+    last_ms: AtomicI64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogThrottle {
+    pub fn new(every_ms: i64) -> Self {
+        Self {
+            every_ms,
+            last_ms: AtomicI64::new(i64::MIN / 2),
+            suppressed: Default::default(),
+        }
+    }
+
+    /// `Some(n)` when a line may be written now, `n` being how many were
+    /// suppressed since the last one; `None` otherwise (counted).
+    pub fn allow(&self) -> Option<u64> {
+        let now = crate::now_ms();
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now - last >= self.every_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// What the redirect handler knows about a click.
 #[derive(Debug, Clone)]
 pub struct RawClick {
@@ -126,7 +168,7 @@ pub struct ClickMetrics {
 pub struct ClickSender {
     tx: mpsc::Sender<Msg>,
     metrics: Arc<ClickMetrics>,
-    last_drop_log_ms: Arc<AtomicI64>,
+    drop_log: Arc<LogThrottle>,
 }
 
 impl ClickSender {
@@ -138,14 +180,7 @@ impl ClickSender {
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
                 let dropped = self.metrics.dropped.inc() + 1;
-                let now = crate::now_ms();
-                let last = self.last_drop_log_ms.load(Ordering::Relaxed);
-                if now - last >= DROP_LOG_EVERY_MS
-                    && self
-                        .last_drop_log_ms
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
+                if self.drop_log.allow().is_some() {
                     tracing::warn!(
                         dropped_total = dropped,
                         "click channel full: dropping click events (the spool is not keeping up)"
@@ -165,6 +200,8 @@ pub struct ClickPipeline {
     sender: ClickSender,
     thread: Mutex<Option<JoinHandle<()>>>,
     depth: Arc<SpoolDepth>,
+    /// When shutdown began (ms since the epoch); 0 while running.
+    stop_at_ms: Arc<AtomicI64>,
 }
 
 /// Reports how many clicks wait in the spool for its consumer, read from
@@ -203,19 +240,33 @@ impl ClickPipeline {
         ids: IdSource,
         capacity: usize,
     ) -> anyhow::Result<Self> {
-        let spool = ClickSpool::open(spool_path)?;
+        let mut spool = ClickSpool::open(spool_path)?;
+        spool.set_busy_timeout(SPOOL_BUSY_TIMEOUT)?;
+        // Clicks a previous run could only keep in the rescue file.
+        match spool.take_rescued(&snowlink_spool::rescue_path(spool_path)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "click events from the rescue file moved into the spool"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the rescue file stays for the next start"),
+        }
         let depth = Arc::new(SpoolDepth {
             spool: Mutex::new(ClickSpool::open(spool_path)?),
         });
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let metrics = Arc::new(ClickMetrics::default());
+        let stop_at_ms = Arc::new(AtomicI64::new(0));
         let spooler = Spooler {
             spool,
+            spool_path: spool_path.to_path_buf(),
             ids,
             metrics: metrics.clone(),
             enricher: Enricher::new(),
             keys,
             salt: None,
+            stop_at_ms: stop_at_ms.clone(),
+            error_log: LogThrottle::new(DROP_LOG_EVERY_MS),
         };
         let thread = std::thread::Builder::new()
             .name("click-spooler".into())
@@ -224,10 +275,11 @@ impl ClickPipeline {
             sender: ClickSender {
                 tx,
                 metrics,
-                last_drop_log_ms: Arc::new(AtomicI64::new(0)),
+                drop_log: Arc::new(LogThrottle::new(DROP_LOG_EVERY_MS)),
             },
             thread: Mutex::new(Some(thread)),
             depth,
+            stop_at_ms,
         })
     }
 
@@ -235,13 +287,26 @@ impl ClickPipeline {
         self.sender.clone()
     }
 
-    /// Writes every queued click to the spool and stops the thread.
+    /// Writes every queued click to the spool and stops the thread. Bounded:
+    /// if the spool cannot be written for [`SHUTDOWN_GRACE`], the clicks
+    /// still held go to the rescue file (moved into the spool at the next
+    /// start), or are counted as dropped if even that fails.
     pub async fn shutdown(&self) {
         let Some(thread) = self.thread.lock().expect("spooler thread").take() else {
             return;
         };
-        let _ = self.sender.tx.send(Msg::Shutdown).await;
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        self.stop_at_ms.store(crate::now_ms(), Ordering::Relaxed);
+        // The channel may be full of clicks the spooler cannot write: it
+        // also sees the stop through `stop_at_ms`, so the marker is only a
+        // wake-up and may be skipped.
+        let _ = self.sender.tx.try_send(Msg::Shutdown);
+        let join = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(SHUTDOWN_GRACE * 3, join)
+            .await
+            .is_err()
+        {
+            tracing::error!("the click spooler did not stop in time; exiting without it");
+        }
         let m = self.sender.metrics();
         tracing::info!(
             spooled = m.spooled.get(),
@@ -288,6 +353,10 @@ impl Component for ClickPipeline {
 
 struct Spooler {
     spool: ClickSpool,
+    spool_path: std::path::PathBuf,
+    stop_at_ms: Arc<AtomicI64>,
+    /// Spool and enrichment failures repeat per batch or per click.
+    error_log: LogThrottle,
     ids: IdSource,
     metrics: Arc<ClickMetrics>,
     enricher: Enricher,
@@ -305,6 +374,7 @@ impl Spooler {
                 Some(Msg::Click(c)) => batch.push(c),
                 Some(Msg::Shutdown) | None => stopping = true,
             }
+            stopping |= self.stop_requested();
             if stopping {
                 rx.close();
             } else {
@@ -351,11 +421,46 @@ impl Spooler {
                 Err(e) => {
                     attempt += 1;
                     self.metrics.spool_errors.inc();
-                    tracing::error!(error = %e, attempt, events = events.len(), "click spool write failed; retrying");
+                    if let Some(suppressed) = self.error_log.allow() {
+                        tracing::error!(error = %e, attempt, events = events.len(), suppressed, "click spool write failed; retrying");
+                    }
+                    if self.past_grace() {
+                        self.rescue(&events);
+                        return;
+                    }
                     // Keep the batch and retry; meanwhile the channel fills and
                     // new clicks are shed (counted), never the ones held here.
-                    std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(50))));
+                    std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))));
                 }
+            }
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop_at_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// Shutdown began more than [`SHUTDOWN_GRACE`] ago.
+    fn past_grace(&self) -> bool {
+        let at = self.stop_at_ms.load(Ordering::Relaxed);
+        at != 0 && crate::now_ms() - at >= SHUTDOWN_GRACE.as_millis() as i64
+    }
+
+    /// Keeps `events` in the rescue file, the spool being unwritable at
+    /// shutdown.
+    fn rescue(&self, events: &[String]) {
+        match snowlink_spool::rescue(&self.spool_path, events) {
+            Ok(()) => {
+                self.metrics.spooled.inc_by(events.len() as u64);
+                tracing::warn!(
+                    events = events.len(),
+                    path = %snowlink_spool::rescue_path(&self.spool_path).display(),
+                    "the spool cannot be written: click events kept in the rescue file, moved into the spool at the next start"
+                );
+            }
+            Err(e) => {
+                self.metrics.dropped.inc_by(events.len() as u64);
+                tracing::error!(error = %e, events = events.len(), "neither the spool nor the rescue file can be written: click events lost");
             }
         }
     }
@@ -369,16 +474,20 @@ impl Spooler {
         let event_id = loop {
             match self.ids.next_id_blocking() {
                 Ok(id) => break id as i64,
-                Err(e) if waited < EVENT_ID_WAIT => {
+                Err(e) if waited < EVENT_ID_WAIT && !self.stop_requested() => {
                     if waited.is_zero() {
-                        tracing::warn!(error = %e, "no event id yet; holding the click");
+                        if let Some(suppressed) = self.error_log.allow() {
+                            tracing::warn!(error = %e, suppressed, "no event id yet; holding the click");
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(50));
                     waited += Duration::from_millis(50);
                 }
                 Err(e) => {
                     self.metrics.dropped.inc();
-                    tracing::error!(error = %e, "no event id for a click; dropped");
+                    if let Some(suppressed) = self.error_log.allow() {
+                        tracing::error!(error = %e, suppressed, "no event id for a click; dropped");
+                    }
                     return None;
                 }
             }
@@ -432,7 +541,9 @@ impl Spooler {
             }
             Err(e) => {
                 self.metrics.dropped.inc();
-                tracing::error!(error = %e, "cannot read the visitor key; click dropped");
+                if let Some(suppressed) = self.error_log.allow() {
+                    tracing::error!(error = %e, suppressed, "cannot read the visitor key; click dropped");
+                }
                 None
             }
         }

@@ -86,6 +86,27 @@ error_codes! {
     IdUnavailable => SERVICE_UNAVAILABLE, "id_unavailable", "no id can be issued now (the clock stepped back, or the worker id lease lapsed)";
 }
 
+impl From<snowlink_rules::Violation> for ErrorCode {
+    fn from(v: snowlink_rules::Violation) -> Self {
+        use snowlink_rules::Violation as V;
+        match v {
+            V::InvalidUrl => ErrorCode::InvalidUrl,
+            V::UrlSchemeNotAllowed => ErrorCode::UrlSchemeNotAllowed,
+            V::UrlTooLong => ErrorCode::UrlTooLong,
+            V::UrlPointsToSelf => ErrorCode::UrlPointsToSelf,
+            V::UrlHasUserinfo => ErrorCode::UrlHasUserinfo,
+            V::UrlTargetNotAllowed => ErrorCode::UrlTargetNotAllowed,
+            V::UrlBlocked => ErrorCode::UrlBlocked,
+            V::InvalidAlias => ErrorCode::InvalidAlias,
+            V::AliasReserved => ErrorCode::AliasReserved,
+            V::InvalidRedirect => ErrorCode::InvalidRedirect,
+            V::InvalidExpiresAt => ErrorCode::InvalidExpiresAt,
+            V::ExpiresInPast => ErrorCode::ExpiresInPast,
+            V::InvalidTags => ErrorCode::InvalidTags,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     code: ErrorCode,
@@ -268,6 +289,15 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+
+    #[test]
+    fn every_rule_violation_is_the_api_code_of_the_same_name() {
+        for v in snowlink_rules::Violation::ALL {
+            let code = ErrorCode::from(*v);
+            assert_eq!(code.as_str(), v.as_str());
+            assert_eq!(code.status(), StatusCode::BAD_REQUEST);
+        }
+    }
 
     #[test]
     fn codes_are_unique() {

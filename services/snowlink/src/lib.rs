@@ -30,6 +30,8 @@
 //! `snowlink_store_scylla`), ids in `snowlink_id`.
 
 pub mod auth;
+/// The link rules, from their own crate.
+pub use snowlink_rules::{links, targets};
 pub mod cache;
 pub mod cli;
 pub mod clicks;
@@ -40,7 +42,6 @@ pub mod ids;
 pub mod import;
 pub mod kafka;
 pub mod lease;
-pub mod links;
 pub mod metrics;
 pub mod qr;
 pub mod ratelimit;
@@ -48,7 +49,6 @@ pub mod routes;
 pub mod shared_cache;
 pub mod startup;
 pub mod state;
-pub mod targets;
 pub mod telemetry;
 pub mod visitor_keys;
 

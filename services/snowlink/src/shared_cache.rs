@@ -35,6 +35,7 @@ use snowlink_store::Link;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisSettings {
     /// Redis URL, e.g. redis://127.0.0.1:6379: a cache shared by all instances, cross-instance invalidation, worker-id leases.
+    /// redis://:PASSWORD@host:6379 or redis://USER:PASSWORD@host:6379 authenticates (AUTH); rediss://... uses TLS.
     /// Never printed (it may hold a password).
     #[arg(
         id = "redis_url",
@@ -45,9 +46,47 @@ pub struct RedisSettings {
         value_parser = crate::configuration::secret
     )]
     pub url: Option<secrecy::SecretString>,
+    /// PEM file of the certificate authorities that sign the Redis server's TLS certificate, for rediss:// URLs
+    /// [default: the system's trusted roots].
+    #[arg(
+        id = "redis_ca_file",
+        long = "redis-ca-file",
+        env = "SNOWLINK_REDIS_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisSettings {
+    /// The Redis client of these settings, `None` without a URL. A
+    /// rediss:// URL connects with TLS, checked against `ca_file` or the
+    /// system's roots.
+    pub fn client(&self) -> anyhow::Result<Option<redis::Client>> {
+        use secrecy::ExposeSecret;
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        // The URL may hold a password: messages never repeat it.
+        let invalid = |e: redis::RedisError| anyhow::anyhow!("redis_url is invalid: {e}");
+        let client = match &self.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("reading redis_ca_file {}: {e}", path.display())
+                })?;
+                redis::Client::build_with_tls(
+                    url.expose_secret(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+                .map_err(invalid)?
+            }
+            None => redis::Client::open(url.expose_secret()).map_err(invalid)?,
+        };
+        Ok(Some(client))
+    }
+
     pub fn normalize(&mut self) {
         use secrecy::ExposeSecret;
         if self
@@ -60,13 +99,10 @@ impl RedisSettings {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        use secrecy::ExposeSecret;
-        if let Some(url) = &self.url {
-            // The URL may hold a password: the message does not repeat it.
-            redis::Client::open(url.expose_secret())
-                .map_err(|e| anyhow::anyhow!("redis_url is invalid: {e}"))?;
+        if self.ca_file.is_some() && self.url.is_none() {
+            anyhow::bail!("redis_ca_file is set without redis_url");
         }
-        Ok(())
+        self.client().map(drop)
     }
 }
 
@@ -87,13 +123,34 @@ pub fn encode(link: Option<&Link>) -> String {
     }
 }
 
-/// `None` for an entry that is not ours to trust (then the store decides).
-pub fn decode(raw: &str) -> Option<Option<Link>> {
+/// The entry of `code`, or `None` for an entry that is not ours to trust
+/// (then the store decides). Whoever can write to Redis could otherwise
+/// send visitors anywhere: an entry is served only if it is the link of
+/// this very code, to an http(s) target that is safe in a `Location`
+/// header, with a redirect status a link may have.
+pub fn decode(raw: &str, code: &str) -> Option<Option<Link>> {
     if raw == NONE {
         return Some(None);
     }
-    serde_json::from_str(raw).ok().map(Some)
+    let link: Link = serde_json::from_str(raw).ok()?;
+    let url_ok = (link.url.starts_with("https://") || link.url.starts_with("http://"))
+        && link.url.len() <= MAX_ENTRY_URL
+        && link.url.bytes().all(|b| b.is_ascii_graphic());
+    let valid =
+        link.code == code && url_ok && crate::links::REDIRECT_STATUSES.contains(&link.redirect);
+    if !valid {
+        tracing::warn!(
+            code,
+            "ignoring a Redis entry that is not a valid link of this code"
+        );
+        return None;
+    }
+    Some(Some(link))
 }
+
+/// Longest target URL an entry may hold; `--max-url-length` allows up to
+/// 1 MiB.
+const MAX_ENTRY_URL: usize = 1_048_576;
 
 /// A TTL with ±10% jitter.
 fn jittered(ttl: Duration) -> Duration {
@@ -120,9 +177,11 @@ pub struct SharedCache {
 impl SharedCache {
     /// Prepares the connection; does not wait for Redis to answer, so the
     /// service starts (and redirects) while Redis is down.
-    pub fn new(url: &str, ttl: Duration, negative_ttl: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("invalid redis URL {url:?}: {e}"))?;
+    pub fn new(
+        client: redis::Client,
+        ttl: Duration,
+        negative_ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(300)))
@@ -183,7 +242,7 @@ impl SharedCache {
             .get::<_, Option<String>>(format!("{KEY_PREFIX}{code}"))
             .await
         {
-            Ok(raw) => raw.as_deref().and_then(decode),
+            Ok(raw) => raw.as_deref().and_then(|raw| decode(raw, code)),
             Err(e) => {
                 self.failed("get", &e);
                 None
@@ -384,12 +443,38 @@ mod tests {
             owner: Some("ci".into()),
             tags: vec![],
         };
-        assert_eq!(decode(&encode(Some(&link))), Some(Some(link.clone())));
+        assert_eq!(
+            decode(&encode(Some(&link)), "abc"),
+            Some(Some(link.clone()))
+        );
         // An entry as instances of an earlier version wrote it.
         let earlier = r#"{"code":"abc","id":7,"kind":"alias","url":"https://example.com/x","redirect":308,"created_at":1,"expires_at":2,"deleted_at":null,"owner":"ci"}"#;
-        assert_eq!(decode(earlier), Some(Some(link)));
-        assert_eq!(decode(&encode(None)), Some(None));
-        assert_eq!(decode("garbage"), None);
+        assert_eq!(decode(earlier, "abc"), Some(Some(link.clone())));
+        assert_eq!(decode(&encode(None), "abc"), Some(None));
+        assert_eq!(decode("garbage", "abc"), None);
+        // Entries that are not a valid link of this code are not trusted.
+        assert_eq!(
+            decode(&encode(Some(&link)), "other"),
+            None,
+            "another code's entry"
+        );
+        for (url, redirect) in [
+            ("javascript:alert(1)", 302),
+            ("https://example.com/\r\nSet-Cookie: a=b", 302),
+            ("https://example.com/ok", 200),
+            ("//evil.example/", 302),
+        ] {
+            let forged = Link {
+                url: url.into(),
+                redirect,
+                ..link.clone()
+            };
+            assert_eq!(
+                decode(&encode(Some(&forged)), "abc"),
+                None,
+                "{url} {redirect}"
+            );
+        }
     }
 
     #[test]

@@ -101,9 +101,9 @@ impl Application {
         };
         let store = metrics.timed_store(store);
         let codec = code_codec(&settings)?;
-        let shared = match &settings.redis.url {
-            Some(url) => Some(Arc::new(SharedCache::new(
-                url.expose_secret(),
+        let shared = match settings.redis.client()? {
+            Some(client) => Some(Arc::new(SharedCache::new(
+                client,
                 settings.cache.ttl(),
                 settings.cache.negative_ttl(),
             )?)),

@@ -51,6 +51,35 @@ pub enum SpoolError {
     Corrupt(#[source] rusqlite::Error),
     #[error("click spool: {0}")]
     Database(#[source] rusqlite::Error),
+    /// The rescue file could not be read or removed.
+    #[error("click spool rescue file: {0}")]
+    Rescue(#[source] std::io::Error),
+}
+
+/// Where a writer that cannot reach the spool at shutdown keeps its events
+/// (`spool.db` → `spool.rescue.jsonl`), one JSON event per line, until the
+/// next start moves them into the spool ([`ClickSpool::take_rescued`]).
+pub fn rescue_path(spool_path: &Path) -> std::path::PathBuf {
+    spool_path.with_extension("rescue.jsonl")
+}
+
+/// Appends `events` to the rescue file of the spool at `spool_path` and
+/// syncs it: the last resort for events the spool cannot take.
+pub fn rescue(spool_path: &Path, events: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(rescue_path(spool_path))?;
+    let mut text = String::with_capacity(events.iter().map(|e| e.len() + 1).sum());
+    for e in events {
+        text.push_str(e);
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 impl From<rusqlite::Error> for SpoolError {
@@ -153,6 +182,33 @@ impl ClickSpool {
             conn.pragma_update(None, "secure_delete", "OFF")?;
         }
         Ok(Self { conn })
+    }
+
+    /// How long a write waits for another process's lock before it fails
+    /// with [`SpoolError::Busy`] (30 s by default).
+    pub fn set_busy_timeout(&self, timeout: Duration) -> SpoolResult<()> {
+        Ok(self.conn.busy_timeout(timeout)?)
+    }
+
+    /// Appends the events of a rescue file (one JSON event per line, see
+    /// [`rescue_path`]) in one transaction, then deletes the file. Returns
+    /// how many were appended; a missing file is zero.
+    pub fn take_rescued(&mut self, path: &Path) -> SpoolResult<usize> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(SpoolError::Rescue(e)),
+        };
+        // A line cut short by a crash while the file was written is not an
+        // event: only whole lines (ending in a newline) are taken.
+        let events: Vec<&str> = text
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        self.append(&events)?;
+        std::fs::remove_file(path).map_err(SpoolError::Rescue)?;
+        Ok(events.len())
     }
 
     /// Makes `consumer` the one consumer of this spool, unless another one
@@ -445,5 +501,28 @@ mod tests {
             !bytes.windows(8).any(|w| w == key),
             "the old key's bytes are overwritten"
         );
+    }
+
+    #[test]
+    fn rescued_events_are_taken_once_and_a_torn_line_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut spool = ClickSpool::open(&path).unwrap();
+        assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 0);
+        rescue(&path, &["{\"a\":1}".to_owned(), "{\"a\":2}".to_owned()]).unwrap();
+        // A crash mid-write leaves a line without its newline.
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(rescue_path(&path))
+            .unwrap()
+            .write_all(b"{\"a\":")
+            .unwrap();
+        assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 2);
+        assert!(!rescue_path(&path).exists());
+        assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 0);
+        let rows = spool.read_after(0, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].1, "{\"a\":2}");
     }
 }

@@ -20,6 +20,73 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+/// A CA (`ca.crt`) and a server certificate for 127.0.0.1 and localhost
+/// signed by it (`server.crt`, `server.key`) in `dir`, made with the
+/// `openssl` command.
+pub fn make_test_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=snowlink test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -142,14 +209,53 @@ impl Server {
     /// `redis-server` with no persistence, or `None` (and a message) if it is
     /// not installed and not required.
     pub fn redis(test: &str) -> Option<Server> {
+        Self::redis_with(test, |_, _| Vec::new(), false)
+    }
+
+    /// `redis-server` that takes only TLS connections, with a certificate
+    /// for 127.0.0.1 signed by a fresh CA ([`Server::redis_ca`]), and
+    /// requires `password` (AUTH). Connect with [`Server::rediss_url`].
+    pub fn redis_tls(test: &str, password: &str) -> Option<Server> {
+        let password = password.to_owned();
+        Self::redis_with(
+            test,
+            move |dir, port| {
+                make_test_certificates(dir);
+                let file = |n: &str| dir.join(n).display().to_string();
+                vec![
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    file("server.crt"),
+                    "--tls-key-file".into(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    file("ca.crt"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                    "--requirepass".into(),
+                    password.clone(),
+                ]
+            },
+            true,
+        )
+    }
+
+    fn redis_with(
+        test: &str,
+        extra: impl FnOnce(&Path, u16) -> Vec<String>,
+        tls: bool,
+    ) -> Option<Server> {
         let Some(program) = find_binary("redis-server") else {
             return missing("redis-server", test, "apt-get install redis-server");
         };
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
-        let args = vec![
+        let plain_port = if tls { 0 } else { port };
+        let mut args = extra(dir.path(), port);
+        args.extend([
             "--port".into(),
-            port.to_string(),
+            plain_port.to_string(),
             "--bind".into(),
             "127.0.0.1".into(),
             "--save".into(),
@@ -158,7 +264,7 @@ impl Server {
             "no".into(),
             "--dir".into(),
             dir.path().display().to_string(),
-        ];
+        ]);
         let mut server = Server::new(
             "redis-server",
             program,
@@ -237,6 +343,16 @@ impl Server {
     /// `redis://127.0.0.1:PORT`.
     pub fn redis_url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The TLS URL of a [`Server::redis_tls`], with its password.
+    pub fn rediss_url(&self, password: &str) -> String {
+        format!("rediss://:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate (PEM) that signed a [`Server::redis_tls`]'s.
+    pub fn redis_ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers` or CQL `known_nodes`.
@@ -469,6 +585,28 @@ pub fn produce_clicks(
     spool: &str,
     items: impl IntoIterator<Item = (i64, snowlink_events::ClickEvent)>,
 ) {
+    produce_raw(
+        bootstrap,
+        topic,
+        items.into_iter().map(|(seq, event)| RawMessage {
+            key: event.code.clone(),
+            payload: event.to_json().into_bytes(),
+            spool: Some(spool.to_owned()),
+            seq: Some(seq.to_string()),
+        }),
+    );
+}
+
+/// One message as anyone with write access to the topic could send it.
+pub struct RawMessage {
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub spool: Option<String>,
+    pub seq: Option<String>,
+}
+
+/// Produces `messages` in order and waits until every one is acknowledged.
+pub fn produce_raw(bootstrap: &str, topic: &str, messages: impl IntoIterator<Item = RawMessage>) {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -479,23 +617,24 @@ pub fn produce_clicks(
         .set("linger.ms", "5")
         .create()
         .expect("a kafka producer");
-    for (seq, event) in items {
-        let json = event.to_json();
-        let seq = seq.to_string();
+    for m in messages {
+        let mut headers = OwnedHeaders::new();
+        if let Some(spool) = &m.spool {
+            headers = headers.insert(Header {
+                key: snowlink_events::kafka::HEADER_SPOOL,
+                value: Some(spool.as_str()),
+            });
+        }
+        if let Some(seq) = &m.seq {
+            headers = headers.insert(Header {
+                key: snowlink_events::kafka::HEADER_SEQ,
+                value: Some(seq.as_str()),
+            });
+        }
         let mut record = BaseRecord::to(topic)
-            .key(event.code.as_str())
-            .payload(json.as_str())
-            .headers(
-                OwnedHeaders::new()
-                    .insert(Header {
-                        key: snowlink_events::kafka::HEADER_SPOOL,
-                        value: Some(spool),
-                    })
-                    .insert(Header {
-                        key: snowlink_events::kafka::HEADER_SEQ,
-                        value: Some(seq.as_str()),
-                    }),
-            );
+            .key(m.key.as_str())
+            .payload(m.payload.as_slice())
+            .headers(headers);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

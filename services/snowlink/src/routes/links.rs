@@ -61,7 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        ApiError::new(r.code, r.message)
+        ApiError::new(ErrorCode::from(r.code), r.message)
     }
 }
 

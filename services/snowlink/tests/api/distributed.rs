@@ -179,6 +179,108 @@ async fn redirects_are_served_through_redis() {
     b.stop().await;
 }
 
+/// Redis behind TLS and a password: the shared tier works through
+/// rediss:// with the server's CA; a wrong password leaves the service
+/// running without Redis, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_with_tls_and_a_password() {
+    let Some(redis) = Server::redis_tls("redis_with_tls_and_a_password", "s3cret-pw") else {
+        return;
+    };
+    let fleet = Fleet::new().await;
+    let a = Instance::start(fleet.store.clone(), |s| {
+        s.redis.url = Some(redis.rediss_url("s3cret-pw").into());
+        s.redis.ca_file = Some(redis.redis_ca());
+        s.ids.worker_id = Some(1);
+    })
+    .await;
+    wait_subscribed(&[&a]).await;
+    let code = fleet.create(&a, "https://example.com/over-tls").await;
+    assert_eq!(follow(&a, &code).await, 302);
+    let client = redis::Client::build_with_tls(
+        redis.rediss_url("s3cret-pw"),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(redis.redis_ca()).unwrap()),
+        },
+    )
+    .unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let cached: Option<String> = conn.get(format!("snowlink:link:{code}")).await.unwrap();
+    assert!(
+        cached.is_some_and(|c| c.contains("over-tls")),
+        "the entry went over TLS"
+    );
+    a.stop().await;
+
+    let wrong = Instance::start(fleet.store.clone(), |s| {
+        s.redis.url = Some(redis.rediss_url("wrong").into());
+        s.redis.ca_file = Some(redis.redis_ca());
+        s.ids.worker_id = Some(2);
+    })
+    .await;
+    assert_eq!(follow(&wrong, &code).await, 302, "the store still answers");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ready = readiness(&wrong).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_ne!(ready["redis"], "ok", "{ready}");
+    wrong.stop().await;
+}
+
+/// Whoever can write to Redis cannot send visitors elsewhere: an entry that
+/// is not a valid link of its code is ignored and the store answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_redis_entries_are_not_served() {
+    let Some(redis) = Server::redis("forged_redis_entries_are_not_served") else {
+        return;
+    };
+    let fleet = Fleet::new().await;
+    let a = Instance::start(fleet.store.clone(), |s| {
+        s.redis.url = Some(redis.redis_url().into());
+        s.ids.worker_id = Some(1);
+    })
+    .await;
+    let code = fleet.create(&a, "https://example.com/genuine").await;
+    let mut conn = redis_conn(&redis).await;
+    let genuine: String = conn.get(format!("snowlink:link:{code}")).await.unwrap();
+    let forged = [
+        genuine.replace("https://example.com/genuine", "javascript:alert(1)"),
+        genuine.replace(
+            "https://example.com/genuine",
+            "https://example.com/\\r\\nSet-Cookie: x=1",
+        ),
+        genuine.replace("\"redirect\":302", "\"redirect\":200"),
+        genuine.replace(&format!("\"code\":\"{code}\""), "\"code\":\"other\""),
+        "{not json".to_owned(),
+    ];
+    for (i, entry) in forged.iter().enumerate() {
+        assert_ne!(entry, &genuine, "forgery {i} changed something");
+        let _: () = conn
+            .set(format!("snowlink:link:{code}"), entry)
+            .await
+            .unwrap();
+        // A fresh instance (empty in-process cache) on the same store.
+        let b = Instance::start(fleet.store.clone(), |s| {
+            s.redis.url = Some(redis.redis_url().into());
+            s.ids.worker_id = Some(10 + i as u64);
+        })
+        .await;
+        let r = client()
+            .get(format!("{}/{code}", b.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "forgery {i}: {entry}");
+        assert_eq!(
+            r.headers()["location"],
+            "https://example.com/genuine",
+            "forgery {i}: {entry}"
+        );
+        b.stop().await;
+    }
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_on_one_instance_stops_redirects_on_every_instance() {
     let Some(redis) = Server::redis("a_delete_on_one_instance_stops_redirects_on_every_instance")
@@ -664,7 +766,7 @@ async fn resent_events_are_dropped_by_the_aggregate() {
                     device: None,
                     is_bot: false,
                     country: None,
-                    visitor_id: "v".into(),
+                    visitor_id: "0f".into(),
                 },
             )
         })

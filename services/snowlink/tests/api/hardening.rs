@@ -466,3 +466,91 @@ async fn a_full_disk_is_named_by_creates_and_by_readiness() {
     assert_eq!(ready(&app).await.unwrap().status(), 200);
     app.create("https://example.com/after-full").await;
 }
+
+/// SIGTERM while another process holds the spool's lock: the service stops
+/// within its grace period, keeps the clicks it could not spool in the
+/// rescue file, logs a bounded number of errors, and the next start moves
+/// every one of those clicks into the spool.
+#[tokio::test]
+async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = create_key(&data);
+    let start = |log: &str| {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("SNOWLINK_LOG", "info")
+            .env("SNOWLINK_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap();
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let (mut child, address) = start("first.log");
+    wait_ready(&address).await;
+    let http = crate::helpers::client();
+    let code = http
+        .post(format!("{address}/api/v1/links"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://example.com/held"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Another process takes the spool's write lock and keeps it.
+    let holder = rusqlite::Connection::open(data.join("spool.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    const CLICKS: usize = 300;
+    for _ in 0..CLICKS {
+        let r = http.get(format!("{address}/{code}")).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Bounded: well past the 5 s grace, far short of forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running 60 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    drop(holder);
+    let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap();
+    let errors = log.lines().filter(|l| l.contains("\"ERROR\"")).count();
+    assert!(errors <= 10, "{errors} error lines:\n{log}");
+    assert!(
+        snowlink_spool::rescue_path(&data.join("spool.db")).exists(),
+        "the held clicks are in the rescue file:\n{log}"
+    );
+    // The next start moves them into the spool: every click, once.
+    let (mut child, address) = start("second.log");
+    wait_ready(&address).await;
+    let spooled = spooled(&data);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(spooled.len(), CLICKS);
+    let ids: std::collections::HashSet<_> = spooled.iter().map(|e| e["event_id"].clone()).collect();
+    assert_eq!(ids.len(), CLICKS);
+    assert!(!snowlink_spool::rescue_path(&data.join("spool.db")).exists());
+}

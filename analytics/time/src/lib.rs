@@ -1,4 +1,5 @@
-//! Points in time given on the command line.
+//! Points in time as people type them, on the command line or in a query
+//! parameter: durations back from now, dates and RFC 3339 times.
 
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, NaiveDate, Utc};

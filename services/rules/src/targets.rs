@@ -16,6 +16,12 @@ use std::time::SystemTime;
 
 use url::{Host, Url};
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// How often, at most, the blocklist file is checked for changes.
 const BLOCKLIST_CHECK_MS: i64 = 1_000;
 
@@ -277,7 +283,7 @@ impl Blocklist {
     }
 
     fn refresh(&self) {
-        let now = crate::now_ms();
+        let now = now_ms();
         let next = self.next_check_ms.load(Ordering::Relaxed);
         if now < next
             || self

@@ -1,4 +1,4 @@
-//! The rules a link must follow, independent of HTTP.
+//! The rules a link must follow.
 
 use chrono::DateTime;
 use std::sync::Arc;
@@ -7,16 +7,16 @@ use url::{Host, Url};
 
 use crate::targets::{host_key, is_internal, Blocklist, OwnHosts};
 
-use crate::error::ErrorCode;
+use crate::Violation;
 
-/// Why a create request was refused. Becomes a 400 with `code`.
+/// Why a link was refused: which rule, and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub code: ErrorCode,
+    pub code: Violation,
     pub message: String,
 }
 
-fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
+fn reject(code: Violation, message: impl Into<String>) -> Rejection {
     Rejection {
         code,
         message: message.into(),
@@ -64,7 +64,7 @@ impl UrlPolicy {
     pub fn check(&self, raw: &str) -> Result<String, Rejection> {
         if raw.len() > self.max_len {
             return Err(reject(
-                ErrorCode::UrlTooLong,
+                Violation::UrlTooLong,
                 format!(
                     "the url is {} bytes; the maximum is {}",
                     raw.len(),
@@ -74,13 +74,13 @@ impl UrlPolicy {
         }
         let url = Url::parse(raw).map_err(|e| {
             reject(
-                ErrorCode::InvalidUrl,
+                Violation::InvalidUrl,
                 format!("the url is not an absolute URL: {e}"),
             )
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(reject(
-                ErrorCode::UrlSchemeNotAllowed,
+                Violation::UrlSchemeNotAllowed,
                 format!(
                     "only http and https URLs can be shortened, not {:?}",
                     url.scheme()
@@ -88,13 +88,13 @@ impl UrlPolicy {
             ));
         }
         let Some(host) = url.host().filter(|h| !matches!(h, Host::Domain(""))) else {
-            return Err(reject(ErrorCode::InvalidUrl, "the url has no host"));
+            return Err(reject(Violation::InvalidUrl, "the url has no host"));
         };
         // `https://bank.example@evil.example/` shows one host and goes to
         // another; and parsers disagree on where userinfo ends.
         if !url.username().is_empty() || url.password().is_some() {
             return Err(reject(
-                ErrorCode::UrlHasUserinfo,
+                Violation::UrlHasUserinfo,
                 "the url carries a user name or password before its host (user@host); remove it",
             ));
         }
@@ -103,13 +103,13 @@ impl UrlPolicy {
         // the same host is another service.
         if self.own_hosts.contains(&url) {
             return Err(reject(
-                ErrorCode::UrlPointsToSelf,
+                Violation::UrlPointsToSelf,
                 "the url points at this shortener itself",
             ));
         }
         if !self.allow_private && is_internal(&host) {
             return Err(reject(
-                ErrorCode::UrlTargetNotAllowed,
+                Violation::UrlTargetNotAllowed,
                 format!(
                     "the url's host {:?} is a loopback, private or link-local address",
                     host_key(&host)
@@ -118,7 +118,7 @@ impl UrlPolicy {
         }
         if self.blocklist.blocks_host(&host_key(&host)) {
             return Err(reject(
-                ErrorCode::UrlBlocked,
+                Violation::UrlBlocked,
                 format!(
                     "the host {:?} is on this service's blocklist",
                     host_key(&host)
@@ -128,7 +128,7 @@ impl UrlPolicy {
         let stored = String::from(url);
         if stored.len() > self.max_len {
             return Err(reject(
-                ErrorCode::UrlTooLong,
+                Violation::UrlTooLong,
                 format!(
                     "the url is {} bytes once encoded; the maximum is {}",
                     stored.len(),
@@ -147,7 +147,7 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
     let len = alias.chars().count();
     if !(ALIAS_MIN..=ALIAS_MAX).contains(&len) {
         return Err(reject(
-            ErrorCode::InvalidAlias,
+            Violation::InvalidAlias,
             format!("an alias is {ALIAS_MIN} to {ALIAS_MAX} characters, got {len}"),
         ));
     }
@@ -156,13 +156,13 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
         return Err(reject(
-            ErrorCode::InvalidAlias,
+            Violation::InvalidAlias,
             format!("an alias may contain only A-Z, a-z, 0-9, '_' and '-', not {bad:?}"),
         ));
     }
     if snowlink_id::codec::is_generated_shape(alias) {
         return Err(reject(
-            ErrorCode::AliasReserved,
+            Violation::AliasReserved,
             format!(
                 "aliases of exactly {} letters and digits are reserved for generated codes; \
                  add a '-' or '_', or change the length",
@@ -175,7 +175,7 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
         .any(|r| r.eq_ignore_ascii_case(alias))
     {
         return Err(reject(
-            ErrorCode::AliasReserved,
+            Violation::AliasReserved,
             format!("{alias:?} is a reserved word"),
         ));
     }
@@ -194,14 +194,14 @@ pub fn is_code_syntax(s: &str) -> bool {
 pub fn parse_expiry(raw: &str, now_ms: i64) -> Result<i64, Rejection> {
     let at = DateTime::parse_from_rfc3339(raw).map_err(|e| {
         reject(
-            ErrorCode::InvalidExpiresAt,
+            Violation::InvalidExpiresAt,
             format!("expires_at must be an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"),
         )
     })?;
     let ms = at.timestamp_millis();
     if ms <= now_ms {
         return Err(reject(
-            ErrorCode::ExpiresInPast,
+            Violation::ExpiresInPast,
             "expires_at is in the past",
         ));
     }
@@ -222,7 +222,7 @@ pub fn check_tags(tags: &[String]) -> Result<Vec<String>, Rejection> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !valid {
             return Err(reject(
-                ErrorCode::InvalidTags,
+                Violation::InvalidTags,
                 format!("tag {tag:?} must be 1 to 32 of a-z, 0-9, '-' and '_'"),
             ));
         }
@@ -232,7 +232,7 @@ pub fn check_tags(tags: &[String]) -> Result<Vec<String>, Rejection> {
     }
     if out.len() > MAX_TAGS {
         return Err(reject(
-            ErrorCode::InvalidTags,
+            Violation::InvalidTags,
             format!("at most {MAX_TAGS} tags, not {}", out.len()),
         ));
     }
@@ -244,7 +244,7 @@ pub fn check_redirect(status: Option<u16>) -> Result<u16, Rejection> {
         None => Ok(DEFAULT_REDIRECT),
         Some(s) if REDIRECT_STATUSES.contains(&s) => Ok(s),
         Some(s) => Err(reject(
-            ErrorCode::InvalidRedirect,
+            Violation::InvalidRedirect,
             format!("redirect must be one of 301, 302, 307, 308, not {s}"),
         )),
     }
