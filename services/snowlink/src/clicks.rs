@@ -88,11 +88,6 @@ pub struct ClickSettings {
         value_parser = clap::value_parser!(u64).range(1..=16_777_216)
     )]
     pub queue_capacity: u64,
-    /// Header holding the client's ISO country code, e.g. CF-IPCountry behind Cloudflare [default: none, no
-    /// country is recorded]. Only name a header that a proxy in front of every request sets or overwrites:
-    /// clients can send any header, and a spoofed country would be stored as fact. See --client-ip-header.
-    #[arg(long, env = "SNOWLINK_COUNTRY_HEADER", value_name = "HEADER")]
-    pub country_header: Option<String>,
     /// Directory of the daily visitor-hash keys (made mode 0700, files 0600) [default: DATA_DIR/visitor-keys].
     /// A key and a lake row together can confirm a guessed IP: keep this where readers of the lake and the
     /// spool cannot reach it. Each key is deleted when the next day's key is made.

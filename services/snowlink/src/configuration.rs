@@ -145,6 +145,11 @@ pub struct HttpSettings {
     /// Only set this behind a proxy that overwrites it.
     #[arg(long, env = "SNOWLINK_CLIENT_IP_HEADER", value_name = "HEADER")]
     pub client_ip_header: Option<String>,
+    /// Header holding the client's ISO country code, e.g. CF-IPCountry behind Cloudflare [default: none, no
+    /// country is recorded]. Only name a header that a proxy in front of every request sets or overwrites:
+    /// clients can send any header, and a spoofed country would be stored as fact. Like --client-ip-header.
+    #[arg(long, env = "SNOWLINK_COUNTRY_HEADER", value_name = "HEADER")]
+    pub country_header: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -207,12 +212,12 @@ impl Settings {
             self.http.client_ip_header = None;
         }
         if self
-            .clicks
+            .http
             .country_header
             .as_ref()
             .is_some_and(|h| h.is_empty())
         {
-            self.clicks.country_header = None;
+            self.http.country_header = None;
         }
         self.validate()?;
         Ok(self)

@@ -186,7 +186,7 @@ impl Application {
             short_url_base: settings.short_url_base(),
             clicks,
             client_ip_header: settings.http.client_ip_header.clone(),
-            country_header: settings.clicks.country_header.clone(),
+            country_header: settings.http.country_header.clone(),
             components: components.clone(),
             metrics: metrics.clone(),
             metrics_here: settings.http.metrics_listen.is_none(),

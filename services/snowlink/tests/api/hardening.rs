@@ -334,7 +334,7 @@ async fn clicks_keep_no_secrets_and_trust_no_unnamed_header() {
     );
 
     // Named, the country header is read.
-    let app = spawn_app_with(|s| s.clicks.country_header = Some("CF-IPCountry".into())).await;
+    let app = spawn_app_with(|s| s.http.country_header = Some("CF-IPCountry".into())).await;
     let code = app.create("https://example.com/country").await["code"]
         .as_str()
         .unwrap()
