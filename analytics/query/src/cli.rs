@@ -19,6 +19,7 @@ use crate::print::{print, Format};
 ///   snowlink-analytics --lake ./lake top --since 7d
 ///   snowlink-analytics --lake ./lake timeseries docs --by hour --since 24h
 ///   snowlink-analytics --lake ./lake breakdown docs --by referrer --format json
+///   snowlink-analytics --lake ./lake stats docs --since 30d --by day
 ///   snowlink-analytics --lake ./lake sql "SELECT date, SUM(clicks) FROM daily GROUP BY date ORDER BY date"
 #[derive(Debug, Parser)]
 #[command(name = "snowlink-analytics", version, verbatim_doc_comment)]
@@ -65,6 +66,22 @@ pub enum Command {
         #[command(flatten)]
         range: Range,
     },
+    /// One link's statistics as one JSON document (whatever --format): clicks, unique visitors, bot clicks,
+    /// a gap-filled time series and the top 10 referrers, countries, browsers, OS and devices, each with an
+    /// "(other)" row for the rest and "(none)" for clicks without a value, so every breakdown adds up to
+    /// the clicks. The same document as the service's GET /api/v1/links/{code}/stats.
+    Stats {
+        /// The short code.
+        code: String,
+        /// Bucket size of the series.
+        #[arg(long, value_enum, default_value_t = Bucket::Day)]
+        by: Bucket,
+        /// Count clicks of known bots too (they are always reported as bot_clicks).
+        #[arg(long)]
+        include_bots: bool,
+        #[command(flatten)]
+        range: Range,
+    },
     /// Any SQL over the tables `clicks` and `daily`.
     Sql {
         /// The query, e.g. "SELECT code, COUNT(*) FROM clicks GROUP BY code".
@@ -90,6 +107,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 commands::breakdown(&ctx, &code, by, &range, now).await?
             }
             Command::Sql { query } => commands::sql(&ctx, &query).await?,
+            Command::Stats {
+                code,
+                by,
+                include_bots,
+                range,
+            } => {
+                let stats =
+                    crate::stats::link_stats(&ctx, &code, by, include_bots, &range, now).await?;
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer(&mut out, &stats)?;
+                use std::io::Write;
+                writeln!(out)?;
+                return Ok(());
+            }
         };
         print(&output, cli.format, &mut std::io::stdout().lock())
     })

@@ -13,13 +13,13 @@ use datafusion::prelude::SessionContext;
 use crate::model::{Bucket, Dimension, Output, Range};
 use snowlink_time::{date_of, parse_time};
 
-struct Bounds {
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
+pub(crate) struct Bounds {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl Bounds {
-    fn parse(range: &Range, now: DateTime<Utc>) -> Result<Self> {
+    pub(crate) fn parse(range: &Range, now: DateTime<Utc>) -> Result<Self> {
         let since = range
             .since
             .as_deref()
@@ -40,7 +40,7 @@ impl Bounds {
 
     /// SQL conditions, starting with `AND`. The `date` conditions prune
     /// partitions; the `ts` conditions make the bounds exact.
-    fn sql(&self) -> String {
+    pub(crate) fn sql(&self) -> String {
         let mut s = String::new();
         if let Some(since) = self.since {
             s += &format!(
@@ -61,7 +61,7 @@ impl Bounds {
 }
 
 /// Codes are `[A-Za-z0-9_-]`; anything else cannot have clicks.
-fn quoted_code(code: &str) -> Result<String> {
+pub(crate) fn quoted_code(code: &str) -> Result<String> {
     if code.is_empty()
         || code.len() > 64
         || !code
@@ -75,7 +75,7 @@ fn quoted_code(code: &str) -> Result<String> {
 
 /// Runs a query. The lake is read-only here: statements that would create
 /// tables, write files or change settings are refused.
-async fn query(ctx: &SessionContext, sql: &str) -> Result<Output> {
+pub(crate) async fn query(ctx: &SessionContext, sql: &str) -> Result<Output> {
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -244,6 +244,64 @@ pub async fn top(
 /// Most buckets in one time series (over eleven years of hours).
 pub const MAX_BUCKETS: i64 = 100_000;
 
+/// Milliseconds in a bucket.
+pub(crate) fn step_ms(by: Bucket) -> i64 {
+    match by {
+        Bucket::Hour => 3_600_000,
+        Bucket::Day => 86_400_000,
+    }
+}
+
+/// Every bucket from the start to the end of the range (the bounds given,
+/// else the first and last bucket with clicks) with its count, zero where
+/// `counts` (bucket start in ms -> clicks) has none. At most
+/// [`MAX_BUCKETS`].
+pub(crate) fn gap_fill(
+    counts: &std::collections::BTreeMap<i64, i64>,
+    bounds: &Bounds,
+    by: Bucket,
+    now: DateTime<Utc>,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let step = step_ms(by);
+    let floor = |t: DateTime<Utc>| t.timestamp_millis().div_euclid(step) * step;
+    let start = bounds
+        .since
+        .map(floor)
+        .or_else(|| counts.keys().next().copied());
+    let end = bounds
+        .until
+        .map(|u| floor(u - chrono::Duration::milliseconds(1)))
+        .or(bounds.since.map(|_| floor(now)))
+        .or_else(|| counts.keys().next_back().copied());
+    let (mut times, mut values) = (Vec::new(), Vec::new());
+    if let (Some(start), Some(end)) = (start, end) {
+        let buckets = (end - start) / step + 1;
+        if buckets > MAX_BUCKETS {
+            bail!(
+                "the range holds {buckets} {}s; a time series has at most {MAX_BUCKETS} buckets: \
+                 narrow it with --since and --until{}",
+                match by {
+                    Bucket::Hour => "hour",
+                    Bucket::Day => "day",
+                },
+                match by {
+                    Bucket::Hour => ", or use --by day",
+                    Bucket::Day => "",
+                }
+            );
+        }
+        times.reserve(buckets.max(0) as usize);
+        values.reserve(buckets.max(0) as usize);
+        let mut t = start;
+        while t <= end {
+            times.push(t);
+            values.push(counts.get(&t).copied().unwrap_or(0));
+            t += step;
+        }
+    }
+    Ok((times, values))
+}
+
 pub async fn timeseries(
     ctx: &SessionContext,
     code: &str,
@@ -252,10 +310,7 @@ pub async fn timeseries(
     now: DateTime<Utc>,
 ) -> Result<Output> {
     let bounds = Bounds::parse(range, now)?;
-    let step: i64 = match by {
-        Bucket::Hour => 3_600_000,
-        Bucket::Day => 86_400_000,
-    };
+    let step = step_ms(by);
     let found = query(
         ctx,
         &format!(
@@ -285,42 +340,7 @@ pub async fn timeseries(
             counts.insert(buckets.value(i), clicks.value(i));
         }
     }
-    let floor = |t: DateTime<Utc>| t.timestamp_millis().div_euclid(step) * step;
-    let start = bounds
-        .since
-        .map(floor)
-        .or_else(|| counts.keys().next().copied());
-    let end = bounds
-        .until
-        .map(|u| floor(u - chrono::Duration::milliseconds(1)))
-        .or(bounds.since.map(|_| floor(now)))
-        .or_else(|| counts.keys().next_back().copied());
-    let (mut times, mut values) = (Vec::new(), Vec::new());
-    if let (Some(start), Some(end)) = (start, end) {
-        let buckets = (end - start) / step + 1;
-        if buckets > MAX_BUCKETS {
-            bail!(
-                "the range holds {buckets} {}s; a time series has at most {MAX_BUCKETS} buckets: \
-                 narrow it with --since and --until{}",
-                match by {
-                    Bucket::Hour => "hour",
-                    Bucket::Day => "day",
-                },
-                match by {
-                    Bucket::Hour => ", or use --by day",
-                    Bucket::Day => "",
-                }
-            );
-        }
-        times.reserve(buckets as usize);
-        values.reserve(buckets as usize);
-        let mut t = start;
-        while t <= end {
-            times.push(t);
-            values.push(counts.get(&t).copied().unwrap_or(0));
-            t += step;
-        }
-    }
+    let (times, values) = gap_fill(&counts, &bounds, by, now)?;
     let schema = Arc::new(Schema::new(vec![
         Field::new(
             "bucket",

@@ -5,11 +5,14 @@
 //!   the hive partitions, so a `date` filter prunes whole days.
 //! * [`model`]: what is asked and what comes back, shared by the others.
 //! * [`commands`]: `top`, `timeseries`, `breakdown`, `sql`.
+//! * [`stats`]: one link's statistics as one JSON document (the service's
+//!   `GET /api/v1/links/{code}/stats`).
 //! * [`print`]: table, CSV and JSON output, and the sparkline.
-//! * [`time`]: `--since` / `--until` parsing.
 //!
-//! Dependencies run one way: `cli` uses `commands`, `lake`, `print` and
-//! `model`; `commands` and `print` use `model`; nothing uses `cli`.
+//! `--since` / `--until` are parsed by `snowlink-time`. Dependencies run one
+//! way: `cli` uses `commands`, `stats`, `lake`, `print` and `model`;
+//! `stats` uses `commands`; `commands` and `print` use `model`; nothing uses
+//! `cli`.
 //!
 //! This crate reads the lake only; it never writes.
 
@@ -18,5 +21,6 @@ pub mod commands;
 pub mod lake;
 pub mod model;
 pub mod print;
+pub mod stats;
 
 pub use cli::{run, Cli};

@@ -310,6 +310,84 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     let os = analytics_json(&lake, &["breakdown", "gamma", "--by", "os"]);
     assert_eq!(os.len(), 1);
 
+    // stats: one document, the same numbers as the other commands
+    let stats = |args: &[&str]| -> Value {
+        let out = analytics(&lake, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = stats(&[
+        "stats",
+        "alpha",
+        "--by",
+        "hour",
+        "--since",
+        "3h",
+        "--include-bots",
+    ]);
+    assert_eq!(
+        (all["clicks"].as_u64(), all["bot_clicks"].as_u64()),
+        (Some(30), Some(10))
+    );
+    assert_eq!(all["unique_visitors"], 3, "as top says");
+    let shares = |doc: &Value, dim: &str| -> HashMap<String, i64> {
+        doc[dim]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["value"].as_str().unwrap().to_owned(),
+                    r["clicks"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        shares(&all, "referrers"),
+        refs,
+        "as breakdown --by referrer says"
+    );
+    assert_eq!(shares(&all, "countries"), countries);
+    assert_eq!(shares(&all, "devices"), devices);
+    let series: Vec<i64> = all["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["clicks"].as_i64().unwrap())
+        .collect();
+    assert!(
+        series.len() >= 3 && series.iter().sum::<i64>() == 30,
+        "{series:?}"
+    );
+    let humans = stats(&["stats", "alpha"]);
+    assert_eq!(
+        (humans["clicks"].as_u64(), humans["bot_clicks"].as_u64()),
+        (Some(20), Some(10))
+    );
+    for dim in ["referrers", "countries", "browsers", "os", "devices"] {
+        assert_eq!(
+            shares(&humans, dim).values().sum::<i64>(),
+            20,
+            "{dim} adds up to the clicks: {humans}"
+        );
+    }
+    assert!(!shares(&humans, "devices").contains_key("bot"));
+    let none = stats(&["stats", "nosuchcode"]);
+    assert_eq!(
+        (
+            none["clicks"].as_u64(),
+            none["series"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+    stats_agree_with_duckdb(&lake, "alpha", &all);
+    http_stats_agree_with_the_cli(&snowlink, &data, &lake, &key, &http).await;
+
     // sql over both tables; bots are flagged, not dropped
     let n = analytics_json(
         &lake,
@@ -391,6 +469,152 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `GET /api/v1/links/{code}/stats` of a service given the lake answers the
+/// CLI's document for the same absolute bounds; it is the owner's only.
+async fn http_stats_agree_with_the_cli(
+    snowlink: &Path,
+    data: &Path,
+    lake: &Path,
+    key: &str,
+    http: &reqwest::Client,
+) {
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(snowlink)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .arg("--lake")
+        .arg(lake)
+        .env("SNOWLINK_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "the service did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = chrono::Utc::now();
+    let since =
+        (now - chrono::Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let until =
+        (now + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let out = analytics(
+        lake,
+        &[
+            "stats",
+            "alpha",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--by",
+            "hour",
+            "--include-bots",
+        ],
+    );
+    assert!(out.status.success());
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let get =
+        |path: String, key: &str| http.get(format!("{address}{path}")).bearer_auth(key).send();
+    let r = get(
+        format!("/api/v1/links/alpha/stats?since={since}&until={until}&by=hour&include_bots=true"),
+        key,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let over_http: Value = r.json().await.unwrap();
+    assert_eq!(over_http, cli);
+    assert_eq!(over_http["clicks"], 30);
+    // Bad questions are 400s; another owner's link is a 404.
+    for q in ["by=minute", "since=7x", "since=1h&until=2h", "nope=1"] {
+        let r = get(format!("/api/v1/links/alpha/stats?{q}"), key)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_query", "{q}");
+    }
+    let other = Command::new(snowlink)
+        .args(["keys", "create", "--name", "stranger", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let other = String::from_utf8(other.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        get("/api/v1/links/alpha/stats".into(), &other)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let reader = Command::new(snowlink)
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "reader",
+            "--owner",
+            "e2e",
+            "--scope",
+            "links:read",
+            "--data-dir",
+        ])
+        .arg(data)
+        .output()
+        .unwrap();
+    let reader = String::from_utf8(reader.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        get("/api/v1/links/alpha/stats".into(), &reader)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// DuckDB counts the same clicks, visitors, bots and referrers of `code`
+/// (all time, bots included) as the `stats` document.
+fn stats_agree_with_duckdb(lake: &Path, code: &str, stats: &Value) {
+    let script = r#"
+import json, sys
+lake, code = sys.argv[1], sys.argv[2]
+import duckdb
+src = f"read_parquet('{lake}/clicks/*/*.parquet', hive_partitioning=true)"
+n, v, b = duckdb.sql(f"SELECT COUNT(*), COUNT(DISTINCT visitor_id), SUM(CASE WHEN is_bot THEN 1 ELSE 0 END) FROM {src} WHERE code = '{code}'").fetchall()[0]
+refs = dict(duckdb.sql(f"SELECT COALESCE(referrer_host, '(none)'), COUNT(*) FROM {src} WHERE code = '{code}' GROUP BY 1").fetchall())
+print(json.dumps({"clicks": n, "unique_visitors": v, "bot_clicks": int(b), "referrers": refs}))
+"#;
+    let Some(out) = snowlink_testkit::python_readers(script, &[lake.to_str().unwrap(), code])
+    else {
+        return;
+    };
+    let duck: Value = serde_json::from_str(out.trim()).unwrap();
+    for key in ["clicks", "unique_visitors", "bot_clicks"] {
+        assert_eq!(duck[key], stats[key], "{key}: duckdb {duck} vs {stats}");
+    }
+    let ours: serde_json::Map<String, Value> = stats["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["value"].as_str().unwrap().to_owned(), r["clicks"].clone()))
+        .collect();
+    assert_eq!(Value::Object(ours), duck["referrers"]);
 }
 
 /// pyarrow and DuckDB read the same counts from the lake. The test command

@@ -75,6 +75,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     #[command(flatten, next_help_heading = "Clicks")]
     pub clicks: ClickSettings,
+    #[command(flatten, next_help_heading = "Link statistics")]
+    pub stats: crate::stats::StatsSettings,
     #[command(flatten, next_help_heading = "Redis (shared cache, worker-id leases)")]
     pub redis: RedisSettings,
     #[command(flatten, next_help_heading = "Kafka (click events)")]

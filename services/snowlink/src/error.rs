@@ -82,6 +82,7 @@ error_codes! {
     RateLimited => TOO_MANY_REQUESTS, "rate_limited", "too many requests: the key's rate limit, or failed key attempts from one address";
     Internal => INTERNAL_SERVER_ERROR, "internal", "an unexpected error occurred";
     StorageFull => INSUFFICIENT_STORAGE, "storage_full", "the disk of the link store is full";
+    StatsUnavailable => SERVICE_UNAVAILABLE, "stats_unavailable", "no click lake is configured (--lake), or the stats query failed";
     StoreUnavailable => SERVICE_UNAVAILABLE, "store_unavailable", "the link store cannot be reached";
     IdUnavailable => SERVICE_UNAVAILABLE, "id_unavailable", "no id can be issued now (the clock stepped back, or the worker id lease lapsed)";
 }

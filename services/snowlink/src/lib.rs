@@ -49,6 +49,7 @@ pub mod routes;
 pub mod shared_cache;
 pub mod startup;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod visitor_keys;
 

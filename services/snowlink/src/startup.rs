@@ -94,6 +94,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         // Settings that can fail are read before anything starts.
         let url_policy = settings.url_policy()?;
+        let stats = crate::stats::StatsEngine::from_settings(&settings.stats)?;
         let metrics = Arc::new(Metrics::new());
         let started = |part: Arc<dyn Component>| {
             metrics.register(|registry| part.register_metrics(registry));
@@ -187,6 +188,7 @@ impl Application {
             clicks,
             client_ip_header: settings.http.client_ip_header.clone(),
             country_header: settings.http.country_header.clone(),
+            stats,
             components: components.clone(),
             metrics: metrics.clone(),
             metrics_here: settings.http.metrics_listen.is_none(),

@@ -35,6 +35,8 @@ pub struct AppState {
     pub client_ip_header: Option<String>,
     /// Header carrying the client country, set by a trusted proxy.
     pub country_header: Option<String>,
+    /// Answers stats questions from the lake; `None` without `--lake`.
+    pub stats: Option<Arc<crate::stats::StatsEngine>>,
     /// The running parts, for readiness.
     pub components: Arc<Components>,
     pub metrics: Arc<Metrics>,

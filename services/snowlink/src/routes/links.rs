@@ -50,6 +50,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(super::method_not_allowed)),
             )
             .service(
+                web::resource("/{code}/stats")
+                    .route(web::get().to(super::stats::link_stats))
+                    .default_service(web::to(super::method_not_allowed)),
+            )
+            .service(
                 web::resource("/{code}")
                     .route(web::get().to(get))
                     .route(web::patch().to(patch))
@@ -406,7 +411,7 @@ pub async fn qr(
 
 /// The link under `code` if the caller manages it; 404 if it does not exist
 /// or belongs to another owner, 410 if it was deleted.
-async fn find(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
+pub(super) async fn find(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
     if !is_code_syntax(code) {
         return Err(ApiError::link_not_found(code));
     }

@@ -8,6 +8,7 @@ mod links;
 mod metrics;
 mod openapi;
 mod redirect;
+mod stats;
 
 pub use openapi::ApiDoc;
 

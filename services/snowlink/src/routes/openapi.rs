@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{health, links, redirect};
+use super::{health, links, redirect, stats};
 use crate::error::{ErrorDetail, ErrorResponse};
 
 #[derive(OpenApi)]
@@ -26,6 +26,7 @@ use crate::error::{ErrorDetail, ErrorResponse};
         links::delete,
         links::bulk,
         links::qr,
+        stats::link_stats,
         redirect::fallback,
         health::healthz,
         health::readyz,
@@ -42,10 +43,14 @@ use crate::error::{ErrorDetail, ErrorResponse};
         links::BulkResults,
         links::BulkResult,
         links::BulkError,
+        stats::LinkStats,
+        stats::StatsPoint,
+        stats::StatsShare,
     )),
     modifiers(&ApiKey),
     tags(
         (name = "links", description = "Create, list, read, change and delete links"),
+        (name = "stats", description = "Clicks of a link, from the click lake"),
         (name = "redirect", description = "The short URLs themselves"),
         (name = "health", description = "Liveness, readiness and this document"),
     )
