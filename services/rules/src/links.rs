@@ -107,22 +107,17 @@ impl UrlPolicy {
                 "the url points at this shortener itself",
             ));
         }
+        let key = host_key(&host);
         if !self.allow_private && is_internal(&host) {
             return Err(reject(
                 Violation::UrlTargetNotAllowed,
-                format!(
-                    "the url's host {:?} is a loopback, private or link-local address",
-                    host_key(&host)
-                ),
+                format!("the url's host {key:?} is a loopback, private or link-local address"),
             ));
         }
-        if self.blocklist.blocks_host(&host_key(&host)) {
+        if self.blocklist.blocks_host(&key) {
             return Err(reject(
                 Violation::UrlBlocked,
-                format!(
-                    "the host {:?} is on this service's blocklist",
-                    host_key(&host)
-                ),
+                format!("the host {key:?} is on this service's blocklist"),
             ));
         }
         let stored = String::from(url);

@@ -69,6 +69,11 @@ pub fn host_key(host: &Host<&str>) -> String {
     }
 }
 
+/// The [`host_key`] of `url`'s host, if it has one.
+pub fn url_host_key(url: &Url) -> Option<String> {
+    url.host().map(|h| host_key(&h))
+}
+
 /// Whether a target on `host` would reach something internal: loopback,
 /// private, link-local, shared (CGNAT), unspecified, broadcast or multicast
 /// addresses, and the `localhost` names.
@@ -162,10 +167,9 @@ impl OwnHosts {
 
     /// Whether `url` points at this service.
     pub fn contains(&self, url: &Url) -> bool {
-        let Some(host) = url.host() else {
+        let Some(host) = url_host_key(url) else {
             return false;
         };
-        let host = host_key(&host);
         self.0.iter().any(|own| {
             own.host == host
                 && match own.port {
@@ -193,7 +197,7 @@ impl BlockSet {
                 // and `evil.example` are one entry.
                 Url::parse(&format!("http://{l}/"))
                     .ok()
-                    .and_then(|u| u.host().map(|h| host_key(&h)))
+                    .and_then(|u| url_host_key(&u))
                     .unwrap_or_else(|| l.trim_end_matches('.').to_ascii_lowercase())
             })
             .collect();
@@ -323,7 +327,7 @@ impl Blocklist {
         }
         Url::parse(url)
             .ok()
-            .and_then(|u| u.host().map(|h| host_key(&h)))
+            .and_then(|u| url_host_key(&u))
             .is_some_and(|h| set.blocks(&h))
     }
 }
@@ -333,8 +337,7 @@ mod tests {
     use super::*;
 
     fn host(url: &str) -> String {
-        let u = Url::parse(url).unwrap();
-        host_key(&u.host().unwrap())
+        url_host_key(&Url::parse(url).unwrap()).unwrap()
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl ClickPipeline {
             metrics: metrics.clone(),
             enricher: Enricher::new(),
             keys,
-            salt: None,
+            day_key: None,
             stop_at_ms: stop_at_ms.clone(),
             error_log: LogThrottle::new(DROP_LOG_EVERY_MS),
         };
@@ -357,7 +357,7 @@ struct Spooler {
     enricher: Enricher,
     keys: VisitorKeys,
     /// Key of the current UTC day: (day, k0, k1).
-    salt: Option<(i64, u64, u64)>,
+    day_key: Option<(i64, u64, u64)>,
 }
 
 impl Spooler {
@@ -487,7 +487,7 @@ impl Spooler {
                 }
             }
         };
-        let (k0, k1) = self.salt_for(raw.ts)?;
+        let (k0, k1) = self.key_for(raw.ts)?;
         let mut h = SipHasher13::new_with_keys(k0, k1);
         if let Some(ip) = raw.ip {
             match ip.to_canonical() {
@@ -520,9 +520,9 @@ impl Spooler {
         })
     }
 
-    fn salt_for(&mut self, ts: i64) -> Option<(u64, u64)> {
+    fn key_for(&mut self, ts: i64) -> Option<(u64, u64)> {
         let day = crate::visitor_keys::day_of(ts);
-        if let Some((d, k0, k1)) = self.salt {
+        if let Some((d, k0, k1)) = self.day_key {
             if d == day {
                 return Some((k0, k1));
             }
@@ -531,7 +531,7 @@ impl Spooler {
             Ok(s) => {
                 let k0 = u64::from_le_bytes(s[..8].try_into().expect("8 bytes"));
                 let k1 = u64::from_le_bytes(s[8..].try_into().expect("8 bytes"));
-                self.salt = Some((day, k0, k1));
+                self.day_key = Some((day, k0, k1));
                 Some((k0, k1))
             }
             Err(e) => {

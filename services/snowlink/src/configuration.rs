@@ -205,21 +205,13 @@ impl Settings {
         self.scylla.normalize();
         self.redis.normalize();
         self.kafka.normalize();
-        if self
-            .http
-            .client_ip_header
-            .as_ref()
-            .is_some_and(|h| h.is_empty())
-        {
-            self.http.client_ip_header = None;
-        }
-        if self
-            .http
-            .country_header
-            .as_ref()
-            .is_some_and(|h| h.is_empty())
-        {
-            self.http.country_header = None;
+        for header in [
+            &mut self.http.client_ip_header,
+            &mut self.http.country_header,
+        ] {
+            if header.as_ref().is_some_and(|h| h.is_empty()) {
+                *header = None;
+            }
         }
         self.validate()?;
         Ok(self)

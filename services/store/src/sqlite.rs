@@ -692,6 +692,19 @@ mod tests {
             .collect()
     }
 
+    /// A store in `dir` with a table `t (v INTEGER)` for the jobs to write.
+    async fn store_with_table(dir: &Path) -> Arc<SqliteStore> {
+        let store = Arc::new(SqliteStore::open(dir.join("links.db")).unwrap());
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (v INTEGER)")
+                    .map_err(db_err)
+            })
+            .await
+            .unwrap();
+        store
+    }
+
     fn insert(c: &Connection, v: i64) -> StoreResult<()> {
         c.execute("INSERT INTO t VALUES (?1)", [v])
             .map(drop)
@@ -703,14 +716,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_job_fails_alone_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
-        store
-            .write(|c| {
-                c.execute_batch("CREATE TABLE t (v INTEGER)")
-                    .map_err(db_err)
-            })
-            .await
-            .unwrap();
+        let store = store_with_table(dir.path()).await;
         let results = one_group(
             &store,
             vec![
@@ -735,14 +741,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rolled_back_group_writes_nothing_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
-        store
-            .write(|c| {
-                c.execute_batch("CREATE TABLE t (v INTEGER)")
-                    .map_err(db_err)
-            })
-            .await
-            .unwrap();
+        let store = store_with_table(dir.path()).await;
         let results = one_group(
             &store,
             vec![
