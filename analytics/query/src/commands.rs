@@ -185,6 +185,15 @@ fn plan_days(lake: &Path, bounds: &Bounds) -> Result<DayPlan> {
     Ok(plan)
 }
 
+/// Every day of the lake the range touches, oldest first.
+pub(crate) fn dates_in_range(lake: &Path, bounds: &Bounds) -> Result<Vec<String>> {
+    let plan = plan_days(lake, bounds)?;
+    let mut dates = plan.from_daily;
+    dates.extend(plan.from_clicks);
+    dates.sort();
+    Ok(dates)
+}
+
 fn date_list(dates: &[String]) -> String {
     dates
         .iter()
@@ -197,26 +206,45 @@ fn date_list(dates: &[String]) -> String {
 /// per link and day instead of one per click); days cut by `--since` or
 /// `--until` from the clicks. Visitor ids rotate daily, so per-day distinct
 /// visitor counts add up exactly.
+///
+/// With `only`, links outside that set are left out before the limit (the
+/// service passes one owner's codes).
 pub async fn top(
     ctx: &SessionContext,
     lake: &Path,
     range: &Range,
     limit: u64,
+    only: Option<&[String]>,
     now: DateTime<Utc>,
 ) -> Result<Output> {
     let bounds = Bounds::parse(range, now)?;
     let plan = plan_days(lake, &bounds)?;
+    let filter = match only {
+        Some(codes) => {
+            let schema = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, false)]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(
+                    datafusion::arrow::array::StringArray::from_iter_values(codes),
+                )],
+            )?;
+            let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
+            ctx.register_table("wanted_codes", Arc::new(table))?;
+            " AND code IN (SELECT code FROM wanted_codes)"
+        }
+        None => "",
+    };
     let mut parts = Vec::new();
     if !plan.from_daily.is_empty() {
         parts.push(format!(
-            "SELECT code, clicks, unique_visitors FROM daily WHERE date IN ({})",
+            "SELECT code, clicks, unique_visitors FROM daily WHERE date IN ({}){filter}",
             date_list(&plan.from_daily)
         ));
     }
     if !plan.from_clicks.is_empty() {
         parts.push(format!(
             "SELECT code, COUNT(*) AS clicks, COUNT(DISTINCT visitor_id) AS unique_visitors \
-             FROM clicks WHERE date IN ({}){} GROUP BY code, date",
+             FROM clicks WHERE date IN ({}){}{filter} GROUP BY code, date",
             date_list(&plan.from_clicks),
             bounds.sql()
         ));

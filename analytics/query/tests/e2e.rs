@@ -108,6 +108,16 @@ fn by_key(rows: &[Value], key: &str, value: &str) -> HashMap<String, i64> {
         .collect()
 }
 
+/// A spawned service, killed when the test ends, pass or fail.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -136,20 +146,22 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
 
     let port = free_port();
     let address = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(&snowlink)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&data)
-        // Countries are read only from a header a setting names.
-        .args(["--country-header", "CF-IPCountry"])
-        .env("SNOWLINK_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        Command::new(&snowlink)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data)
+            // Countries are read only from a header a setting names.
+            .args(["--country-header", "CF-IPCountry"])
+            .env("SNOWLINK_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -163,11 +175,21 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
         let r = http
             .post(format!("{address}/api/v1/links"))
             .bearer_auth(&key)
-            .json(&json!({"url": format!("https://example.com/{alias}"), "alias": alias}))
+            // gamma's stats page is public.
+            .json(
+                &json!({"url": format!("https://example.com/{alias}"), "alias": alias,
+                          "public_stats": alias == "gamma"}),
+            )
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
+        let view: Value = r.json().await.unwrap();
+        assert_eq!(view["public_stats"], alias == "gamma");
+        assert_eq!(
+            view["stats_url"],
+            format!("{}+", view["short_url"].as_str().unwrap())
+        );
     }
     let clicks = plan();
     for c in &clicks {
@@ -188,11 +210,11 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
 
     // SIGTERM: the service drains its click queue to the spool before exiting.
     let term = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    assert!(wait_exit(&mut server, Duration::from_secs(30)).success());
+    assert!(wait_exit(&mut server.0, Duration::from_secs(30)).success());
 
     let out = Command::new(sibling("snowlink-aggregate"))
         .arg("--data-dir")
@@ -482,20 +504,22 @@ async fn http_stats_agree_with_the_cli(
 ) {
     let port = free_port();
     let address = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(snowlink)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data)
-        .arg("--lake")
-        .arg(lake)
-        .env("SNOWLINK_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _server = KillOnDrop(
+        Command::new(snowlink)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .arg("--lake")
+            .arg(lake)
+            .env("SNOWLINK_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http
         .get(format!("{address}/readyz"))
@@ -584,8 +608,217 @@ async fn http_stats_agree_with_the_cli(
             .status(),
         403
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    top_csv_and_public_stats(&address, lake, key, &other, http).await;
+    stats_page_in_a_browser(&address, key).await;
+}
+
+/// `GET /api/v1/stats/top` is the CLI's top of the owner's links with their
+/// URLs; `clicks.csv` is the CLI's export, in time order, and DuckDB's
+/// count; the public routes and `/{code}+` answer for public links only.
+async fn top_csv_and_public_stats(
+    address: &str,
+    lake: &Path,
+    key: &str,
+    stranger: &str,
+    http: &reqwest::Client,
+) {
+    let get = |path: &str, key: Option<&str>| {
+        let r = http.get(format!("{address}{path}"));
+        match key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+        .send()
+    };
+    // top
+    let r = get("/api/v1/stats/top?limit=2", Some(key)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let top: Value = r.json().await.unwrap();
+    let cli = analytics_json(lake, &["top", "--limit", "2"]);
+    let links = top["links"].as_array().unwrap();
+    assert_eq!(links.len(), 2);
+    for (ours, theirs) in links.iter().zip(&cli) {
+        assert_eq!(ours["code"], theirs["code"]);
+        assert_eq!(ours["clicks"], theirs["clicks"]);
+        assert_eq!(ours["unique_visitors"], theirs["unique_visitors"]);
+        assert_eq!(
+            ours["url"],
+            format!("https://example.com/{}", ours["code"].as_str().unwrap())
+        );
+    }
+    let r = get("/api/v1/stats/top", Some(stranger)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"links": []}),
+        "another owner's links are not in a key's top"
+    );
+    for q in ["limit=0", "limit=1001", "since=soon", "limit=x"] {
+        let r = get(&format!("/api/v1/stats/top?{q}"), Some(key))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+    }
+
+    // clicks.csv
+    let r = get("/api/v1/links/alpha/clicks.csv", Some(key))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    let cli = analytics(lake, &["clicks", "alpha"]);
+    assert!(cli.status.success());
+    assert_eq!(csv, String::from_utf8(cli.stdout).unwrap());
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time,code,referrer,referrer_host,country,browser,os,device,bot"
+    );
+    assert_eq!(lines.len() - 1, 30, "every click of alpha, bots included");
+    let times: Vec<&str> = lines[1..].iter().map(|l| &l[..24]).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+    assert_eq!(
+        lines[1..].iter().filter(|l| l.ends_with(",true")).count(),
+        10,
+        "the Googlebot clicks are marked"
+    );
+    if let Some(out) = snowlink_testkit::python_readers(
+        "import sys, duckdb\n\
+         print(duckdb.sql(f\"SELECT COUNT(*) FROM read_parquet('{sys.argv[1]}/clicks/*/*.parquet', hive_partitioning=true) WHERE code = 'alpha'\").fetchall()[0][0])",
+        &[lake.to_str().unwrap()],
+    ) {
+        assert_eq!(out.trim(), (lines.len() - 1).to_string(), "DuckDB's count");
+    }
+    assert_eq!(
+        get("/api/v1/links/alpha/clicks.csv", Some(stranger))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        get("/api/v1/links/alpha/clicks.csv?until=yesterday", Some(key))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    // Public: gamma only, without a key.
+    let r = get("/api/v1/public/links/gamma/stats?by=hour&since=3h", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let public: Value = r.json().await.unwrap();
+    let owner: Value = get("/api/v1/links/gamma/stats?by=hour&since=3h", Some(key))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["clicks"], 5);
+    assert_eq!(public["clicks"], owner["clicks"]);
+    assert_eq!(public["referrers"], owner["referrers"]);
+    for path in [
+        "/api/v1/public/links/alpha/stats",
+        "/api/v1/public/links/alpha/clicks.csv",
+        "/api/v1/public/links/alpha/qr",
+        "/api/v1/public/links/nothere/stats",
+    ] {
+        let r = get(path, None).await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "link_not_found", "{path}");
+    }
+    let csv = get("/api/v1/public/links/gamma/clicks.csv", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 6);
+    let qr = get("/api/v1/public/links/gamma/qr?format=svg", None)
+        .await
+        .unwrap();
+    assert_eq!(qr.status(), 200);
+    assert_eq!(qr.headers()["content-type"], "image/svg+xml");
+
+    // The page.
+    let page = get("/gamma+", None).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("https://example.com/gamma"), "{html}");
+    for path in ["/alpha+", "/nothere+"] {
+        let r = get(path, None).await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("example.com"), "{path} shows its target");
+    }
+    for asset in ["/assets/stats.js", "/assets/stats.css"] {
+        assert_eq!(get(asset, None).await.unwrap().status(), 200, "{asset}");
+    }
+    // Patched public, then private again.
+    let patch = |public: bool| {
+        http.patch(format!("{address}/api/v1/links/beta"))
+            .bearer_auth(key)
+            .json(&json!({ "public_stats": public }))
+            .send()
+    };
+    let r = patch(true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["public_stats"], true);
+    assert_eq!(get("/beta+", None).await.unwrap().status(), 200);
+    assert_eq!(patch(false).await.unwrap().status(), 200);
+    assert_eq!(get("/beta+", None).await.unwrap().status(), 404);
+}
+
+/// The stats page in Debian's Chromium, driven by playwright-core
+/// (`services/snowlink/tests/browser`). Skipped, and says so, when node or
+/// its packages are missing, unless `./scripts/test` (which installs them)
+/// set `SNOWLINK_REQUIRE_BROWSER`.
+async fn stats_page_in_a_browser(address: &str, key: &str) {
+    let required = std::env::var_os("SNOWLINK_REQUIRE_BROWSER").is_some();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services/snowlink/tests/browser");
+    let ready = dir.join("node_modules/playwright-core").is_dir()
+        && Path::new("/usr/bin/chromium").exists();
+    if !ready {
+        assert!(
+            !required,
+            "chromium or playwright-core is missing: scripts/test installs them"
+        );
+        snowlink_testkit::say("skipped: the browser test needs chromium and playwright-core (scripts/test installs them)");
+        return;
+    }
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stats-page");
+    let (address, key) = (address.to_owned(), key.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(dir.join("stats_page.mjs"))
+            .args([&address, "gamma", "alpha", &key])
+            .arg(&out_dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    snowlink_testkit::say(&format!(
+        "stats page in Chromium: {} (screenshots in target/tmp/stats-page)",
+        String::from_utf8_lossy(&out.stdout).trim()
+    ));
 }
 
 /// DuckDB counts the same clicks, visitors, bots and referrers of `code`

@@ -29,6 +29,7 @@ fn link(i: u64, run: u64) -> Link {
         deleted_at: None,
         owner: Some("bench".into()),
         tags: vec![],
+        public_stats: false,
     }
 }
 

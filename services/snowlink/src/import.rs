@@ -271,6 +271,7 @@ async fn import_row(
             deleted_at: None,
             owner: Some(owner.to_owned()),
             tags: tags.clone(),
+            public_stats: false,
         };
         match store.create_link(&link).await {
             Ok(()) => return Outcome::Created,

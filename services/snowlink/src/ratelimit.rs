@@ -141,6 +141,12 @@ impl RateLimiter {
         self.take_local(key, limit)
     }
 
+    /// Takes a token from a bucket kept in this process only, whatever
+    /// Redis: for keys that must not leave memory (a client's address).
+    pub fn take_in_process(&self, key: &str, per_minute: u32) -> Decision {
+        self.take_local(key, per_minute.max(1))
+    }
+
     fn take_local(&self, key: &str, limit: u32) -> Decision {
         let bucket = self.local.get_with(format!("{key}:{limit}"), || {
             Arc::new(Mutex::new(Bucket {

@@ -442,6 +442,7 @@ mod tests {
             deleted_at: None,
             owner: Some("ci".into()),
             tags: vec![],
+            public_stats: false,
         };
         assert_eq!(
             decode(&encode(Some(&link)), "abc"),

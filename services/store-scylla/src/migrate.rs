@@ -20,6 +20,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_owners_and_tags.cql",
         include_str!("../../../migrations/0003_owners_and_tags.cql"),
     ),
+    (
+        "0004_public_stats.cql",
+        include_str!("../../../migrations/0004_public_stats.cql"),
+    ),
 ];
 
 /// What [`migrate`] did.

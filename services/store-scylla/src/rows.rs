@@ -45,6 +45,7 @@ pub(crate) type LinkRow = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    Option<bool>,
 );
 
 /// The columns of `api_keys`, in the order of [`KeyRow`].
@@ -63,7 +64,19 @@ pub(crate) type KeyRow = (
 );
 
 pub(crate) fn link_from_row(row: LinkRow) -> Option<Link> {
-    let (code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner, tags) = row;
+    let (
+        code,
+        id,
+        kind,
+        url,
+        redirect,
+        created_at,
+        expires_at,
+        deleted_at,
+        owner,
+        tags,
+        public_stats,
+    ) = row;
     Some(Link {
         code,
         id: id?,
@@ -75,6 +88,7 @@ pub(crate) fn link_from_row(row: LinkRow) -> Option<Link> {
         deleted_at,
         owner,
         tags: tags_from_column(tags.as_deref()),
+        public_stats: public_stats.unwrap_or(false),
     })
 }
 
@@ -133,6 +147,7 @@ mod tests {
             None,
             None,
             Some("a,b".into()),
+            None,
         );
         assert_eq!(link_from_row(full.clone()).unwrap().tags, ["a", "b"]);
         let mut partial = full;

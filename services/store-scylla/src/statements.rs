@@ -36,7 +36,7 @@ impl Statements {
         };
         Ok(Statements {
             insert_link_if_absent: prep(
-                format!("INSERT INTO {ks}.links ({LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"),
+                format!("INSERT INTO {ks}.links ({LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"),
                 false,
             )
             .await?,
@@ -54,7 +54,7 @@ impl Statements {
             // takes the new TTL. The condition makes a concurrent delete win
             // and never creates a row for an unknown code.
             update_link: prep(
-                format!("UPDATE {ks}.links USING TTL ? SET id = ?, kind = ?, url = ?, redirect = ?, created_at = ?, expires_at = ?, owner = ?, tags = ? WHERE code = ? IF created_at = ? AND deleted_at = null"),
+                format!("UPDATE {ks}.links USING TTL ? SET id = ?, kind = ?, url = ?, redirect = ?, created_at = ?, expires_at = ?, owner = ?, tags = ?, public_stats = ? WHERE code = ? IF created_at = ? AND deleted_at = null"),
                 false,
             )
             .await?,

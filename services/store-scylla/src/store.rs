@@ -103,6 +103,7 @@ impl LinkStore for ScyllaStore {
             link.deleted_at,
             &link.owner,
             tags_to_column(&link.tags),
+            link.public_stats,
             ttl,
         );
         if self
@@ -225,6 +226,7 @@ impl LinkStore for ScyllaStore {
                 link.expires_at,
                 &link.owner,
                 tags_to_column(&link.tags),
+                link.public_stats,
                 code,
                 created_at,
             );

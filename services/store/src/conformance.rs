@@ -28,6 +28,7 @@ pub fn sample_link(code: &str, kind: CodeKind) -> Link {
         deleted_at: None,
         owner: Some("ci".to_owned()),
         tags: vec!["launch".to_owned(), "q4-2026".to_owned()],
+        public_stats: false,
     }
 }
 
@@ -174,12 +175,14 @@ pub async fn update_changes_fields_but_never_a_deleted_link(store: &dyn LinkStor
         expires_at: Some(None),
         redirect: Some(301),
         tags: Some(vec![]),
+        public_stats: Some(true),
     };
     let mut expected = link.clone();
     expected.url = "https://example.org/new".into();
     expected.expires_at = None;
     expected.redirect = 301;
     expected.tags = vec![];
+    expected.public_stats = true;
     assert_eq!(
         store.update_link(&link.code, &update).await.unwrap(),
         UpdateOutcome::Updated(expected.clone())

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The columns of a link, in the order every backend reads and writes them.
 pub const LINK_COLUMNS: &str =
-    "code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner, tags";
+    "code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner, tags, public_stats";
 
 /// How a code came to be. Generated codes come from the id generator and are
 /// unique by construction; aliases are chosen by users and may collide.
@@ -54,6 +54,9 @@ pub struct Link {
     /// Labels to group and find links by, each `[a-z0-9_-]{1,32}`.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Whether anyone may see its statistics page, `/{code}+`.
+    #[serde(default)]
+    pub public_stats: bool,
 }
 
 impl Link {
@@ -142,6 +145,7 @@ pub struct LinkUpdate {
     pub expires_at: Option<Option<i64>>,
     pub redirect: Option<u16>,
     pub tags: Option<Vec<String>>,
+    pub public_stats: Option<bool>,
 }
 
 impl LinkUpdate {
@@ -157,6 +161,9 @@ impl LinkUpdate {
         }
         if let Some(tags) = &self.tags {
             link.tags = tags.clone();
+        }
+        if let Some(public_stats) = self.public_stats {
+            link.public_stats = public_stats;
         }
     }
 }

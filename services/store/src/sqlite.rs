@@ -96,6 +96,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_keys ADD COLUMN owner TEXT;
     ALTER TABLE api_keys ADD COLUMN scopes TEXT;
     ALTER TABLE api_keys ADD COLUMN rate_limit INTEGER;",
+    // 4: links whose statistics page is public.
+    "ALTER TABLE links ADD COLUMN public_stats INTEGER;",
 ];
 
 const KEY_COLUMNS: &str = "name, hash, prefix, created_at, revoked_at, owner, scopes, rate_limit";
@@ -368,6 +370,7 @@ fn link_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
         deleted_at: row.get(7)?,
         owner: row.get(8)?,
         tags: tags_from_column(row.get::<_, Option<String>>(9)?.as_deref()),
+        public_stats: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
     })
 }
 
@@ -404,7 +407,7 @@ impl LinkStore for SqliteStore {
         self.write(move |conn| {
             let inserted = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO links ({LINK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    "INSERT INTO links ({LINK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (code) DO NOTHING"
                 ))
                 .and_then(|mut stmt| {
@@ -419,6 +422,7 @@ impl LinkStore for SqliteStore {
                         link.deleted_at,
                         link.owner,
                         tags_to_column(&link.tags),
+                        link.public_stats,
                     ])
                 })
                 .map_err(db_err)?;
@@ -512,7 +516,7 @@ impl LinkStore for SqliteStore {
             }
             update.apply(&mut link);
             conn.prepare_cached(
-                "UPDATE links SET url = ?2, expires_at = ?3, redirect = ?4, tags = ?5 WHERE code = ?1",
+                "UPDATE links SET url = ?2, expires_at = ?3, redirect = ?4, tags = ?5, public_stats = ?6 WHERE code = ?1",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -521,6 +525,7 @@ impl LinkStore for SqliteStore {
                     link.expires_at,
                     link.redirect,
                     tags_to_column(&link.tags),
+                    link.public_stats,
                 ])
             })
             .map_err(db_err)?;

@@ -50,6 +50,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(super::method_not_allowed)),
             )
             .service(
+                web::resource("/{code}/clicks.csv")
+                    .route(web::get().to(super::stats::clicks_csv))
+                    .default_service(web::to(super::method_not_allowed)),
+            )
+            .service(
                 web::resource("/{code}/stats")
                     .route(web::get().to(super::stats::link_stats))
                     .default_service(web::to(super::method_not_allowed)),
@@ -88,6 +93,9 @@ pub struct CreateLink {
     /// At most 10, each 1 to 32 of `[a-z0-9_-]`.
     #[serde(default)]
     tags: Vec<String>,
+    /// Whether anyone may see its statistics page, `/{code}+` [default: false].
+    #[serde(default)]
+    public_stats: bool,
 }
 
 /// A change: absent fields stay, `"expires_at": null` clears the expiry.
@@ -101,6 +109,7 @@ pub struct PatchLink {
     #[schema(minimum = 0, maximum = 65535)]
     redirect: Option<u16>,
     tags: Option<Vec<String>>,
+    public_stats: Option<bool>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`).
@@ -127,6 +136,10 @@ pub struct LinkView {
     state: &'static str,
     /// The owner of the key that created it.
     owner: Option<String>,
+    /// Whether anyone may see its statistics page, `stats_url`.
+    public_stats: bool,
+    /// Its statistics page: public when `public_stats`, else for keys with `stats:read` of its owner.
+    stats_url: String,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -151,6 +164,8 @@ impl LinkView {
                 LinkState::Deleted => "deleted",
             },
             owner: link.owner.clone(),
+            public_stats: link.public_stats,
+            stats_url: format!("{base}{}+", link.code),
         }
     }
 }
@@ -220,6 +235,7 @@ async fn create_link(
         deleted_at: None,
         owner: Some(caller.owner().to_owned()),
         tags,
+        public_stats: body.public_stats,
     };
     match state.store.create_link(&link).await {
         Ok(()) => {}
@@ -387,21 +403,40 @@ pub async fn qr(
     params: web::Query<QrParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    use crate::qr::{Format, DEFAULT_SIZE, MAX_SIZE, MIN_SIZE};
     caller.require(Scope::LinksRead)?;
-    let format = match params.format.as_deref() {
-        None => Format::Png,
-        Some(f) => Format::parse(f)
-            .ok_or_else(|| invalid_query(format!("format must be png or svg, not {f:?}")))?,
-    };
-    let size = params.size.unwrap_or(DEFAULT_SIZE);
-    if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
-        return Err(invalid_query(format!(
-            "size must be {MIN_SIZE} to {MAX_SIZE} pixels, not {size}"
-        )));
-    }
+    let (format, size) = params.checked()?;
     let link = find(&state, &caller, &code).await?;
-    let short_url = format!("{}{}", state.short_url_base, link.code);
+    qr_image(&state, &link.code, format, size)
+}
+
+impl QrParams {
+    /// The image format and side asked for, checked.
+    pub(super) fn checked(&self) -> Result<(crate::qr::Format, u32), ApiError> {
+        use crate::qr::{Format, DEFAULT_SIZE, MAX_SIZE, MIN_SIZE};
+        let params = self;
+        let format = match params.format.as_deref() {
+            None => Format::Png,
+            Some(f) => Format::parse(f)
+                .ok_or_else(|| invalid_query(format!("format must be png or svg, not {f:?}")))?,
+        };
+        let size = params.size.unwrap_or(DEFAULT_SIZE);
+        if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
+            return Err(invalid_query(format!(
+                "size must be {MIN_SIZE} to {MAX_SIZE} pixels, not {size}"
+            )));
+        }
+        Ok((format, size))
+    }
+}
+
+/// The QR code of the short URL of `code`.
+pub(super) fn qr_image(
+    state: &AppState,
+    code: &str,
+    format: crate::qr::Format,
+    size: u32,
+) -> Result<HttpResponse, ApiError> {
+    let short_url = format!("{}{code}", state.short_url_base);
     let image = crate::qr::render(&short_url, format, size).map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())
@@ -613,6 +648,7 @@ pub async fn patch(
             .transpose()?,
         redirect: body.redirect.map(|r| check_redirect(Some(r))).transpose()?,
         tags: body.tags.as_deref().map(check_tags).transpose()?,
+        public_stats: body.public_stats,
     };
     // Ownership first: another owner's link is not there.
     find(&state, &caller, &code).await?;

@@ -7,6 +7,7 @@ mod health;
 mod links;
 mod metrics;
 mod openapi;
+mod page;
 mod redirect;
 mod stats;
 
@@ -27,6 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     openapi::configure(cfg);
     links::configure(cfg);
+    stats::configure(cfg);
+    page::configure(cfg);
     metrics::configure(cfg);
 }
 

@@ -61,6 +61,10 @@ async fn redirect(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     if !is_code_syntax(&code) {
+        // Codes never hold a `+`: `/{code}+` is the link's stats page.
+        if let Some(code) = code.strip_suffix('+') {
+            return super::page::stats_page(code, state).await;
+        }
         return Err(ApiError::link_not_found(&code));
     }
     let link = state
