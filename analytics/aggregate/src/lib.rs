@@ -30,8 +30,10 @@ use snowlink_spool::ClickSpool;
 /// Reads the click spool that `snowlink serve` writes under its data directory
 /// (or, with --kafka-brokers, every partition of the clicks topic), writes
 /// `LAKE/clicks/date=YYYY-MM-DD/*.parquet` (one file per batch, stream and day,
-/// sorted by code and time) and rebuilds `LAKE/daily/date=YYYY-MM-DD/daily.parquet`
-/// for each day that received events. What is in the lake is recorded in
+/// sorted by code and time) and rebuilds the rollups of each day that received
+/// events (`LAKE/daily/date=YYYY-MM-DD/daily.parquet` per link,
+/// `LAKE/dims/date=YYYY-MM-DD/dims.parquet` per link and referrer, country,
+/// browser, OS and device). What is in the lake is recorded in
 /// `LAKE/_ledger/ledger.db` after the files are durable and before the spool is
 /// released or Kafka offsets are committed. Safe to kill at any moment: rerun
 /// it and every event is in the lake exactly once.
@@ -41,6 +43,7 @@ use snowlink_spool::ClickSpool;
 ///   snowlink-aggregate --data-dir ./data --lake ./lake --every 60s
 ///   snowlink-aggregate --kafka-brokers kafka:9092 --group lake --lake ./lake --once
 ///   snowlink-aggregate compact --lake ./lake
+///   snowlink-aggregate rollups --lake ./lake
 #[derive(Debug, Parser)]
 #[command(name = "snowlink-aggregate", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -110,6 +113,9 @@ pub struct Cli {
 pub enum Command {
     /// Merge each day's small files into one, atomically, with identical rows.
     Compact,
+    /// Rebuild every day's rollups from its click files (after an upgrade
+    /// that adds a rollup; queries read the raw clicks of a day until then).
+    Rollups,
 }
 
 /// What one run did.
@@ -151,6 +157,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             stats.files_before,
             stats.files_after,
             stats.rows,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    if let Some(Command::Rollups) = cli.command {
+        anyhow::ensure!(
+            cli.lake.is_dir(),
+            "the lake {} does not exist",
+            cli.lake.display()
+        );
+        let started = Instant::now();
+        let _lock = lake.lock()?;
+        let days = lake.click_dates()?;
+        let bar = progress_bar(!cli.no_progress && std::io::stderr().is_terminal(), "days");
+        bar.set_length(days.len() as u64);
+        let mut clicks = 0;
+        for day in &days {
+            clicks += snowlink_lake::rebuild_daily(&lake, day)?.clicks;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        println!(
+            "rebuilt the rollups of {} days ({} clicks) in {:.2}s",
+            days.len(),
+            clicks,
             started.elapsed().as_secs_f64()
         );
         return Ok(());

@@ -92,6 +92,9 @@ pub fn compact(lake: &Lake, mut progress: impl FnMut(&str)) -> LakeResult<Compac
         sync_dir(&lake.clicks_root())?;
         // `staged` now holds the old files; readers can no longer see them.
         std::fs::remove_dir_all(&staged).map_err(io_err(&staged))?;
+        // The day's files are new, so its rollups would read as stale:
+        // rebuild them (same clicks, same numbers) so queries keep using them.
+        crate::rebuild_daily(lake, &date)?;
         stats.days += 1;
         stats.files_before += before;
         stats.files_after += after;

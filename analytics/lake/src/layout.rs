@@ -34,6 +34,14 @@ impl Lake {
         self.root.join("daily")
     }
 
+    pub fn dims_root(&self) -> PathBuf {
+        self.root.join("dims")
+    }
+
+    pub fn dims_dir(&self, date: &str) -> PathBuf {
+        self.dims_root().join(format!("date={date}"))
+    }
+
     pub fn clicks_dir(&self, date: &str) -> PathBuf {
         self.clicks_root().join(format!("date={date}"))
     }
@@ -50,7 +58,12 @@ impl Lake {
     /// another process holds it. Leftovers of an interrupted run in
     /// `_staging/` are removed: they were never visible to readers.
     pub fn lock(&self) -> LakeResult<LakeLock> {
-        for dir in [self.clicks_root(), self.daily_root(), self.staging()] {
+        for dir in [
+            self.clicks_root(),
+            self.daily_root(),
+            self.dims_root(),
+            self.staging(),
+        ] {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         let path = self.root.join(".lock");

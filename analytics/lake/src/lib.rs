@@ -5,6 +5,7 @@
 //! LAKE/
 //!   clicks/date=YYYY-MM-DD/clicks-<first>-<last>.parquet   raw events
 //!   daily/date=YYYY-MM-DD/daily.parquet                     code, clicks, unique_visitors
+//!   dims/date=YYYY-MM-DD/dims.parquet                       code, dimension, value, clicks, unique_visitors
 //!   _staging/                                               files being written; never read
 //!   .lock                                                   one writer at a time
 //! ```
@@ -31,7 +32,7 @@ mod write;
 
 pub use compact::{compact, CompactStats};
 pub use layout::{parse_range, range_file_name, Lake, LakeLock};
-pub use rollup::{daily_schema, rebuild_daily, RollupStats};
+pub use rollup::{daily_schema, dims_schema, rebuild_daily, visitor_key, RollupStats, DIMENSIONS};
 pub use write::{write_clicks, WrittenFile};
 
 #[derive(Debug, thiserror::Error)]

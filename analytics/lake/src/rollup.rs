@@ -1,9 +1,18 @@
-//! Daily rollups: `code, clicks, unique_visitors` per day, rebuilt from the
-//! day's click files. Visitor ids rotate daily, so the distinct count of a day
-//! is exact and days add up without double counting.
+//! Rollups of one day, rebuilt together from the day's click files whenever
+//! the day changes:
+//!
+//! * `daily/date=D/daily.parquet`: `code, clicks, unique_visitors`;
+//! * `dims/date=D/dims.parquet`: `code, dimension, value, clicks,
+//!   unique_visitors` for each of the five dimensions (referrer host,
+//!   country, browser, OS, device), `value` null where the click had none.
+//!
+//! Visitor ids rotate daily, so the distinct count of a day is exact and days
+//! add up without double counting. Both files are sorted by code, in small
+//! row groups, so a question about one link reads a few of them per day.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
@@ -16,6 +25,20 @@ use parquet::file::properties::WriterProperties;
 
 use crate::write::write_atomically;
 use crate::{io_err, Lake, LakeResult};
+
+/// The dimensions of the `dims` rollup: their names there, and the click
+/// columns they come from.
+pub const DIMENSIONS: [(&str, &str); 5] = [
+    ("referrer", "referrer_host"),
+    ("country", "country"),
+    ("browser", "browser"),
+    ("os", "os"),
+    ("device", "device"),
+];
+
+/// Rows per row group of a rollup: small, so the code statistics of a row
+/// group skip all but the few that hold one link.
+const ROLLUP_ROW_GROUP: usize = 8 * 1024;
 
 pub fn daily_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
@@ -30,6 +53,36 @@ pub fn daily_schema() -> SchemaRef {
         .clone()
 }
 
+pub fn dims_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("code", DataType::Utf8, false),
+                Field::new("dimension", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, true),
+                Field::new("clicks", DataType::Int64, false),
+                Field::new("unique_visitors", DataType::Int64, false),
+            ]))
+        })
+        .clone()
+}
+
+/// A visitor id as a number: the service writes 16 hex digits; anything
+/// else is hashed (exact as long as distinct ids stay distinct, which a
+/// 64-bit hash of one day's ids makes certain in practice).
+pub fn visitor_key(id: &str) -> u64 {
+    if id.len() <= 16 {
+        if let Ok(v) = u64::from_str_radix(id, 16) {
+            return v;
+        }
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish() | (1 << 63)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RollupStats {
     pub codes: usize,
@@ -37,8 +90,8 @@ pub struct RollupStats {
 }
 
 /// Reads the named string columns of every row of a Parquet file.
-pub(crate) fn read_string_columns(
-    path: &std::path::Path,
+fn read_string_columns(
+    path: &Path,
     columns: &[&str],
     mut each: impl FnMut(&[&StringArray]),
 ) -> LakeResult<()> {
@@ -66,55 +119,313 @@ pub(crate) fn read_string_columns(
     Ok(())
 }
 
-/// Rebuilds `daily/date=<date>/daily.parquet` from the day's click files.
-/// A day with no clicks left gets its rollup removed.
-pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
-    let mut per_code: HashMap<String, (i64, HashSet<String>)> = HashMap::new();
-    for path in lake.click_files(date)? {
-        read_string_columns(&path, &["code", "visitor_id"], |cols| {
-            let (codes, visitors) = (cols[0], cols[1]);
-            for i in 0..codes.len() {
-                let entry = per_code.entry(codes.value(i).to_owned()).or_default();
-                entry.0 += 1;
-                if !visitors.is_null(i) {
-                    entry.1.insert(visitors.value(i).to_owned());
+/// Clicks and distinct visitors.
+#[derive(Default)]
+struct Tally {
+    clicks: i64,
+    visitors: HashSet<u64>,
+}
+
+impl Tally {
+    fn add(&mut self, visitor: Option<u64>) {
+        self.clicks += 1;
+        if let Some(v) = visitor {
+            self.visitors.insert(v);
+        }
+    }
+}
+
+/// One day counted: per code, and per (code, dimension, value). Codes and
+/// values are interned, so a click costs lookups, not allocations.
+#[derive(Default)]
+struct Day {
+    codes: HashMap<String, u32>,
+    per_code: Vec<Tally>,
+    /// Per dimension, the values seen, by index.
+    values: [HashMap<String, u32>; 5],
+    /// (code, dimension, value index or `NO_VALUE`) -> tally.
+    per_value: HashMap<(u32, u8, u32), Tally>,
+}
+
+const NO_VALUE: u32 = u32::MAX;
+
+fn intern(map: &mut HashMap<String, u32>, value: &str) -> u32 {
+    if let Some(&i) = map.get(value) {
+        return i;
+    }
+    let i = map.len() as u32;
+    map.insert(value.to_owned(), i);
+    i
+}
+
+impl Day {
+    fn add(&mut self, code: &str, visitor: Option<&str>, values: [Option<&str>; 5]) {
+        let visitor = visitor.map(visitor_key);
+        let c = intern(&mut self.codes, code);
+        if c as usize == self.per_code.len() {
+            self.per_code.push(Tally::default());
+        }
+        self.per_code[c as usize].add(visitor);
+        for (d, value) in values.into_iter().enumerate() {
+            let v = match value {
+                Some(value) => intern(&mut self.values[d], value),
+                None => NO_VALUE,
+            };
+            self.per_value
+                .entry((c, d as u8, v))
+                .or_default()
+                .add(visitor);
+        }
+    }
+
+    fn batches(self) -> LakeResult<(RecordBatch, RecordBatch, RollupStats)> {
+        let mut names: Vec<&str> = vec![""; self.codes.len()];
+        for (name, &i) in &self.codes {
+            names[i as usize] = name;
+        }
+        let value_names: Vec<Vec<&str>> = self
+            .values
+            .iter()
+            .map(|m| {
+                let mut v = vec![""; m.len()];
+                for (name, &i) in m {
+                    v[i as usize] = name;
                 }
-            }
-        })?;
+                v
+            })
+            .collect();
+
+        let mut order: Vec<u32> = (0..names.len() as u32).collect();
+        order.sort_by_key(|&i| names[i as usize]);
+        let mut code = StringBuilder::new();
+        let mut clicks = Int64Builder::new();
+        let mut uniques = Int64Builder::new();
+        let mut total = 0u64;
+        for &i in &order {
+            let t = &self.per_code[i as usize];
+            code.append_value(names[i as usize]);
+            clicks.append_value(t.clicks);
+            uniques.append_value(t.visitors.len() as i64);
+            total += t.clicks as u64;
+        }
+        let daily = RecordBatch::try_new(
+            daily_schema(),
+            vec![
+                Arc::new(code.finish()),
+                Arc::new(clicks.finish()),
+                Arc::new(uniques.finish()),
+            ],
+        )?;
+
+        let value_of = |d: u8, v: u32| (v != NO_VALUE).then(|| value_names[d as usize][v as usize]);
+        let mut rows: Vec<((u32, u8, u32), Tally)> = self.per_value.into_iter().collect();
+        // By code, dimension name and value.
+        let key = |&(c, d, v): &(u32, u8, u32)| {
+            (names[c as usize], DIMENSIONS[d as usize].0, value_of(d, v))
+        };
+        rows.sort_by(|(a, _), (b, _)| key(a).cmp(&key(b)));
+        let mut code = StringBuilder::new();
+        let mut dimension = StringBuilder::new();
+        let mut value = StringBuilder::new();
+        let mut clicks = Int64Builder::new();
+        let mut uniques = Int64Builder::new();
+        for ((c, d, v), t) in &rows {
+            code.append_value(names[*c as usize]);
+            dimension.append_value(DIMENSIONS[*d as usize].0);
+            value.append_option(value_of(*d, *v));
+            clicks.append_value(t.clicks);
+            uniques.append_value(t.visitors.len() as i64);
+        }
+        let dims = RecordBatch::try_new(
+            dims_schema(),
+            vec![
+                Arc::new(code.finish()),
+                Arc::new(dimension.finish()),
+                Arc::new(value.finish()),
+                Arc::new(clicks.finish()),
+                Arc::new(uniques.finish()),
+            ],
+        )?;
+        let stats = RollupStats {
+            codes: names.len(),
+            clicks: total,
+        };
+        Ok((daily, dims, stats))
     }
-    let out = lake.daily_dir(date).join("daily.parquet");
-    if per_code.is_empty() {
-        let _ = std::fs::remove_file(&out);
-        return Ok(RollupStats::default());
-    }
-    let mut rows: Vec<_> = per_code.into_iter().collect();
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut code = StringBuilder::new();
-    let mut clicks = Int64Builder::new();
-    let mut uniques = Int64Builder::new();
-    let mut total = 0u64;
-    for (c, (n, visitors)) in &rows {
-        code.append_value(c);
-        clicks.append_value(*n);
-        uniques.append_value(visitors.len() as i64);
-        total += *n as u64;
-    }
-    let batch = RecordBatch::try_new(
-        daily_schema(),
-        vec![
-            Arc::new(code.finish()),
-            Arc::new(clicks.finish()),
-            Arc::new(uniques.finish()),
-        ],
-    )?;
-    let props = WriterProperties::builder()
+}
+
+fn cell(column: &StringArray, i: usize) -> Option<&str> {
+    (!column.is_null(i)).then(|| column.value(i))
+}
+
+fn rollup_props() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
-        .build();
-    write_atomically(lake, &out, &[batch], daily_schema(), props)?;
-    Ok(RollupStats {
-        codes: rows.len(),
-        clicks: total,
-    })
+        .set_max_row_group_row_count(Some(ROLLUP_ROW_GROUP))
+        .build()
+}
+
+/// Rebuilds the rollups of a day (`daily/date=<date>/daily.parquet` and
+/// `dims/date=<date>/dims.parquet`) from the day's click files. A day with
+/// no clicks left gets its rollups removed. The dims file is written first:
+/// a reader takes a rollup only when it is newer than every click file of
+/// its day.
+pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
+    let mut day = Day::default();
+    let mut columns = vec!["code", "visitor_id"];
+    columns.extend(DIMENSIONS.iter().map(|(_, column)| *column));
+    for path in lake.click_files(date)? {
+        read_string_columns(&path, &columns, |cols| {
+            for i in 0..cols[0].len() {
+                let get = |c| cell(c, i);
+                day.add(
+                    cols[0].value(i),
+                    get(cols[1]),
+                    [
+                        get(cols[2]),
+                        get(cols[3]),
+                        get(cols[4]),
+                        get(cols[5]),
+                        get(cols[6]),
+                    ],
+                );
+            }
+        })?;
+    }
+    let daily_out = lake.daily_dir(date).join("daily.parquet");
+    let dims_out = lake.dims_dir(date).join("dims.parquet");
+    if day.codes.is_empty() {
+        let _ = std::fs::remove_file(&daily_out);
+        let _ = std::fs::remove_file(&dims_out);
+        return Ok(RollupStats::default());
+    }
+    let (daily, dims, stats) = day.batches()?;
+    write_atomically(lake, &dims_out, &[dims], dims_schema(), rollup_props())?;
+    write_atomically(lake, &daily_out, &[daily], daily_schema(), rollup_props())?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow_array::Int64Array;
+    use snowlink_events::ClickEvent;
+
+    use super::*;
+    use crate::write_clicks;
+
+    fn click(
+        i: i64,
+        code: &str,
+        referrer: Option<&str>,
+        country: Option<&str>,
+        visitor: &str,
+    ) -> ClickEvent {
+        ClickEvent {
+            schema_version: 1,
+            event_id: i,
+            code: code.into(),
+            ts: 1_795_132_800_000 + i,
+            referrer: None,
+            referrer_host: referrer.map(Into::into),
+            user_agent: None,
+            browser: Some("Firefox".into()),
+            os: None,
+            device: Some("desktop".into()),
+            is_bot: false,
+            country: country.map(Into::into),
+            visitor_id: visitor.into(),
+        }
+    }
+
+    /// The rows of a rollup file as (code, dimension, value) -> (clicks, uniques).
+    fn read_dims(path: &Path) -> BTreeMap<(String, String, Option<String>), (i64, i64)> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut out = BTreeMap::new();
+        let mut previous: Option<(String, String)> = None;
+        for batch in reader {
+            let b = batch.unwrap();
+            let s = |i: usize| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let n = |i: usize| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone()
+            };
+            let (code, dim, value, clicks, uniques) = (s(0), s(1), s(2), n(3), n(4));
+            for i in 0..b.num_rows() {
+                let key = (code.value(i).to_owned(), dim.value(i).to_owned());
+                // Sorted by code, then dimension.
+                assert!(previous.as_ref().is_none_or(|p| *p <= key));
+                previous = Some(key.clone());
+                let value = (!value.is_null(i)).then(|| value.value(i).to_owned());
+                out.insert((key.0, key.1, value), (clicks.value(i), uniques.value(i)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn dims_count_clicks_and_distinct_visitors_per_value_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let _lock = lake.lock().unwrap();
+        let date = "2026-11-20";
+        // Two files of the same day: counts span both.
+        let mut first = vec![
+            click(1, "a", Some("x.com"), Some("DE"), "v1"),
+            click(2, "a", Some("x.com"), Some("DE"), "v1"),
+            click(3, "a", None, None, "v2"),
+        ];
+        let mut second = vec![
+            click(4, "a", Some("x.com"), Some("FR"), "v3"),
+            click(5, "b", Some(""), Some("DE"), "v1"),
+        ];
+        write_clicks(&lake, date, None, 1, 3, &mut first).unwrap();
+        write_clicks(&lake, date, None, 4, 5, &mut second).unwrap();
+        let stats = rebuild_daily(&lake, date).unwrap();
+        assert_eq!((stats.codes, stats.clicks), (2, 5));
+
+        let dims = read_dims(&lake.dims_dir(date).join("dims.parquet"));
+        let get = |code: &str, dim: &str, value: Option<&str>| {
+            dims.get(&(code.into(), dim.into(), value.map(Into::into)))
+                .copied()
+        };
+        assert_eq!(get("a", "referrer", Some("x.com")), Some((3, 2)));
+        // No value is its own row, kept apart from an empty one.
+        assert_eq!(get("a", "referrer", None), Some((1, 1)));
+        assert_eq!(get("b", "referrer", Some("")), Some((1, 1)));
+        assert_eq!(get("a", "country", Some("DE")), Some((2, 1)));
+        assert_eq!(get("a", "country", Some("FR")), Some((1, 1)));
+        assert_eq!(get("a", "os", None), Some((4, 3)));
+        // Every dimension of a code adds up to its clicks.
+        for (name, _) in DIMENSIONS {
+            let total: i64 = dims
+                .iter()
+                .filter(|((c, d, _), _)| c == "a" && d == name)
+                .map(|(_, (n, _))| n)
+                .sum();
+            assert_eq!(total, 4, "{name}");
+        }
+
+        // A day whose clicks are gone loses its rollups.
+        std::fs::remove_dir_all(lake.clicks_dir(date)).unwrap();
+        std::fs::create_dir_all(lake.clicks_dir(date)).unwrap();
+        rebuild_daily(&lake, date).unwrap();
+        assert!(!lake.dims_dir(date).join("dims.parquet").exists());
+        assert!(!lake.daily_dir(date).join("daily.parquet").exists());
+    }
 }

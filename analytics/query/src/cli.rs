@@ -140,10 +140,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             Command::Timeseries { code, by, range } => {
-                commands::timeseries(&ctx, &code, by, &range, now).await?
+                commands::timeseries(&ctx, &cli.lake, &code, by, &range, now).await?
             }
             Command::Breakdown { code, by, range } => {
-                commands::breakdown(&ctx, &code, by, &range, now).await?
+                commands::breakdown(&ctx, &cli.lake, &code, by, &range, now).await?
             }
             Command::Sql { query } => commands::sql(&ctx, &query).await?,
             Command::Stats {

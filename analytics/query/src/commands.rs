@@ -119,13 +119,32 @@ fn rows(out: &Output) -> usize {
     out.batches.iter().map(RecordBatch::num_rows).sum()
 }
 
-/// Which days of the lake a range touches, split into the days the daily
-/// rollups can answer (whole days inside the range, with a rollup at least
+/// A rollup of the lake: its folder and file name under `LAKE/`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rollup {
+    Daily,
+    Dims,
+}
+
+impl Rollup {
+    fn file(self, lake: &Path, date: &str) -> std::path::PathBuf {
+        let name = match self {
+            Rollup::Daily => "daily",
+            Rollup::Dims => "dims",
+        };
+        lake.join(name)
+            .join(format!("date={date}"))
+            .join(format!("{name}.parquet"))
+    }
+}
+
+/// Which days of the lake a range touches, split into the days a rollup
+/// can answer (whole days inside the range, with a rollup at least
 /// as new as every click file of the day) and the days that need the raw
 /// clicks (days cut by a bound, or without a fresh rollup).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DayPlan {
-    pub from_daily: Vec<String>,
+    pub from_rollup: Vec<String>,
     pub from_clicks: Vec<String>,
 }
 
@@ -136,7 +155,7 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
         .max()
 }
 
-fn plan_days(lake: &Path, bounds: &Bounds) -> Result<DayPlan> {
+fn plan_days(lake: &Path, bounds: &Bounds, rollup: Rollup) -> Result<DayPlan> {
     let mut plan = DayPlan::default();
     let Ok(entries) = std::fs::read_dir(lake.join("clicks")) else {
         return Ok(plan);
@@ -164,10 +183,7 @@ fn plan_days(lake: &Path, bounds: &Bounds) -> Result<DayPlan> {
         }
         let whole =
             bounds.since.is_none_or(|s| s <= start) && bounds.until.is_none_or(|u| u >= end);
-        let rollup = lake
-            .join("daily")
-            .join(format!("date={date}"))
-            .join("daily.parquet");
+        let rollup = rollup.file(lake, &date);
         let fresh = whole
             && match (
                 std::fs::metadata(&rollup).and_then(|m| m.modified()).ok(),
@@ -177,7 +193,7 @@ fn plan_days(lake: &Path, bounds: &Bounds) -> Result<DayPlan> {
                 _ => false,
             };
         if fresh {
-            plan.from_daily.push(date);
+            plan.from_rollup.push(date);
         } else {
             plan.from_clicks.push(date);
         }
@@ -187,8 +203,8 @@ fn plan_days(lake: &Path, bounds: &Bounds) -> Result<DayPlan> {
 
 /// Every day of the lake the range touches, oldest first.
 pub(crate) fn dates_in_range(lake: &Path, bounds: &Bounds) -> Result<Vec<String>> {
-    let plan = plan_days(lake, bounds)?;
-    let mut dates = plan.from_daily;
+    let plan = plan_days(lake, bounds, Rollup::Daily)?;
+    let mut dates = plan.from_rollup;
     dates.extend(plan.from_clicks);
     dates.sort();
     Ok(dates)
@@ -218,7 +234,7 @@ pub async fn top(
     now: DateTime<Utc>,
 ) -> Result<Output> {
     let bounds = Bounds::parse(range, now)?;
-    let plan = plan_days(lake, &bounds)?;
+    let plan = plan_days(lake, &bounds, Rollup::Daily)?;
     let filter = match only {
         Some(codes) => {
             let schema = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, false)]));
@@ -235,10 +251,10 @@ pub async fn top(
         None => "",
     };
     let mut parts = Vec::new();
-    if !plan.from_daily.is_empty() {
+    if !plan.from_rollup.is_empty() {
         parts.push(format!(
             "SELECT code, clicks, unique_visitors FROM daily WHERE date IN ({}){filter}",
-            date_list(&plan.from_daily)
+            date_list(&plan.from_rollup)
         ));
     }
     if !plan.from_clicks.is_empty() {
@@ -330,8 +346,12 @@ pub(crate) fn gap_fill(
     Ok((times, values))
 }
 
+/// Clicks per hour or day of one link, gap-filled. By day, whole days come
+/// from the daily rollups (the link's one row per day) and days cut by a
+/// bound from the clicks.
 pub async fn timeseries(
     ctx: &SessionContext,
+    lake: &Path,
     code: &str,
     by: Bucket,
     range: &Range,
@@ -339,16 +359,48 @@ pub async fn timeseries(
 ) -> Result<Output> {
     let bounds = Bounds::parse(range, now)?;
     let step = step_ms(by);
-    let found = query(
-        ctx,
-        &format!(
+    let code_sql = quoted_code(code)?;
+    let plan = match by {
+        Bucket::Day => plan_days(lake, &bounds, Rollup::Daily)?,
+        Bucket::Hour => DayPlan::default(),
+    };
+    let mut parts = Vec::new();
+    if !plan.from_rollup.is_empty() {
+        // A rollup's day is the bucket: midnight UTC of its date.
+        parts.push(format!(
+            "SELECT CAST(CAST(CAST(date AS DATE) AS TIMESTAMP) AS BIGINT) / 1000000 AS bucket, \
+             clicks FROM daily WHERE code = {code_sql} AND date IN ({})",
+            date_list(&plan.from_rollup)
+        ));
+    }
+    if matches!(by, Bucket::Hour) || !plan.from_clicks.is_empty() {
+        let days = match by {
+            Bucket::Day => format!(" AND date IN ({})", date_list(&plan.from_clicks)),
+            Bucket::Hour => String::new(),
+        };
+        parts.push(format!(
             "SELECT (CAST(ts AS BIGINT) / {step}) * {step} AS bucket, COUNT(*) AS clicks \
-             FROM clicks WHERE code = {}{} GROUP BY 1 ORDER BY 1",
-            quoted_code(code)?,
+             FROM clicks WHERE code = {code_sql}{days}{} GROUP BY 1",
             bounds.sql()
-        ),
-    )
-    .await?;
+        ));
+    }
+    let found = if parts.is_empty() {
+        Output {
+            schema: Arc::new(Schema::empty()),
+            batches: vec![],
+            sparkline: None,
+        }
+    } else {
+        query(
+            ctx,
+            &format!(
+                "SELECT CAST(bucket AS BIGINT) AS bucket, CAST(SUM(clicks) AS BIGINT) AS clicks \
+                 FROM ({}) AS per_bucket GROUP BY 1 ORDER BY 1",
+                parts.join(" UNION ALL ")
+            ),
+        )
+        .await?
+    };
     if rows(&found) == 0 {
         ensure_known(ctx, code).await?;
     }
@@ -391,8 +443,12 @@ pub async fn timeseries(
     })
 }
 
+/// Clicks and unique visitors of one link per value of a dimension. Whole
+/// days come from the `dims` rollups, days cut by a bound from the clicks;
+/// visitor ids rotate daily, so the days' distinct visitors add up exactly.
 pub async fn breakdown(
     ctx: &SessionContext,
+    lake: &Path,
     code: &str,
     by: Dimension,
     range: &Range,
@@ -406,21 +462,62 @@ pub async fn breakdown(
         Dimension::Os => ("os", "os"),
         Dimension::Device => ("device", "device"),
     };
-    let out = query(
-        ctx,
-        &format!(
-            "SELECT COALESCE({column}, '(none)') AS {label}, COUNT(*) AS clicks, \
+    let dimension = snowlink_lake::DIMENSIONS
+        .iter()
+        .find(|(_, c)| *c == column)
+        .map(|(name, _)| *name)
+        .context("a dimension of the rollup")?;
+    let code_sql = quoted_code(code)?;
+    let plan = plan_days(lake, &bounds, Rollup::Dims)?;
+    let mut parts = Vec::new();
+    if !plan.from_rollup.is_empty() {
+        parts.push(format!(
+            "SELECT value, clicks, unique_visitors FROM dims \
+             WHERE code = {code_sql} AND dimension = '{dimension}' AND date IN ({})",
+            date_list(&plan.from_rollup)
+        ));
+    }
+    if !plan.from_clicks.is_empty() {
+        parts.push(format!(
+            "SELECT {column} AS value, COUNT(*) AS clicks, \
              COUNT(DISTINCT visitor_id) AS unique_visitors \
-             FROM clicks WHERE code = {}{} GROUP BY 1 ORDER BY clicks DESC, 1",
-            quoted_code(code)?,
+             FROM clicks WHERE code = {code_sql} AND date IN ({}){} GROUP BY {column}, date",
+            date_list(&plan.from_clicks),
             bounds.sql()
-        ),
-    )
-    .await?;
+        ));
+    }
+    let out = if parts.is_empty() {
+        empty_breakdown(label)
+    } else {
+        query(
+            ctx,
+            &format!(
+                "SELECT COALESCE(value, '(none)') AS {label}, CAST(SUM(clicks) AS BIGINT) AS clicks, \
+                 CAST(SUM(unique_visitors) AS BIGINT) AS unique_visitors \
+                 FROM ({}) AS per_day GROUP BY 1 ORDER BY clicks DESC, 1",
+                parts.join(" UNION ALL ")
+            ),
+        )
+        .await?
+    };
     if rows(&out) == 0 {
         ensure_known(ctx, code).await?;
     }
     Ok(out)
+}
+
+/// A breakdown with no rows: its columns, for a range with no days.
+fn empty_breakdown(label: &str) -> Output {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(label, DataType::Utf8, false),
+        Field::new("clicks", DataType::Int64, false),
+        Field::new("unique_visitors", DataType::Int64, false),
+    ]));
+    Output {
+        schema,
+        batches: vec![],
+        sparkline: None,
+    }
 }
 
 pub async fn sql(ctx: &SessionContext, sql: &str) -> Result<Output> {
@@ -437,7 +534,7 @@ mod tests {
     }
 
     #[test]
-    fn whole_days_with_fresh_rollups_come_from_daily() {
+    fn whole_days_with_fresh_rollups_come_from_rollup() {
         let dir = tempfile::tempdir().unwrap();
         let lake = dir.path();
         for d in ["2026-11-01", "2026-11-02", "2026-11-03"] {
@@ -456,9 +553,9 @@ mod tests {
             until: None,
         };
         assert_eq!(
-            plan_days(lake, &all).unwrap(),
+            plan_days(lake, &all, Rollup::Daily).unwrap(),
             DayPlan {
-                from_daily: vec!["2026-11-01".into()],
+                from_rollup: vec!["2026-11-01".into()],
                 from_clicks: vec!["2026-11-02".into(), "2026-11-03".into()],
             }
         );
@@ -469,9 +566,9 @@ mod tests {
             until: Some(t("2026-11-03T00:00:00Z")),
         };
         assert_eq!(
-            plan_days(lake, &cut).unwrap(),
+            plan_days(lake, &cut, Rollup::Daily).unwrap(),
             DayPlan {
-                from_daily: vec![],
+                from_rollup: vec![],
                 from_clicks: vec!["2026-11-01".into(), "2026-11-02".into()],
             }
         );

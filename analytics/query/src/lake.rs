@@ -10,7 +10,7 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-/// A session with `clicks` and `daily` registered. Both tables have a `date`
+/// A session with `clicks`, `daily` and `dims` registered. Each has a `date`
 /// column (`YYYY-MM-DD` string) taken from the folder names.
 pub async fn open(root: &Path) -> Result<SessionContext> {
     ensure!(root.is_dir(), "the lake {} does not exist", root.display());
@@ -33,6 +33,13 @@ pub async fn open(root: &Path) -> Result<SessionContext> {
         "daily",
         &lake.daily_root(),
         snowlink_lake::daily_schema(),
+    )
+    .await?;
+    register(
+        &ctx,
+        "dims",
+        &lake.dims_root(),
+        snowlink_lake::dims_schema(),
     )
     .await?;
     Ok(ctx)

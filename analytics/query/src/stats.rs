@@ -79,20 +79,7 @@ pub struct Row<'a> {
     pub values: [Option<&'a str>; 5],
 }
 
-/// A visitor id as a number: the service writes 16 hex digits; anything
-/// else is hashed (exact as long as distinct ids stay distinct, which a
-/// 64-bit hash of a handful of ids per link makes certain in practice).
-pub fn visitor_key(id: &str) -> u64 {
-    if id.len() <= 16 {
-        if let Ok(v) = u64::from_str_radix(id, 16) {
-            return v;
-        }
-    }
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut h);
-    h.finish() | (1 << 63)
-}
+pub use snowlink_lake::visitor_key;
 
 /// Counts rows into the document. Pure: tested without a lake.
 #[derive(Default)]
