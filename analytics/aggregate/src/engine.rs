@@ -94,15 +94,54 @@ pub fn run(
     let mut next = ledger.positions()?;
     let mut seen = ledger.seen()?;
     let mut summary = Summary::default();
-    while !source.done() && !stop.load(Ordering::Relaxed) {
-        let batch = source.poll(batch_size, stop)?;
-        if batch.is_empty() {
-            continue;
+    // A batch read and parsed, waiting to be written. The next batch is
+    // parsed on a second thread while this one is written, recorded and
+    // acknowledged: one core decodes JSON while the other sorts, compresses
+    // and syncs. Every batch is still written, recorded and acknowledged in
+    // the order it was read.
+    let mut pending: Option<(Vec<Record>, Vec<Parsed>)> = None;
+    loop {
+        let more = !source.done() && !stop.load(Ordering::Relaxed);
+        if !more && pending.is_none() {
+            break;
         }
-        let before = summary.events + summary.duplicates + summary.rejected + summary.skipped;
-        let recorded = write_batch(lake, &mut ledger, batch, &mut next, &mut seen, &mut summary)?;
-        source.acknowledge(&recorded)?;
-        bar.inc(summary.events + summary.duplicates + summary.rejected + summary.skipped - before);
+        let batch = if more {
+            source.poll(batch_size, stop)?
+        } else {
+            Vec::new()
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let (parsed, written) = std::thread::scope(|s| {
+            let parsing = s.spawn(|| parse_all(&batch, now_ms));
+            let written = pending.take().map(|(records, parsed)| {
+                let before =
+                    summary.events + summary.duplicates + summary.rejected + summary.skipped;
+                write_batch(
+                    lake,
+                    &mut ledger,
+                    records,
+                    parsed,
+                    &mut next,
+                    &mut seen,
+                    &mut summary,
+                )
+                .map(|recorded| (recorded, before))
+            });
+            (parsing.join(), written)
+        });
+        let parsed = parsed.map_err(|_| anyhow::anyhow!("parsing a batch panicked"))?;
+        if let Some(written) = written {
+            let (recorded, before) = written?;
+            source.acknowledge(&recorded)?;
+            bar.inc(
+                summary.events + summary.duplicates + summary.rejected + summary.skipped - before,
+            );
+        }
+        if !batch.is_empty() {
+            pending = Some((batch, parsed));
+        }
     }
     bar.finish_and_clear();
     summary.rollups += rebuild_rollups(lake, &ledger)?;
@@ -130,12 +169,33 @@ fn rebuild_rollups(lake: &Lake, ledger: &Ledger) -> anyhow::Result<u64> {
 /// summary.
 const REJECTS_LOGGED: u64 = 20;
 
-/// Writes one batch and records it; returns the recorded next positions of
-/// the streams it touched.
+/// A record's payload as an event, or why it is not one.
+type Parsed = Result<ClickEvent, snowlink_events::InvalidEvent>;
+
+/// Parses every record of a batch. Validated before anything else is
+/// believed of it: a forged record must not move an origin's high-water
+/// mark (which would drop that spool's later events as resends), nor put an
+/// absurd time into the lake.
+fn parse_all(batch: &[Record], now_ms: i64) -> Vec<Parsed> {
+    batch
+        .iter()
+        .map(|r| match r.payload.as_deref() {
+            Some(text) => ClickEvent::parse(text, now_ms),
+            None => Err(snowlink_events::InvalidEvent(
+                "the record is not text".into(),
+            )),
+        })
+        .collect()
+}
+
+/// Writes one batch (its records and what [`parse_all`] made of them) and
+/// records it; returns the recorded next positions of the streams it
+/// touched.
 fn write_batch(
     lake: &Lake,
     ledger: &mut Ledger,
     batch: Vec<Record>,
+    parsed: Vec<Parsed>,
     next: &mut HashMap<String, i64>,
     seen: &mut Seen,
     summary: &mut Summary,
@@ -143,10 +203,7 @@ fn write_batch(
     let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut files: BTreeMap<(String, String), Vec<ClickEvent>> = BTreeMap::new();
     let mut seen_now = Seen::new();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    for r in batch {
+    for (r, event) in batch.into_iter().zip(parsed) {
         if r.position < next.get(&r.stream).copied().unwrap_or(i64::MIN) {
             // Already in the lake: the source was not acknowledged in time.
             summary.skipped += 1;
@@ -157,16 +214,6 @@ fn write_batch(
             .or_insert((r.position, r.position));
         range.0 = range.0.min(r.position);
         range.1 = range.1.max(r.position);
-        // Validated before anything else is believed of it: a forged
-        // record must not move an origin's high-water mark (which would
-        // drop that spool's later events as resends), nor put an absurd
-        // time into the lake.
-        let event = match r.payload.as_deref() {
-            Some(text) => ClickEvent::parse(text, now_ms),
-            None => Err(snowlink_events::InvalidEvent(
-                "the record is not text".into(),
-            )),
-        };
         let event = match event {
             Ok(e) => e,
             Err(why) => {

@@ -98,7 +98,12 @@ fn read_string_columns(
     let file = File::open(path).map_err(io_err(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    for batch in builder.with_projection(mask).build()? {
+    // Large batches: each is counted on both cores at once.
+    for batch in builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()?
+    {
         let batch = batch?;
         let arrays: Vec<&StringArray> = columns
             .iter()
@@ -119,11 +124,14 @@ fn read_string_columns(
     Ok(())
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 /// Clicks and distinct visitors.
 #[derive(Default)]
 struct Tally {
     clicks: i64,
-    visitors: HashSet<u64>,
+    visitors: FastSet<u64>,
 }
 
 impl Tally {
@@ -135,21 +143,23 @@ impl Tally {
     }
 }
 
-/// One day counted: per code, and per (code, dimension, value). Codes and
-/// values are interned, so a click costs lookups, not allocations.
-#[derive(Default)]
-struct Day {
-    codes: HashMap<String, u32>,
-    per_code: Vec<Tally>,
-    /// Per dimension, the values seen, by index.
-    values: [HashMap<String, u32>; 5],
+/// Part of a day's counting: per code (when `per_code` is kept) and per
+/// (code, dimension, value) for some of the dimensions. Codes and values are
+/// interned, so a click costs lookups, not allocations. A day is counted by
+/// two parts at once, one per core, each over the same clicks.
+struct Part {
+    dims: std::ops::Range<usize>,
+    codes: FastMap<String, u32>,
+    per_code: Option<Vec<Tally>>,
+    /// Per dimension of the part, the values seen, by index.
+    values: Vec<FastMap<String, u32>>,
     /// (code, dimension, value index or `NO_VALUE`) -> tally.
-    per_value: HashMap<(u32, u8, u32), Tally>,
+    per_value: FastMap<(u32, u8, u32), Tally>,
 }
 
 const NO_VALUE: u32 = u32::MAX;
 
-fn intern(map: &mut HashMap<String, u32>, value: &str) -> u32 {
+fn intern(map: &mut FastMap<String, u32>, value: &str) -> u32 {
     if let Some(&i) = map.get(value) {
         return i;
     }
@@ -158,52 +168,104 @@ fn intern(map: &mut HashMap<String, u32>, value: &str) -> u32 {
     i
 }
 
-impl Day {
-    fn add(&mut self, code: &str, visitor: Option<&str>, values: [Option<&str>; 5]) {
-        let visitor = visitor.map(visitor_key);
-        let c = intern(&mut self.codes, code);
-        if c as usize == self.per_code.len() {
-            self.per_code.push(Tally::default());
-        }
-        self.per_code[c as usize].add(visitor);
-        for (d, value) in values.into_iter().enumerate() {
-            let v = match value {
-                Some(value) => intern(&mut self.values[d], value),
-                None => NO_VALUE,
-            };
-            self.per_value
-                .entry((c, d as u8, v))
-                .or_default()
-                .add(visitor);
+/// Names by index, from an interning map.
+fn names(map: &FastMap<String, u32>) -> Vec<&str> {
+    let mut v = vec![""; map.len()];
+    for (name, &i) in map {
+        v[i as usize] = name;
+    }
+    v
+}
+
+impl Part {
+    fn new(dims: std::ops::Range<usize>, per_code: bool) -> Self {
+        Self {
+            values: dims.clone().map(|_| FastMap::default()).collect(),
+            dims,
+            codes: FastMap::default(),
+            per_code: per_code.then(Vec::new),
+            per_value: FastMap::default(),
         }
     }
 
-    fn batches(self) -> LakeResult<(RecordBatch, RecordBatch, RollupStats)> {
-        let mut names: Vec<&str> = vec![""; self.codes.len()];
-        for (name, &i) in &self.codes {
-            names[i as usize] = name;
-        }
-        let value_names: Vec<Vec<&str>> = self
-            .values
-            .iter()
-            .map(|m| {
-                let mut v = vec![""; m.len()];
-                for (name, &i) in m {
-                    v[i as usize] = name;
+    /// Counts every row of `cols`: code, visitor id, then the five
+    /// dimension columns in [`DIMENSIONS`] order.
+    fn add(&mut self, cols: &[&StringArray]) {
+        let mut last: Option<(&str, u32)> = None;
+        for i in 0..cols[0].len() {
+            let code = cols[0].value(i);
+            // Click files are sorted by code: most rows repeat the last one.
+            let c = match last {
+                Some((name, c)) if name == code => c,
+                _ => {
+                    let c = intern(&mut self.codes, code);
+                    last = Some((code, c));
+                    c
                 }
-                v
-            })
-            .collect();
+            };
+            let visitor = cell(cols[1], i).map(visitor_key);
+            if let Some(per_code) = &mut self.per_code {
+                if c as usize == per_code.len() {
+                    per_code.push(Tally::default());
+                }
+                per_code[c as usize].add(visitor);
+            }
+            for d in self.dims.clone() {
+                let v = match cell(cols[2 + d], i) {
+                    Some(value) => intern(&mut self.values[d - self.dims.start], value),
+                    None => NO_VALUE,
+                };
+                self.per_value
+                    .entry((c, d as u8, v))
+                    .or_default()
+                    .add(visitor);
+            }
+        }
+    }
+}
 
-        let mut order: Vec<u32> = (0..names.len() as u32).collect();
-        order.sort_by_key(|&i| names[i as usize]);
+/// A whole day: its two parts.
+struct Day {
+    parts: [Part; 2],
+}
+
+impl Day {
+    fn new() -> Self {
+        // The per-code tally costs about as much as a dimension.
+        Self {
+            parts: [Part::new(0..2, true), Part::new(2..5, false)],
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parts[0].codes.is_empty()
+    }
+
+    /// Counts a batch of rows, each part on its own thread.
+    fn add(&mut self, cols: &[&StringArray]) {
+        let [a, b] = &mut self.parts;
+        std::thread::scope(|s| {
+            s.spawn(|| b.add(cols));
+            a.add(cols);
+        });
+    }
+
+    fn batches(self) -> LakeResult<(RecordBatch, RecordBatch, RollupStats)> {
+        let first = &self.parts[0];
+        let code_names = names(&first.codes);
+        let per_code = first
+            .per_code
+            .as_ref()
+            .expect("the first part counts codes");
+        let mut order: Vec<u32> = (0..code_names.len() as u32).collect();
+        order.sort_by_key(|&i| code_names[i as usize]);
         let mut code = StringBuilder::new();
         let mut clicks = Int64Builder::new();
         let mut uniques = Int64Builder::new();
         let mut total = 0u64;
         for &i in &order {
-            let t = &self.per_code[i as usize];
-            code.append_value(names[i as usize]);
+            let t = &per_code[i as usize];
+            code.append_value(code_names[i as usize]);
             clicks.append_value(t.clicks);
             uniques.append_value(t.visitors.len() as i64);
             total += t.clicks as u64;
@@ -217,24 +279,36 @@ impl Day {
             ],
         )?;
 
-        let value_of = |d: u8, v: u32| (v != NO_VALUE).then(|| value_names[d as usize][v as usize]);
-        let mut rows: Vec<((u32, u8, u32), Tally)> = self.per_value.into_iter().collect();
-        // By code, dimension name and value.
-        let key = |&(c, d, v): &(u32, u8, u32)| {
-            (names[c as usize], DIMENSIONS[d as usize].0, value_of(d, v))
-        };
-        rows.sort_by(|(a, _), (b, _)| key(a).cmp(&key(b)));
+        // (code, dimension, value, clicks, unique visitors) of both parts,
+        // by code, dimension name and value.
+        let mut rows: Vec<(&str, &str, Option<&str>, i64, i64)> = Vec::new();
+        for part in &self.parts {
+            let codes = names(&part.codes);
+            let values: Vec<Vec<&str>> = part.values.iter().map(names).collect();
+            rows.extend(part.per_value.iter().map(|(&(c, d, v), t)| {
+                let value =
+                    (v != NO_VALUE).then(|| values[d as usize - part.dims.start][v as usize]);
+                (
+                    codes[c as usize],
+                    DIMENSIONS[d as usize].0,
+                    value,
+                    t.clicks,
+                    t.visitors.len() as i64,
+                )
+            }));
+        }
+        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         let mut code = StringBuilder::new();
         let mut dimension = StringBuilder::new();
         let mut value = StringBuilder::new();
         let mut clicks = Int64Builder::new();
         let mut uniques = Int64Builder::new();
-        for ((c, d, v), t) in &rows {
-            code.append_value(names[*c as usize]);
-            dimension.append_value(DIMENSIONS[*d as usize].0);
-            value.append_option(value_of(*d, *v));
-            clicks.append_value(t.clicks);
-            uniques.append_value(t.visitors.len() as i64);
+        for (c, d, v, n, u) in &rows {
+            code.append_value(c);
+            dimension.append_value(d);
+            value.append_option(*v);
+            clicks.append_value(*n);
+            uniques.append_value(*u);
         }
         let dims = RecordBatch::try_new(
             dims_schema(),
@@ -247,7 +321,7 @@ impl Day {
             ],
         )?;
         let stats = RollupStats {
-            codes: names.len(),
+            codes: code_names.len(),
             clicks: total,
         };
         Ok((daily, dims, stats))
@@ -273,30 +347,15 @@ fn rollup_props() -> WriterProperties {
 /// a reader takes a rollup only when it is newer than every click file of
 /// its day.
 pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
-    let mut day = Day::default();
+    let mut day = Day::new();
     let mut columns = vec!["code", "visitor_id"];
     columns.extend(DIMENSIONS.iter().map(|(_, column)| *column));
     for path in lake.click_files(date)? {
-        read_string_columns(&path, &columns, |cols| {
-            for i in 0..cols[0].len() {
-                let get = |c| cell(c, i);
-                day.add(
-                    cols[0].value(i),
-                    get(cols[1]),
-                    [
-                        get(cols[2]),
-                        get(cols[3]),
-                        get(cols[4]),
-                        get(cols[5]),
-                        get(cols[6]),
-                    ],
-                );
-            }
-        })?;
+        read_string_columns(&path, &columns, |cols| day.add(cols))?;
     }
     let daily_out = lake.daily_dir(date).join("daily.parquet");
     let dims_out = lake.dims_dir(date).join("dims.parquet");
-    if day.codes.is_empty() {
+    if day.is_empty() {
         let _ = std::fs::remove_file(&daily_out);
         let _ = std::fs::remove_file(&dims_out);
         return Ok(RollupStats::default());
