@@ -280,15 +280,44 @@ impl Day {
         )?;
 
         // (code, dimension, value, clicks, unique visitors) of both parts,
-        // by code, dimension name and value.
-        let mut rows: Vec<(&str, &str, Option<&str>, i64, i64)> = Vec::new();
+        // by code, dimension name and value: sorted on ranks (numbers)
+        // rather than on the strings.
+        let mut dim_rank = [0u8; DIMENSIONS.len()];
+        let mut by_name: Vec<usize> = (0..DIMENSIONS.len()).collect();
+        by_name.sort_by_key(|&d| DIMENSIONS[d].0);
+        for (rank, &d) in by_name.iter().enumerate() {
+            dim_rank[d] = rank as u8;
+        }
+        /// Each name's place in the sorted order of all of them.
+        fn ranks(names: &[&str]) -> Vec<u32> {
+            let mut order: Vec<u32> = (0..names.len() as u32).collect();
+            order.sort_unstable_by_key(|&i| names[i as usize]);
+            let mut rank = vec![0; names.len()];
+            for (r, &i) in order.iter().enumerate() {
+                rank[i as usize] = r as u32;
+            }
+            rank
+        }
+        type Row<'a> = ((u32, u8, u32), &'a str, &'a str, Option<&'a str>, i64, i64);
+        let mut rows: Vec<Row> = Vec::new();
         for part in &self.parts {
             let codes = names(&part.codes);
+            let code_rank = ranks(&codes);
             let values: Vec<Vec<&str>> = part.values.iter().map(names).collect();
+            let value_rank: Vec<Vec<u32>> = values.iter().map(|v| ranks(v)).collect();
             rows.extend(part.per_value.iter().map(|(&(c, d, v), t)| {
-                let value =
-                    (v != NO_VALUE).then(|| values[d as usize - part.dims.start][v as usize]);
+                let local = d as usize - part.dims.start;
+                // No value sorts first.
+                let (value, rank) = if v == NO_VALUE {
+                    (None, 0)
+                } else {
+                    (
+                        Some(values[local][v as usize]),
+                        value_rank[local][v as usize] + 1,
+                    )
+                };
                 (
+                    (code_rank[c as usize], dim_rank[d as usize], rank),
                     codes[c as usize],
                     DIMENSIONS[d as usize].0,
                     value,
@@ -297,13 +326,13 @@ impl Day {
                 )
             }));
         }
-        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        rows.sort_unstable_by_key(|r| r.0);
         let mut code = StringBuilder::new();
         let mut dimension = StringBuilder::new();
         let mut value = StringBuilder::new();
         let mut clicks = Int64Builder::new();
         let mut uniques = Int64Builder::new();
-        for (c, d, v, n, u) in &rows {
+        for (_, c, d, v, n, u) in &rows {
             code.append_value(c);
             dimension.append_value(d);
             value.append_option(*v);
