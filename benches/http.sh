@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # HTTP benchmarks: durable creates, then redirects over the links made with a
-# Zipf popularity, against the bare actix-web baseline, in one run.
+# Zipf popularity, against the bare actix-web baseline, in one run, with the
+# project's load generator and with wrk; then the service's memory with
+# every link cached, at LINKS and MEMORY_LINKS links.
 #   benches/http.sh [LINKS] [SECONDS]
 # Prints one JSON object per measurement. Release binaries are built first.
 set -euo pipefail
@@ -42,3 +44,32 @@ snow=$(run "$port")
 printf '{"bench":"redirect",%s\n' "$snow"
 half=$(python3 -c "import json,sys; print(json.loads('{'+sys.argv[1])['rps']/2)" "$snow")
 printf '{"bench":"redirect_half_load","rate":%s,%s\n' "$half" "$(run "$port" --rate "$half")"
+
+# The same redirects under wrk, an independent load generator (Debian's),
+# baseline first.
+if command -v wrk >/dev/null; then
+  printf '{"bench":"redirect_wrk_baseline",%s\n' "$(benches/wrk.py "127.0.0.1:$base" "$work/codes" "$SECS" "$CONNS" | cut -c2-)"
+  printf '{"bench":"redirect_wrk",%s\n' "$(benches/wrk.py "127.0.0.1:$port" "$work/codes" "$SECS" "$CONNS" | cut -c2-)"
+fi
+
+# Memory: the resident set of a fresh service holding N links, each
+# created through the API and then fetched once (so each is in the cache),
+# at LINKS and at MEMORY_LINKS (default 1,000,000).
+rss_at() {
+  local n=$1 dir="$work/mem-$1" p pid key
+  key=$("$BIN/snowlink" keys create --data-dir "$dir" --name bench --rate-limit 1000000/s)
+  p=$(free_port)
+  SNOWLINK_LOG=warn "$BIN/snowlink" serve --data-dir "$dir" --listen "127.0.0.1:$p" --cache-capacity "$((n * 2))" &
+  pid=$!
+  pids+=("$pid")
+  wait_port "$p"
+  "$BIN/loadgen" --addr "127.0.0.1:$p" --mode create --key "$key" \
+    --connections "$CONNS" --duration 900 --max-requests "$n" --out "$dir/codes" >/dev/null
+  "$BIN/loadgen" --addr "127.0.0.1:$p" --mode sweep --codes "$dir/codes" --connections "$CONNS" --duration 900 >/dev/null
+  printf '%s %s' "$(wc -l < "$dir/codes")" "$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")"
+  kill "$pid"
+}
+read -r small_links small_rss <<< "$(rss_at "$LINKS")"
+read -r big_links big_rss <<< "$(rss_at "${MEMORY_LINKS:-1000000}")"
+printf '{"bench":"memory","links_small":%s,"rss_small_kib":%s,"links_big":%s,"rss_big_kib":%s}\n' \
+  "$small_links" "$small_rss" "$big_links" "$big_rss"

@@ -9,6 +9,8 @@
 //! Modes:
 //! * `get`: `GET /{code}` with codes drawn from `--codes FILE` under a Zipf
 //!   popularity (`--zipf S`); any 3xx counts as success.
+//! * `sweep`: `GET /{code}` once for every code of `--codes FILE`, in file
+//!   order, then stops (fills the service's cache for a memory reading).
 //! * `create`: `POST /api/v1/links` with a fresh URL each time and
 //!   `--key`; 201 counts as success; the codes made are written to `--out`.
 //!
@@ -29,6 +31,7 @@ use tokio::net::TcpStream;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
     Get,
+    Sweep,
     Create,
 }
 
@@ -145,13 +148,14 @@ async fn worker(
             }
         }
         let relaxed = std::sync::atomic::Ordering::Relaxed;
-        if budget
-            .fetch_update(relaxed, relaxed, |b| b.checked_sub(1))
-            .is_err()
-        {
+        let Ok(left) = budget.fetch_update(relaxed, relaxed, |b| b.checked_sub(1)) else {
             break;
-        }
+        };
         let request = match args.mode {
+            Mode::Sweep => format!(
+                "GET /{} HTTP/1.1\r\nHost: bench\r\nUser-Agent: snowlink-loadgen\r\n\r\n",
+                codes[codes.len() - left as usize]
+            ),
             Mode::Get => {
                 let rank = zipf
                     .as_ref()
@@ -194,7 +198,7 @@ async fn worker(
         match result {
             Ok((status, body)) => {
                 let ok = match args.mode {
-                    Mode::Get => (300..400).contains(&status),
+                    Mode::Get | Mode::Sweep => (300..400).contains(&status),
                     Mode::Create => status == 201,
                 };
                 if ok {
@@ -223,12 +227,12 @@ async fn worker(
 fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let codes: Vec<String> = match (&args.mode, &args.codes) {
-        (Mode::Get, Some(path)) => std::fs::read_to_string(path)?
+        (Mode::Get | Mode::Sweep, Some(path)) => std::fs::read_to_string(path)?
             .lines()
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect(),
-        (Mode::Get, None) => anyhow::bail!("get mode needs --codes FILE"),
+        (Mode::Get | Mode::Sweep, None) => anyhow::bail!("get and sweep modes need --codes FILE"),
         (Mode::Create, _) => Vec::new(),
     };
     anyhow::ensure!(
@@ -242,9 +246,11 @@ fn main() -> anyhow::Result<()> {
     let interval = args
         .rate
         .map(|r| Duration::from_secs_f64(args.connections as f64 / r));
-    let budget = Arc::new(std::sync::atomic::AtomicU64::new(
-        args.max_requests.unwrap_or(u64::MAX),
-    ));
+    let budget = Arc::new(std::sync::atomic::AtomicU64::new(match args.mode {
+        // Every code once: the budget counts down through the file.
+        Mode::Sweep => codes.len() as u64,
+        _ => args.max_requests.unwrap_or(u64::MAX),
+    }));
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
     let outcomes: Vec<Outcome> = runtime.block_on(async {
