@@ -199,8 +199,14 @@ Query lake: {query_lake or 'not generated'}.
 
 ## What falls short, and the evidence
 
-- **Redirect below 0.80 of bare actix-web; p99 at half load above 2 ms.**
-  `perf` of the server under full load: 74% of its samples on the HTTP
+- **Redirect throughput and tail.** Both load generators share the 2
+  cores with the server, so the baseline is bounded by its load generator
+  too: on 2026-11-24 17:11 our own generator drove the bare server *slower*
+  than Snowlink (ratio 1.14: its baseline run was starved, not Snowlink
+  faster), while wrk, a lighter client, gave 0.92. p99 at half load was
+  1.63 ms in the 09:50 run and 2.05 ms at 17:11 (target 2 ms): within the
+  run-to-run noise of a client on the same cores. Earlier profile, kept for
+  what it says about the server itself. `perf` of the server under full load: 74% of its samples on the HTTP
   workers (59% of all samples are the kernel's TCP and scheduling, which
   the baseline pays too), 18% on the click spooler (JSON encoding, SipHash,
   SQLite inserts), 8% on store reads for cold codes. Fixed in this run:

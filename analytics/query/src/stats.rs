@@ -8,6 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// Maps and sets of the counting: per click lookups, so a fast hasher
+/// (inputs are the lake's values, and the process is short-lived).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use datafusion::arrow::array::{Array, BooleanArray, StringArray};
@@ -87,10 +92,10 @@ pub struct Counter {
     include_bots: bool,
     clicks: u64,
     bot_clicks: u64,
-    visitors: HashSet<u64>,
+    visitors: FastSet<u64>,
     buckets: BTreeMap<i64, i64>,
     /// Per dimension: value -> (clicks, visitors).
-    shares: [HashMap<String, (u64, HashSet<u64>)>; 5],
+    shares: [FastMap<String, (u64, FastSet<u64>)>; 5],
 }
 
 impl Counter {
@@ -128,8 +133,8 @@ impl Counter {
     /// The top values by clicks (ties by value), then `(other)` with the
     /// clicks and distinct visitors of all the rest: every breakdown adds up
     /// to `clicks`.
-    fn breakdown(map: HashMap<String, (u64, HashSet<u64>)>) -> Vec<Share> {
-        let mut all: Vec<(String, (u64, HashSet<u64>))> = map.into_iter().collect();
+    fn breakdown(map: FastMap<String, (u64, FastSet<u64>)>) -> Vec<Share> {
+        let mut all: Vec<(String, (u64, FastSet<u64>))> = map.into_iter().collect();
         all.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
         let rest = if all.len() > TOP_VALUES {
             all.split_off(TOP_VALUES)
@@ -146,7 +151,7 @@ impl Counter {
             .collect();
         if !rest.is_empty() {
             let mut clicks = 0;
-            let mut visitors: HashSet<u64> = HashSet::new();
+            let mut visitors: FastSet<u64> = FastSet::default();
             for (_, (c, v)) in rest {
                 clicks += c;
                 visitors.extend(v);
