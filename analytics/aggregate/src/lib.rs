@@ -133,23 +133,30 @@ pub struct Summary {
     pub skipped: u64,
 }
 
+/// Locks an existing lake and removes the files an interrupted run wrote
+/// but never recorded: only what the ledger records may be merged or
+/// rolled up.
+fn lock_recorded(lake: &Lake) -> anyhow::Result<snowlink_lake::LakeLock> {
+    anyhow::ensure!(
+        lake.root().is_dir(),
+        "the lake {} does not exist",
+        lake.root().display()
+    );
+    let lock = lake.lock()?;
+    let ledger = ledger::Ledger::open(lake)?;
+    let removed = engine::remove_unrecorded(lake, &ledger)?;
+    if removed > 0 {
+        tracing::warn!(removed, "removed files an interrupted run did not record");
+    }
+    Ok(lock)
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_logs();
     let lake = Lake::new(&cli.lake);
     if let Some(Command::Compact) = cli.command {
-        anyhow::ensure!(
-            cli.lake.is_dir(),
-            "the lake {} does not exist",
-            cli.lake.display()
-        );
         let started = Instant::now();
-        let _lock = lake.lock()?;
-        // Only what the ledger records may be merged.
-        let ledger = ledger::Ledger::open(&lake)?;
-        let removed = engine::remove_unrecorded(&lake, &ledger)?;
-        if removed > 0 {
-            tracing::warn!(removed, "removed files an interrupted run did not record");
-        }
+        let _lock = lock_recorded(&lake)?;
         let stats = snowlink_lake::compact(&lake, |date| tracing::info!(date, "compacting"))?;
         println!(
             "compacted {} days: {} files -> {} files, {} rows rewritten, {:.2}s",
@@ -162,13 +169,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(Command::Rollups) = cli.command {
-        anyhow::ensure!(
-            cli.lake.is_dir(),
-            "the lake {} does not exist",
-            cli.lake.display()
-        );
         let started = Instant::now();
-        let _lock = lake.lock()?;
+        let _lock = lock_recorded(&lake)?;
         let days = lake.click_dates()?;
         let bar = progress_bar(!cli.no_progress && std::io::stderr().is_terminal(), "days");
         bar.set_length(days.len() as u64);
