@@ -379,9 +379,32 @@ pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
     let mut day = Day::new();
     let mut columns = vec!["code", "visitor_id"];
     columns.extend(DIMENSIONS.iter().map(|(_, column)| *column));
-    for path in lake.click_files(date)? {
-        read_string_columns(&path, &columns, |cols| day.add(cols))?;
-    }
+    let files = lake.click_files(date)?;
+    // One thread decodes the files while the batch before is counted (on
+    // two threads): decoding is the part that does not split.
+    std::thread::scope(|s| -> LakeResult<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LakeResult<Vec<StringArray>>>(1);
+        let columns = &columns;
+        s.spawn(move || {
+            for path in &files {
+                let read = read_string_columns(path, columns, |cols| {
+                    // A closed channel means the counting failed; the rest
+                    // is read for nothing.
+                    let _ = tx.send(Ok(cols.iter().map(|c| (*c).clone()).collect()));
+                });
+                if let Err(e) = read {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        });
+        for batch in rx {
+            let batch = batch?;
+            let cols: Vec<&StringArray> = batch.iter().collect();
+            day.add(&cols);
+        }
+        Ok(())
+    })?;
     let daily_out = lake.daily_dir(date).join("daily.parquet");
     let dims_out = lake.dims_dir(date).join("dims.parquet");
     if day.is_empty() {
