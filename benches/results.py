@@ -222,15 +222,18 @@ Query lake: {query_lake or 'not generated'}.
   runs each, each against its own bare actix-web baseline): without,
   0.79 and 0.76 of the baseline; with, 0.71 and 0.78. The difference is
   within the run-to-run noise of this machine.
-- **Spool → Parquet below 300k events/s.** Now on both cores: the next
+- **Spool → Parquet around 300k events/s.** On both cores now: the next
   batch is parsed (JSON) on one thread while the current one is sorted,
-  compressed, synced and recorded on the other, and a day's rollups are
-  counted in two halves at once. Before: 238k events/s (2026-11-24 16:55,
-  profile build, one core for all of it, rollups with SipHash maps);
-  after: 292k to 297k in three standalone runs, 276k in this harness run.
-  The rollups of the day (now also per link and dimension value) are about
-  a third of the run; the first batch's parse and the last batch's write
-  are not overlapped. Both figures include the rollup rebuild.
+  compressed, synced and recorded on the other; a day's rollups are
+  counted in two halves at once while a third thread decodes the next
+  batch of the day's files. Before: 238k events/s (2026-11-24 16:55, one
+  core for all of it, rollups with SipHash maps). After, 2026-11-24 17:45:
+  306k, 306k and 313k in three standalone runs of `target/release/pipeline`,
+  292k in the harness run above (same binary, minutes apart: this
+  machine's noise is about ±5%). The rollups (per link, and per link and
+  dimension value) are about a third of the run; the first batch's parse
+  and the last batch's write are not overlapped. All figures include the
+  rollup rebuild.
 - **Apache Kafka → Parquet below 300k events/s (0.66 of the spool path).**
   The same engine and writer as the spool path; the difference is the
   consumer: librdkafka fetches, decompresses (lz4) and hands over one
