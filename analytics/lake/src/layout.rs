@@ -34,6 +34,16 @@ impl Lake {
         self.root.join("daily")
     }
 
+    /// The `daily` rollup of a day: per link.
+    pub fn daily_file(&self, date: &str) -> PathBuf {
+        self.daily_dir(date).join("daily.parquet")
+    }
+
+    /// The `dims` rollup of a day: per link, dimension and value.
+    pub fn dims_file(&self, date: &str) -> PathBuf {
+        self.dims_dir(date).join("dims.parquet")
+    }
+
     pub fn dims_root(&self) -> PathBuf {
         self.root.join("dims")
     }

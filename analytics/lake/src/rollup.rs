@@ -405,8 +405,8 @@ pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
         }
         Ok(())
     })?;
-    let daily_out = lake.daily_dir(date).join("daily.parquet");
-    let dims_out = lake.dims_dir(date).join("dims.parquet");
+    let daily_out = lake.daily_file(date);
+    let dims_out = lake.dims_file(date);
     if day.is_empty() {
         let _ = std::fs::remove_file(&daily_out);
         let _ = std::fs::remove_file(&dims_out);
@@ -510,7 +510,7 @@ mod tests {
         let stats = rebuild_daily(&lake, date).unwrap();
         assert_eq!((stats.codes, stats.clicks), (2, 5));
 
-        let dims = read_dims(&lake.dims_dir(date).join("dims.parquet"));
+        let dims = read_dims(&lake.dims_file(date));
         let get = |code: &str, dim: &str, value: Option<&str>| {
             dims.get(&(code.into(), dim.into(), value.map(Into::into)))
                 .copied()
@@ -536,7 +536,7 @@ mod tests {
         std::fs::remove_dir_all(lake.clicks_dir(date)).unwrap();
         std::fs::create_dir_all(lake.clicks_dir(date)).unwrap();
         rebuild_daily(&lake, date).unwrap();
-        assert!(!lake.dims_dir(date).join("dims.parquet").exists());
-        assert!(!lake.daily_dir(date).join("daily.parquet").exists());
+        assert!(!lake.dims_file(date).exists());
+        assert!(!lake.daily_file(date).exists());
     }
 }

@@ -119,7 +119,7 @@ fn rows(out: &Output) -> usize {
     out.batches.iter().map(RecordBatch::num_rows).sum()
 }
 
-/// A rollup of the lake: its folder and file name under `LAKE/`.
+/// A rollup of the lake.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rollup {
     Daily,
@@ -127,14 +127,13 @@ pub(crate) enum Rollup {
 }
 
 impl Rollup {
+    /// Its file for `date`, where the lake crate writes it.
     fn file(self, lake: &Path, date: &str) -> std::path::PathBuf {
-        let name = match self {
-            Rollup::Daily => "daily",
-            Rollup::Dims => "dims",
-        };
-        lake.join(name)
-            .join(format!("date={date}"))
-            .join(format!("{name}.parquet"))
+        let lake = snowlink_lake::Lake::new(lake);
+        match self {
+            Rollup::Daily => lake.daily_file(date),
+            Rollup::Dims => lake.dims_file(date),
+        }
     }
 }
 
