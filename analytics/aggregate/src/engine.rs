@@ -40,8 +40,9 @@ pub struct Record {
     /// Who first sent it and its sequence there, when a sender may resend
     /// it under another position (the Kafka forwarder).
     pub origin: Option<(String, i64)>,
-    /// The event's JSON, or `None` when it was not text.
-    pub payload: Option<String>,
+    /// The event's bytes (a spool row or JSON), or `None` when a message
+    /// had none.
+    pub payload: Option<Vec<u8>>,
 }
 
 /// Where click events come from.
@@ -180,9 +181,9 @@ fn parse_all(batch: &[Record], now_ms: i64) -> Vec<Parsed> {
     batch
         .iter()
         .map(|r| match r.payload.as_deref() {
-            Some(text) => ClickEvent::parse(text, now_ms),
+            Some(bytes) => ClickEvent::parse_bytes(bytes, now_ms),
             None => Err(snowlink_events::InvalidEvent(
-                "the record is not text".into(),
+                "the record has no payload".into(),
             )),
         })
         .collect()

@@ -200,10 +200,7 @@ impl Source for KafkaSource {
                         stream: stream.clone(),
                         position: msg.offset(),
                         origin,
-                        payload: msg
-                            .payload()
-                            .and_then(|b| std::str::from_utf8(b).ok())
-                            .map(str::to_owned),
+                        payload: msg.payload().map(<[u8]>::to_vec),
                     });
                     let r = self.read.entry(p).or_insert(0);
                     *r = (*r).max(msg.offset() + 1);

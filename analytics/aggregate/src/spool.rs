@@ -84,11 +84,11 @@ impl Source for SpoolSource {
         }
         Ok(rows
             .into_iter()
-            .map(|(seq, json)| Record {
+            .map(|(seq, event)| Record {
                 stream: self.stream.clone(),
                 position: seq,
                 origin: None,
-                payload: Some(json),
+                payload: Some(event),
             })
             .collect())
     }

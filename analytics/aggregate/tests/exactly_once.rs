@@ -34,9 +34,20 @@ fn event(i: i64) -> ClickEvent {
     }
 }
 
+/// Event `i` as the spool holds it: a binary row, as the service writes,
+/// except every fifth, JSON, as spools written before rows were binary hold
+/// them (a spool that crossed an upgrade holds both).
+fn spool_row(i: i64) -> Vec<u8> {
+    if i % 5 == 4 {
+        event(i).to_json().into_bytes()
+    } else {
+        event(i).to_row()
+    }
+}
+
 fn fill_spool(data_dir: &Path, n: i64) {
     let mut spool = ClickSpool::open(data_dir.join("spool.db")).unwrap();
-    let events: Vec<String> = (0..n).map(|i| event(i).to_json()).collect();
+    let events: Vec<Vec<u8>> = (0..n).map(spool_row).collect();
     for chunk in events.chunks(10_000) {
         spool.append(chunk).unwrap();
     }
@@ -314,7 +325,7 @@ impl Source {
         match self {
             Source::Spool { data } => {
                 let mut spool = ClickSpool::open(data.join("spool.db")).unwrap();
-                let events: Vec<String> = range.map(|i| event(i).to_json()).collect();
+                let events: Vec<Vec<u8>> = range.map(spool_row).collect();
                 spool.append(&events).unwrap();
             }
             Source::Kafka { kafka } => snowlink_testkit::produce_clicks(

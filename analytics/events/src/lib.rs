@@ -1,6 +1,6 @@
 //! The click event: one type shared by the service that emits it, the spool
-//! and Kafka that carry it (as one JSON object each), and the batch job that
-//! writes it to Parquet.
+//! (one binary row each) and Kafka (one JSON object each) that carry it, and
+//! the batch job that writes it to Parquet.
 //!
 //! The serde form and the Arrow schema sit side by side in this crate, so a
 //! field added to one without the other fails to compile or fails the tests
@@ -31,6 +31,12 @@ pub mod kafka {
 
 /// Version of the event layout written by this build.
 pub const SCHEMA_VERSION: u16 = 1;
+
+/// First byte of a binary spool row: the layout of the bytes after it. The
+/// layout has no field names, so a field added to [`ClickEvent`] needs a new
+/// row version (and the old one kept readable); JSON, which starts with `{`,
+/// needs none. Never `{` or white space.
+pub const ROW_V1: u8 = 1;
 
 /// One redirect served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +156,54 @@ impl ClickEvent {
         Ok(())
     }
 
+    /// Parses and validates an event read from outside the process, in
+    /// either form: a spool row ([`ROW_V1`] and the binary layout) or a JSON
+    /// object (Kafka messages, rescue files, and spools written before rows
+    /// were binary).
+    pub fn parse_bytes(bytes: &[u8], now_ms: i64) -> Result<Self, InvalidEvent> {
+        let e = Self::from_bytes(bytes)?;
+        e.validate(now_ms)?;
+        Ok(e)
+    }
+
+    /// The event of a spool row or a JSON object, not validated.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        match bytes.first() {
+            Some(&ROW_V1) => {
+                let (e, rest) = postcard::take_from_bytes::<Self>(&bytes[1..])
+                    .map_err(|e| InvalidEvent(format!("not a click event row: {e}")))?;
+                if !rest.is_empty() {
+                    return invalid(format!("{} bytes after the click event row", rest.len()));
+                }
+                Ok(e)
+            }
+            Some(b) if b.is_ascii_whitespace() || *b == b'{' => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| InvalidEvent("a JSON event that is not UTF-8".into()))?;
+                Self::from_json(text).map_err(|e| InvalidEvent(format!("not a click event: {e}")))
+            }
+            Some(b) => invalid(format!(
+                "unknown click event row format {b} (this build reads {ROW_V1} and JSON)"
+            )),
+            None => invalid("an empty click event"),
+        }
+    }
+
+    /// Appends this event's spool row to `out`: the byte [`ROW_V1`], then
+    /// the fields in declaration order (postcard: varint integers,
+    /// length-prefixed UTF-8, a presence byte per optional field).
+    pub fn encode_row(&self, out: &mut Vec<u8>) {
+        out.push(ROW_V1);
+        postcard::to_io(self, &mut *out).expect("a click event always serialises");
+    }
+
+    /// This event's spool row (see [`ClickEvent::encode_row`]).
+    pub fn to_row(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        self.encode_row(&mut out);
+        out
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a click event always serialises")
     }
@@ -211,6 +265,51 @@ mod tests {
     fn json_round_trips() {
         let e = sample();
         assert_eq!(ClickEvent::from_json(&e.to_json()).unwrap(), e);
+    }
+
+    #[test]
+    fn rows_round_trip_and_are_smaller_than_json() {
+        let e = sample();
+        let row = e.to_row();
+        assert_eq!(row[0], ROW_V1);
+        assert_eq!(ClickEvent::from_bytes(&row).unwrap(), e);
+        assert!(row.len() * 2 < e.to_json().len(), "{} bytes", row.len());
+        let mut none = sample();
+        none.referrer = None;
+        none.user_agent = None;
+        none.country = None;
+        assert_eq!(ClickEvent::from_bytes(&none.to_row()).unwrap(), none);
+    }
+
+    #[test]
+    fn both_forms_are_read_and_anything_else_is_refused() {
+        let now = 1_763_856_000_123;
+        let e = sample();
+        assert_eq!(ClickEvent::parse_bytes(&e.to_row(), now).unwrap(), e);
+        assert_eq!(
+            ClickEvent::parse_bytes(e.to_json().as_bytes(), now).unwrap(),
+            e
+        );
+        let spaced = format!("  {}", e.to_json());
+        assert_eq!(ClickEvent::parse_bytes(spaced.as_bytes(), now).unwrap(), e);
+        let why = |b: &[u8]| ClickEvent::parse_bytes(b, now).unwrap_err().0;
+        assert!(why(&[]).contains("empty"));
+        let mut future = e.to_row();
+        future[0] = 2;
+        assert!(why(&future).contains("unknown click event row format 2"));
+        let mut trailing = e.to_row();
+        trailing.push(0);
+        assert!(why(&trailing).contains("1 bytes after"));
+        let row = e.to_row();
+        for cut in 1..row.len() {
+            assert!(ClickEvent::from_bytes(&row[..cut]).is_err(), "cut at {cut}");
+        }
+        // A row is validated like JSON.
+        let mut bad = sample();
+        bad.code = "a/b".into();
+        assert!(why(&bad.to_row()).contains("code"));
+        assert!(why(b"{\"code\": 1}").contains("not a click event"));
+        assert!(why(&[b'{', 0xff]).contains("UTF-8"));
     }
 
     #[test]

@@ -26,8 +26,8 @@ fn main() -> anyhow::Result<()> {
     let spool_path = dir.path().join("spool.db");
     {
         let mut spool = ClickSpool::open(&spool_path)?;
-        let events: Vec<String> = ClickGen::new(11, n, 10_000, 1_795_132_800_000, 86_400_000)
-            .map(|e| e.to_json())
+        let events: Vec<Vec<u8>> = ClickGen::new(11, n, 10_000, 1_795_132_800_000, 86_400_000)
+            .map(|e| e.to_row())
             .collect();
         for chunk in events.chunks(50_000) {
             spool.append(chunk)?;

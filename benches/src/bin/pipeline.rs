@@ -1,5 +1,6 @@
-//! Pipeline: events per second from the spool to Parquet, and bytes per event
-//! in the lake against the same events as JSON lines, in one run.
+//! Pipeline: events per second from the spool to Parquet, with the spool's
+//! binary rows and with the same events as JSON rows, and bytes per event in
+//! the lake against the same events as JSON lines, in one run.
 //!
 //!   cargo run --release -p snowlink-benches --bin pipeline -- [EVENTS]
 
@@ -12,24 +13,17 @@ use snowlink_benches::ClickGen;
 use snowlink_lake::Lake;
 use snowlink_spool::ClickSpool;
 
-fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
+/// One spool → Parquet run over `rows`: (events/s, lake bytes per event,
+/// spool bytes per event).
+fn run(rows: &[Vec<u8>]) -> anyhow::Result<(f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let t0: i64 = 1_795_132_800_000;
-    let events: Vec<String> = ClickGen::new(7, n as u64, 10_000, t0, 86_400_000)
-        .map(|e| e.to_json())
-        .collect();
-    let json_bytes: usize = events.iter().map(|e| e.len() + 1).sum();
     let spool_path = dir.path().join("spool.db");
     let mut spool = ClickSpool::open(&spool_path)?;
-    for chunk in events.chunks(50_000) {
+    for chunk in rows.chunks(50_000) {
         spool.append(chunk)?;
     }
-    drop(events);
+    let spool_bytes = std::fs::metadata(&spool_path)?.len()
+        + std::fs::metadata(spool_path.with_extension("db-wal")).map_or(0, |m| m.len());
     let lake = Lake::new(dir.path().join("lake"));
     let start = Instant::now();
     let mut source = SpoolSource::new(spool, &spool_path, lake.root())?;
@@ -41,20 +35,47 @@ fn main() -> anyhow::Result<()> {
         &indicatif::ProgressBar::hidden(),
     )?;
     let seconds = start.elapsed().as_secs_f64();
+    let n = rows.len();
     anyhow::ensure!(
         summary.events == n as u64,
         "moved {} of {n}",
         summary.events
     );
+    Ok((
+        n as f64 / seconds,
+        summary.bytes as f64 / n as f64,
+        spool_bytes as f64 / n as f64,
+    ))
+}
+
+fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let t0: i64 = 1_795_132_800_000;
+    let events: Vec<_> = ClickGen::new(7, n as u64, 10_000, t0, 86_400_000).collect();
+    let rows: Vec<Vec<u8>> = events.iter().map(|e| e.to_row()).collect();
+    let json: Vec<Vec<u8>> = events.iter().map(|e| e.to_json().into_bytes()).collect();
+    drop(events);
+    let json_bytes: usize = json.iter().map(|e| e.len() + 1).sum();
+    // The service's binary rows, then the same events as JSON rows (what
+    // spools held before), in the same run.
+    let (rate, lake_bytes, spool_bytes) = run(&rows)?;
+    drop(rows);
+    let (json_rate, _, json_spool_bytes) = run(&json)?;
     println!(
         "{}",
         serde_json::json!({
             "bench": "pipeline_spool_to_parquet",
             "events": n,
-            "seconds": seconds,
-            "events_per_sec": n as f64 / seconds,
-            "parquet_bytes_per_event": summary.bytes as f64 / n as f64,
+            "events_per_sec": rate,
+            "json_rows_events_per_sec": json_rate,
+            "parquet_bytes_per_event": lake_bytes,
             "json_bytes_per_event": json_bytes as f64 / n as f64,
+            "spool_bytes_per_event": spool_bytes,
+            "json_spool_bytes_per_event": json_spool_bytes,
         })
     );
     Ok(())

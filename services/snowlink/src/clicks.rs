@@ -260,6 +260,7 @@ impl ClickPipeline {
             enricher: Enricher::new(),
             keys,
             day_key: None,
+            row_buf: Vec::new(),
             stop_at_ms: stop_at_ms.clone(),
             error_log: LogThrottle::new(DROP_LOG_EVERY_MS),
         };
@@ -358,6 +359,8 @@ struct Spooler {
     keys: VisitorKeys,
     /// Key of the current UTC day: (day, k0, k1).
     day_key: Option<(i64, u64, u64)>,
+    /// The rows of the batch being written, kept for the next batch.
+    row_buf: Vec<u8>,
 }
 
 impl Spooler {
@@ -401,27 +404,41 @@ impl Spooler {
         if batch.is_empty() {
             return;
         }
-        let events: Vec<String> = batch
-            .drain(..)
-            .filter_map(|raw| self.enrich(raw))
-            .map(|e| e.to_json())
+        // Every row of the batch in one buffer: one allocation per batch.
+        let mut buf = std::mem::take(&mut self.row_buf);
+        buf.clear();
+        let mut ends = Vec::with_capacity(batch.len());
+        for raw in batch.drain(..) {
+            if let Some(e) = self.enrich(raw) {
+                e.encode_row(&mut buf);
+                ends.push(buf.len());
+            }
+        }
+        let mut start = 0;
+        let rows: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let row = &buf[start..end];
+                start = end;
+                row
+            })
             .collect();
         let mut attempt = 0u32;
         loop {
-            match self.spool.append(&events) {
+            match self.spool.append(&rows) {
                 Ok(()) => {
-                    self.metrics.spooled.inc_by(events.len() as u64);
-                    return;
+                    self.metrics.spooled.inc_by(rows.len() as u64);
+                    break;
                 }
                 Err(e) => {
                     attempt += 1;
                     self.metrics.spool_errors.inc();
                     if let Some(suppressed) = self.error_log.allow() {
-                        tracing::error!(error = %e, attempt, events = events.len(), suppressed, "click spool write failed; retrying");
+                        tracing::error!(error = %e, attempt, events = rows.len(), suppressed, "click spool write failed; retrying");
                     }
                     if self.past_grace() {
-                        self.rescue(&events);
-                        return;
+                        self.rescue(&rows);
+                        break;
                     }
                     // Keep the batch and retry; meanwhile the channel fills and
                     // new clicks are shed (counted), never the ones held here.
@@ -429,6 +446,8 @@ impl Spooler {
                 }
             }
         }
+        drop(rows);
+        self.row_buf = buf;
     }
 
     fn stop_requested(&self) -> bool {
@@ -441,10 +460,15 @@ impl Spooler {
         at != 0 && crate::now_ms() - at >= SHUTDOWN_GRACE.as_millis() as i64
     }
 
-    /// Keeps `events` in the rescue file, the spool being unwritable at
-    /// shutdown.
-    fn rescue(&self, events: &[String]) {
-        match snowlink_spool::rescue(&self.spool_path, events) {
+    /// Keeps `rows` in the rescue file (as JSON lines), the spool being
+    /// unwritable at shutdown.
+    fn rescue(&self, rows: &[&[u8]]) {
+        let events: Vec<String> = rows
+            .iter()
+            .filter_map(|r| ClickEvent::from_bytes(r).ok())
+            .map(|e| e.to_json())
+            .collect();
+        match snowlink_spool::rescue(&self.spool_path, &events) {
             Ok(()) => {
                 self.metrics.spooled.inc_by(events.len() as u64);
                 tracing::warn!(

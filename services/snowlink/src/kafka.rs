@@ -138,6 +138,23 @@ struct KeyOnly<'a> {
     code: std::borrow::Cow<'a, str>,
 }
 
+/// What a spool row is sent as: its key (the code) and its JSON. JSON rows
+/// go as they are. A row that does not decode goes as it is, with no key:
+/// the aggregate rejects it, counted, as it would read from the spool.
+fn message_of(row: &[u8]) -> (String, std::borrow::Cow<'_, [u8]>) {
+    use std::borrow::Cow;
+    if row.first() == Some(&snowlink_events::ROW_V1) {
+        if let Ok(e) = snowlink_events::ClickEvent::from_bytes(row) {
+            let json = e.to_json().into_bytes();
+            return (e.code, Cow::Owned(json));
+        }
+    }
+    let key = serde_json::from_slice::<KeyOnly>(row)
+        .map(|k| k.code.into_owned())
+        .unwrap_or_default();
+    (key, Cow::Borrowed(row))
+}
+
 /// The transactional id and the position group of a spool's forwarder.
 pub fn forwarder_id(spool_id: &str) -> String {
     format!("snowlink-forwarder-{spool_id}")
@@ -438,20 +455,18 @@ impl Worker {
     fn send(
         &self,
         session: &Session,
-        rows: &[(i64, String)],
+        rows: &[(i64, Vec<u8>)],
         timeout: Duration,
     ) -> Result<(), KafkaError> {
         let from = session.committed.unwrap_or(i64::MIN);
-        let rows: Vec<&(i64, String)> = rows.iter().filter(|(seq, _)| *seq >= from).collect();
+        let rows: Vec<&(i64, Vec<u8>)> = rows.iter().filter(|(seq, _)| *seq >= from).collect();
         let Some(&&(last, _)) = rows.last() else {
             return Ok(());
         };
         let producer = &session.producer;
         producer.begin_transaction()?;
-        for (seq, json) in rows {
-            let key = serde_json::from_str::<KeyOnly>(json)
-                .map(|k| k.code.into_owned())
-                .unwrap_or_default();
+        for (seq, row) in rows {
+            let (key, json) = message_of(row);
             let seq_text = seq.to_string();
             let headers = OwnedHeaders::new_with_capacity(2)
                 .insert(Header {
@@ -464,7 +479,7 @@ impl Worker {
                 });
             let mut record = BaseRecord::to(&self.settings.topic)
                 .key(key.as_str())
-                .payload(json.as_str())
+                .payload(json.as_ref())
                 .headers(headers);
             loop {
                 match producer.send(record) {

@@ -3,7 +3,11 @@
 //! consumer: `snowlink-aggregate --data-dir` (into a lake) or the service's
 //! Kafka forwarder.
 //!
-//! * `clicks(seq, event)`: one JSON event per row. `seq` is AUTOINCREMENT, so
+//! * `clicks(seq, event)`: one event per row, a BLOB in the events crate's
+//!   binary row layout (first byte: its version), or JSON text in spools
+//!   written before rows were binary and for events taken from a rescue
+//!   file; readers get the bytes and tell the two apart by the first byte.
+//!   `seq` is AUTOINCREMENT, so
 //!   a sequence number is never reused, even after rows are released; file
 //!   names in the lake and Kafka headers are built from it and must never
 //!   repeat.
@@ -256,8 +260,9 @@ impl ClickSpool {
         Ok(owner)
     }
 
-    /// Appends events in one transaction (one fsync for the lot).
-    pub fn append<S: AsRef<str>>(&mut self, events: &[S]) -> SpoolResult<()> {
+    /// Appends events (rows or JSON, stored as given) in one transaction
+    /// (one fsync for the lot).
+    pub fn append<S: AsRef<[u8]>>(&mut self, events: &[S]) -> SpoolResult<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -308,12 +313,16 @@ impl ClickSpool {
         .map_err(Into::into)
     }
 
-    /// Up to `limit` events with `seq > after`, in `seq` order.
-    pub fn read_after(&self, after: i64, limit: usize) -> SpoolResult<Vec<(i64, String)>> {
+    /// Up to `limit` events with `seq > after`, in `seq` order, each as the
+    /// bytes it was appended with (a binary row or JSON).
+    pub fn read_after(&self, after: i64, limit: usize) -> SpoolResult<Vec<(i64, Vec<u8>)>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT seq, event FROM clicks WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            let event = r.get_ref(1)?.as_bytes()?.to_vec();
+            Ok((r.get(0)?, event))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -393,20 +402,42 @@ mod tests {
         assert_eq!(spool.released().unwrap(), 0);
         assert_eq!(spool.depth().unwrap(), 3);
         let rows = spool.read_after(0, 2).unwrap();
-        assert_eq!(rows, vec![(1, "a".into()), (2, "b".into())]);
+        assert_eq!(rows, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
         spool.release_through(2).unwrap();
         assert_eq!(spool.released().unwrap(), 2);
         assert_eq!(spool.backlog().unwrap(), 1);
         assert_eq!(spool.depth().unwrap(), 1);
-        assert_eq!(spool.read_after(0, 10).unwrap(), vec![(3, "c".into())]);
+        assert_eq!(spool.read_after(0, 10).unwrap(), vec![(3, b"c".to_vec())]);
         // Releasing less changes nothing.
         spool.release_through(1).unwrap();
         assert_eq!(spool.released().unwrap(), 2);
         // Released sequence numbers are never reused.
         spool.release_through(3).unwrap();
         spool.append(&["d"]).unwrap();
-        assert_eq!(spool.read_after(0, 10).unwrap(), vec![(4, "d".into())]);
+        assert_eq!(spool.read_after(0, 10).unwrap(), vec![(4, b"d".to_vec())]);
         assert_eq!(spool.legacy().unwrap(), None);
+    }
+
+    #[test]
+    fn text_rows_of_an_older_spool_read_as_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        spool
+            .conn
+            .execute("INSERT INTO clicks (event) VALUES ('{\"a\":1}')", [])
+            .unwrap();
+        spool.append(&[[1u8, 0, 255]]).unwrap();
+        let rows = spool.read_after(0, 10).unwrap();
+        assert_eq!(rows, vec![(1, b"{\"a\":1}".to_vec()), (2, vec![1, 0, 255])]);
+        let kinds: Vec<String> = spool
+            .conn
+            .prepare("SELECT typeof(event) FROM clicks ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(kinds, ["text", "blob"]);
     }
 
     #[test]
@@ -523,6 +554,6 @@ mod tests {
         assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 0);
         let rows = spool.read_after(0, 10).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1].1, "{\"a\":2}");
+        assert_eq!(rows[1].1, b"{\"a\":2}");
     }
 }

@@ -255,14 +255,21 @@ async fn blocked_hosts_are_refused_and_their_links_stop_redirecting() {
     );
 }
 
+/// The rows of a data dir's spool.
+fn spool_rows(data_dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let spool = snowlink_spool::ClickSpool::open(data_dir.join("spool.db")).unwrap();
+    let rows = spool.read_after(0, 10_000).unwrap();
+    rows.into_iter().map(|(_, row)| row).collect()
+}
+
 /// The spooled events of a data dir, as JSON.
 fn spooled(data_dir: &std::path::Path) -> Vec<Value> {
-    let spool = snowlink_spool::ClickSpool::open(data_dir.join("spool.db")).unwrap();
-    spool
-        .read_after(0, 10_000)
-        .unwrap()
-        .into_iter()
-        .map(|(_, e)| serde_json::from_str(&e).unwrap())
+    spool_rows(data_dir)
+        .iter()
+        .map(|row| {
+            let event = snowlink_events::ClickEvent::parse_bytes(row, i64::MAX / 2).unwrap();
+            serde_json::to_value(event).unwrap()
+        })
         .collect()
 }
 
@@ -306,6 +313,8 @@ async fn clicks_keep_no_secrets_and_trust_no_unnamed_header() {
     assert_eq!(events[0]["referrer"], "https://mail.example/reset");
     assert_eq!(events[0]["referrer_host"], "mail.example");
     assert!(events[0]["country"].is_null(), "{}", events[0]);
+    // The service writes binary rows, each starting with its layout's version.
+    assert_eq!(spool_rows(&app.data_dir)[0][0], snowlink_events::ROW_V1);
     let raw = std::fs::read(app.data_dir.join("spool.db")).unwrap();
     assert!(!String::from_utf8_lossy(&raw).contains("SECRET-RESET"));
     // The key is in its own private directory, not in the spool.
