@@ -45,8 +45,9 @@ pub struct Record {
     pub payload: Option<Vec<u8>>,
 }
 
-/// Where click events come from.
-pub trait Source {
+/// Where click events come from. `Send`: the engine reads, parses and
+/// acknowledges on one thread while it writes on another.
+pub trait Source: Send {
     /// What the progress output calls a record ("events", "messages").
     fn unit(&self) -> &'static str {
         "events"
@@ -95,27 +96,39 @@ pub fn run(
     let mut next = ledger.positions()?;
     let mut seen = ledger.seen()?;
     let mut summary = Summary::default();
-    // A batch read and parsed, waiting to be written. The next batch is
-    // parsed on a second thread while this one is written, recorded and
-    // acknowledged: one core decodes JSON while the other sorts, compresses
-    // and syncs. Every batch is still written, recorded and acknowledged in
-    // the order it was read.
+    // Two threads, each batch moving through them in order: while this
+    // thread writes, syncs and records batch N, a second one acknowledges
+    // batch N-1 to the source (the spool deletes its rows), then reads and
+    // parses batch N+1. Every batch is still written, recorded and
+    // acknowledged in the order it was read, and acknowledged only once
+    // recorded.
     let mut pending: Option<(Vec<Record>, Vec<Parsed>)> = None;
+    let mut unacknowledged: Option<BTreeMap<String, i64>> = None;
     loop {
         let more = !source.done() && !stop.load(Ordering::Relaxed);
         if !more && pending.is_none() {
             break;
         }
-        let batch = if more {
-            source.poll(batch_size, stop)?
-        } else {
-            Vec::new()
-        };
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let (parsed, written) = std::thread::scope(|s| {
-            let parsing = s.spawn(|| parse_all(&batch, now_ms));
+        let recorded_before = unacknowledged.take();
+        let (fetched, written) = std::thread::scope(|s| {
+            let source = &mut *source;
+            let fetching = s.spawn(move || -> anyhow::Result<Option<_>> {
+                if let Some(recorded) = recorded_before {
+                    source.acknowledge(&recorded)?;
+                }
+                if !more {
+                    return Ok(None);
+                }
+                let batch = source.poll(batch_size, stop)?;
+                if batch.is_empty() {
+                    return Ok(None);
+                }
+                let parsed = parse_all(&batch, now_ms);
+                Ok(Some((batch, parsed)))
+            });
             let written = pending.take().map(|(records, parsed)| {
                 let before =
                     summary.events + summary.duplicates + summary.rejected + summary.skipped;
@@ -130,19 +143,20 @@ pub fn run(
                 )
                 .map(|recorded| (recorded, before))
             });
-            (parsing.join(), written)
+            (fetching.join(), written)
         });
-        let parsed = parsed.map_err(|_| anyhow::anyhow!("parsing a batch panicked"))?;
+        let fetched = fetched.map_err(|_| anyhow::anyhow!("reading a batch panicked"))?;
         if let Some(written) = written {
             let (recorded, before) = written?;
-            source.acknowledge(&recorded)?;
+            unacknowledged = Some(recorded);
             bar.inc(
                 summary.events + summary.duplicates + summary.rejected + summary.skipped - before,
             );
         }
-        if !batch.is_empty() {
-            pending = Some((batch, parsed));
-        }
+        pending = fetched?;
+    }
+    if let Some(recorded) = unacknowledged {
+        source.acknowledge(&recorded)?;
     }
     bar.finish_and_clear();
     summary.rollups += rebuild_rollups(lake, &ledger)?;
@@ -202,7 +216,7 @@ fn write_batch(
     summary: &mut Summary,
 ) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut files: BTreeMap<(String, String), Vec<ClickEvent>> = BTreeMap::new();
+    let mut files: BTreeMap<(String, i64), Vec<ClickEvent>> = BTreeMap::new();
     let mut seen_now = Seen::new();
     for (r, event) in batch.into_iter().zip(parsed) {
         if r.position < next.get(&r.stream).copied().unwrap_or(i64::MIN) {
@@ -210,11 +224,16 @@ fn write_batch(
             summary.skipped += 1;
             continue;
         }
-        let range = ranges
-            .entry(r.stream.clone())
-            .or_insert((r.position, r.position));
-        range.0 = range.0.min(r.position);
-        range.1 = range.1.max(r.position);
+        // Looked up before inserting: no copy of the stream's name per record.
+        match ranges.get_mut(&r.stream) {
+            Some(range) => {
+                range.0 = range.0.min(r.position);
+                range.1 = range.1.max(r.position);
+            }
+            None => {
+                ranges.insert(r.stream.clone(), (r.position, r.position));
+            }
+        }
         let event = match event {
             Ok(e) => e,
             Err(why) => {
@@ -243,8 +262,9 @@ fn write_batch(
             }
             seen_now.insert(key, seq);
         }
+        // Grouped by the day's number; its `YYYY-MM-DD` is made once per file.
         files
-            .entry((r.stream, event.date()))
+            .entry((r.stream, event.ts.div_euclid(86_400_000)))
             .or_default()
             .push(event);
     }
@@ -253,6 +273,7 @@ fn write_batch(
     }
     let mut days: Vec<String> = Vec::new();
     for ((stream, day), mut events) in files {
+        let day = snowlink_events::date_of_ms(day * 86_400_000);
         let (first, last) = ranges[&stream];
         summary.events += events.len() as u64;
         let file = write_clicks(lake, &day, Some(&stream), first, last, &mut events)?;

@@ -1,5 +1,11 @@
 use clap::Parser;
 
+/// A run allocates and frees millions of small strings per batch (events
+/// decoded, grouped, sorted, dropped); mimalloc does that for less than
+/// the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = snowlink_aggregate::Cli::parse();
     match snowlink_aggregate::run(cli) {

@@ -14,6 +14,10 @@ use snowlink_benches::ClickGen;
 use snowlink_lake::Lake;
 use snowlink_testkit::Server;
 
+/// The allocator `snowlink-aggregate` runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let n: u64 = std::env::args()
         .nth(1)

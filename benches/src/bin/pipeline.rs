@@ -13,6 +13,10 @@ use snowlink_benches::ClickGen;
 use snowlink_lake::Lake;
 use snowlink_spool::ClickSpool;
 
+/// The allocator `snowlink-aggregate` runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One spool → Parquet run over `rows`: (events/s, lake bytes per event,
 /// spool bytes per event).
 fn run(rows: &[Vec<u8>]) -> anyhow::Result<(f64, f64, f64)> {
