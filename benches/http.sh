@@ -44,6 +44,9 @@ snow=$(run "$port")
 printf '{"bench":"redirect",%s\n' "$snow"
 half=$(python3 -c "import json,sys; print(json.loads('{'+sys.argv[1])['rps']/2)" "$snow")
 printf '{"bench":"redirect_half_load","rate":%s,%s\n' "$half" "$(run "$port" --rate "$half")"
+# The bare server at the same rate: what the machine and the load generator
+# alone cost the tail.
+printf '{"bench":"redirect_half_load_baseline","rate":%s,%s\n' "$half" "$(run "$base" --rate "$half")"
 
 # The same redirects under wrk, an independent load generator (Debian's),
 # baseline first.
@@ -51,6 +54,20 @@ if command -v wrk >/dev/null; then
   printf '{"bench":"redirect_wrk_baseline",%s\n' "$(benches/wrk.py "127.0.0.1:$base" "$work/codes" "$SECS" "$CONNS" | cut -c2-)"
   printf '{"bench":"redirect_wrk",%s\n' "$(benches/wrk.py "127.0.0.1:$port" "$work/codes" "$SECS" "$CONNS" | cut -c2-)"
 fi
+
+# Every redirect above was a click: how many reached the spool, and how
+# many were shed because the spooler could not keep up.
+printf '{"bench":"redirect_clicks",%s}\n' "$(python3 - "$port" <<'PY'
+import sys, urllib.request, time
+def read():
+    text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
+    return {k: float(v) for k, v in (l.rsplit(" ", 1) for l in text.splitlines() if l.startswith("snowlink_clicks_"))}
+# The spooler commits every few milliseconds: let it catch up first.
+time.sleep(2)
+m = read()
+print(f'"enqueued":{m["snowlink_clicks_enqueued_total"]:.0f},"spooled":{m["snowlink_clicks_spooled_total"]:.0f},"dropped":{m["snowlink_clicks_dropped_total"]:.0f}')
+PY
+)"
 
 # Memory: the resident set of a fresh service holding N links, each
 # created through the API and then fetched once (so each is in the cache),

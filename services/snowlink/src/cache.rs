@@ -255,6 +255,20 @@ impl LinkCache {
         }
     }
 
+    /// After a create: as [`LinkCache::changed`], then keeps the new link in
+    /// this process, where its first clicks (which often follow the create
+    /// closely) find it without a store read.
+    pub async fn created(&self, link: &Link) {
+        self.changed(&link.code, Some(link)).await;
+        self.cache.insert(
+            link.code.clone(),
+            Slot {
+                value: Ok(Some(Arc::new(link.clone()))),
+                until: Instant::now() + self.ttl,
+            },
+        );
+    }
+
     /// Drops one code, or everything, from this process's cache.
     async fn drop_local(&self, code: Option<&str>) {
         self.generations.bump(code);
@@ -428,6 +442,18 @@ mod tests {
         assert_eq!(reads(&f), 1);
         f.cache.get("known").await.unwrap().unwrap();
         assert_eq!(reads(&f), 1, "a hit must not read the store");
+    }
+
+    #[tokio::test]
+    async fn a_created_link_replaces_its_negative_entry_and_is_served_without_a_read() {
+        let f = fixture(0, LONG, LONG).await;
+        assert!(f.cache.get("fresh").await.unwrap().is_none());
+        assert_eq!(reads(&f), 1);
+        let link = sample_link("fresh", CodeKind::Alias);
+        f.store.inner.create_link(&link).await.unwrap();
+        f.cache.created(&link).await;
+        assert_eq!(f.cache.get("fresh").await.unwrap().unwrap().code, "fresh");
+        assert_eq!(reads(&f), 1, "the created link is served from memory");
     }
 
     #[tokio::test]

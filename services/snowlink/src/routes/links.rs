@@ -257,8 +257,8 @@ async fn create_link(
         Err(e) => return Err(e.into()),
     }
     // A negative entry may be cached, here or elsewhere, from before the
-    // link existed.
-    state.cache.changed(&link.code, Some(&link)).await;
+    // link existed; the new link replaces it here.
+    state.cache.created(&link).await;
     tracing::info!(code = %link.code, "link created");
     Ok(link)
 }
