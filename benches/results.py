@@ -216,49 +216,67 @@ Query lake: {query_lake or 'not generated'}.
 
 ## What falls short, and the evidence
 
+- **This machine.** The 2026-11-24 20:46 run is on a different machine
+  from the rows marked 17:11 and earlier: the same bare actix-web server
+  served 110k redirects/s here against 163k there, and spool → Parquet with
+  the code of 16:55 ran at 158k–190k here against 306k there. Compare
+  ratios, not absolute figures, across the two.
 - **Redirect throughput and tail.** Both load generators share the 2
-  cores with the server, so the baseline is bounded by its load generator
-  too: on 2026-11-24 17:11 our own generator drove the bare server *slower*
-  than Snowlink (ratio 1.14: its baseline run was starved, not Snowlink
-  faster), while wrk, a lighter client, gave 0.92. p99 at half load was
-  1.63 ms in the 09:50 run and 2.05 ms at 17:11 (target 2 ms): within the
-  run-to-run noise of a client on the same cores. Earlier profile, kept for
-  what it says about the server itself. `perf` of the server under full load: 74% of its samples on the HTTP
-  workers (59% of all samples are the kernel's TCP and scheduling, which
-  the baseline pays too), 18% on the click spooler (JSON encoding, SipHash,
-  SQLite inserts), 8% on store reads for cold codes. Fixed in this run:
-  spool commits gather 5 ms of clicks (one fsync per batch: the spooler's
-  `sqlite3_step` fell from 26% to under 5% of samples), the link cache moved
-  from moka to quick_cache (moka's read bookkeeping was 7.5%, quick_cache's
-  lookup is 2.8%), and the redirect is matched without a regex (2 patterns
-  per request were 3.7%). Left: the spooler's per-click work, which the
-  baseline does not have, and the load generator sharing the 2 cores, which
-  shows in both tails.
+  cores with the server. 20:46 run: 0.80 of the baseline under our load
+  generator, 0.85 under wrk; every one of the 3.04M redirects of the runs
+  was spooled (none shed). p99 at half load is 2.54 ms against 1.44 ms for
+  the bare server at the same offered rate, in the same run: about 1.1 ms
+  of the tail is ours. `perf` of the server under wrk load (20:30, profiling
+  build): HTTP workers 76% of samples (most of it the kernel's TCP and
+  scheduling, which the baseline pays too), the blocking pool's store reads
+  14%, the click spooler 9.6% (it was 18% before clicks were batched and
+  rows made binary; SQLite's `sqlite3VdbeExec` is the largest part of it).
+  The store reads were first reads of cold codes: a Zipf tail over 100k
+  links keeps reaching codes never clicked before (49k of 306k lookups
+  missed in a first 5 s run, 12k of 400k in a third). Created links are
+  now kept in the local cache, so a new link's first clicks skip the store.
+  Tried and dropped, each one `benches/http.sh` run against the same
+  baseline: mimalloc in the service (half-load p99 2.86 ms against 2.68 ms,
+  wrk 0.80 against 0.93, RSS at 100k links 141 MiB against 75 MiB), and
+  the spooler thread at nice 10 (p99 2.51 ms, within the noise, and clicks
+  were shed under wrk's full load). What would close the tail: a load
+  generator on other cores than the server (the bare server's own p99 at
+  half load is 1.44 ms here), and less work per click on the spooler
+  (SQLite inserts one row per click; a row per batch would cut that).
 - **Request metrics on the redirect path.** An A/B on 2026-11-24 (same
   binary with and without the metrics middleware, `benches/http.sh`, two
   runs each, each against its own bare actix-web baseline): without,
   0.79 and 0.76 of the baseline; with, 0.71 and 0.78. The difference is
   within the run-to-run noise of this machine.
-- **Spool → Parquet around 300k events/s.** On both cores now: the next
-  batch is parsed (JSON) on one thread while the current one is sorted,
-  compressed, synced and recorded on the other; a day's rollups are
-  counted in two halves at once while a third thread decodes the next
-  batch of the day's files. Before: 238k events/s (2026-11-24 16:55, one
-  core for all of it, rollups with SipHash maps). After, 2026-11-24 17:45:
-  306k, 306k and 313k in three standalone runs of `target/release/pipeline`,
-  292k in the harness run above (same binary, minutes apart: this
-  machine's noise is about ±5%). The rollups (per link, and per link and
-  dimension value) are about a third of the run; the first batch's parse
-  and the last batch's write are not overlapped. All figures include the
-  rollup rebuild.
+- **Spool → Parquet around 300k events/s.** Three changes, each measured
+  with `target/release/pipeline 1000000` on this machine (the noise here is
+  about ±10%: take the ranges, not one figure):
+  - Binary spool rows (a version byte, then postcard) in place of JSON:
+    rows are 244 bytes a click in the spool file against 436 for JSON, and
+    the same events run at 1.05–1.19 of the JSON rows in the same run.
+  - mimalloc in `snowlink-aggregate`: glibc's `malloc`/`free` were 19% of
+    the samples (millions of small strings decoded, grouped, dropped per
+    batch).
+  - Two threads per batch: while one writes, syncs and records batch N,
+    the other acknowledges batch N-1 (the spool deletes its rows: 260–310 ms
+    per 250,000), then reads (90 ms) and parses (130–280 ms) batch N+1.
+    Before, the read and the deletion ran on the writing thread.
+  Together: 158k–190k events/s before (4cc1b9d), 250k–308k after, with the
+  20:46 harness figure above in that range. Where the time goes now (one
+  run, 250,000-row batches): the writing thread's 510–650 ms per batch
+  (grouping, sorting, Arrow conversion, zstd, fsync) is the critical path;
+  the rollups take 660 ms at the end (both cores). What would close it: the
+  rollups counted from the batches as they are written when a day is new,
+  and decoding rows straight into Arrow builders instead of through owned
+  events.
 - **Apache Kafka → Parquet below 300k events/s (0.66 of the spool path).**
   The same engine and writer as the spool path; the difference is the
   consumer: librdkafka fetches, decompresses (lz4) and hands over one
   message at a time, each copied into a record with its headers parsed,
-  while the broker's JVM shares the same 2 cores. The writer's single
-  thread (JSON decoding, sorting, zstd) is the common ceiling of both
-  paths; moving decoding and compression to both cores (as the spool path
-  needs too) is what would close it.
+  while the broker's JVM shares the same 2 cores. These rows are from the
+  17:44 run, on the other machine and before the engine read, parsed and
+  acknowledged on its own thread (which the Kafka source shares): not
+  measured again since.
 - **The forwarder: one Kafka transaction per 20,000 events.** Each batch
   pays a transaction round (AddPartitionsToTxn, TxnOffsetCommit with the
   spool position, EndTxn, markers) on a one-node broker on the same cores.
