@@ -61,11 +61,11 @@ printf '{"bench":"redirect_clicks",%s}\n' "$(python3 - "$port" <<'PY'
 import sys, urllib.request, time
 def read():
     text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
-    return {k: float(v) for k, v in (l.rsplit(" ", 1) for l in text.splitlines() if l.startswith("snowlink_clicks_"))}
+    return {k: float(v) for k, v in (l.rsplit(" ", 1) for l in text.splitlines() if l.startswith(("snowlink_clicks_", "snowlink_spool_writes")))}
 # The spooler commits every few milliseconds: let it catch up first.
 time.sleep(2)
 m = read()
-print(f'"enqueued":{m["snowlink_clicks_enqueued_total"]:.0f},"spooled":{m["snowlink_clicks_spooled_total"]:.0f},"dropped":{m["snowlink_clicks_dropped_total"]:.0f}')
+print(f'"enqueued":{m["snowlink_clicks_enqueued_total"]:.0f},"spooled":{m["snowlink_clicks_spooled_total"]:.0f},"dropped":{m["snowlink_clicks_dropped_total"]:.0f},"spool_writes":{m["snowlink_spool_writes_total"]:.0f}')
 PY
 )"
 

@@ -124,6 +124,9 @@ ck = http.get("redirect_clicks", {})
 if ck:
     row("clicks captured during the redirect runs (spooled / served)", f"{ck['spooled']:,.0f} / {ck['enqueued'] + ck['dropped']:,.0f}",
         f"{ck['dropped']:,.0f} shed", None, "reported", None)
+    if ck.get("spool_writes"):
+        row("spool writes during the redirect runs (clicks per write, one row each)",
+            f"{ck['spooled'] / ck['spool_writes']:,.0f}", f"{ck['spool_writes']:,.0f} writes", None, "reported", None)
 
 w, wb = http.get("redirect_wrk", {}), http.get("redirect_wrk_baseline", {})
 wr = ratio(w.get("rps"), wb.get("rps"))
@@ -143,9 +146,17 @@ row("memory: bytes per cached link (difference of the two)", f(per_link), "-", N
 p = load("pipeline.jsonl")
 sp = p.get("pipeline_spool_to_parquet", {})
 jr = sp.get("json_rows_events_per_sec")
-row("pipeline: spool → Parquet (events/s)", f(sp.get("events_per_sec")),
-    f"{f(jr)} (the same events as JSON rows)" if jr else "-", ratio(sp.get("events_per_sec"), jr), "≥ 300,000/s",
-    None if not sp else sp["events_per_sec"] >= 300_000)
+sr = sp.get("single_rows_events_per_sec")
+if sr:
+    row(f"pipeline: spool → Parquet, one spool row per {sp['events_per_row']} events, as the service writes (events/s)",
+        f(sp["events_per_sec"]), f"{f(sr)} (the same events, one binary row each)", ratio(sp["events_per_sec"], sr),
+        "≥ 300,000/s", sp["events_per_sec"] >= 300_000)
+    row("pipeline: spool → Parquet, one JSON row per event (events/s)", f(jr),
+        f"{f(sp['events_per_sec'])} (batch rows, same run)", ratio(jr, sp["events_per_sec"]), "reported", None)
+else:
+    row("pipeline: spool → Parquet (events/s)", f(sp.get("events_per_sec")),
+        f"{f(jr)} (the same events as JSON rows)" if jr else "-", ratio(sp.get("events_per_sec"), jr), "≥ 300,000/s",
+        None if not sp else sp["events_per_sec"] >= 300_000)
 if sp.get("spool_bytes_per_event"):
     row("spool size (bytes/event, binary rows)", f(sp["spool_bytes_per_event"], digits=1),
         f"{f(sp['json_spool_bytes_per_event'], digits=1)} (JSON rows)",

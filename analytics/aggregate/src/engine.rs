@@ -23,9 +23,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use arrow_array::RecordBatch;
 use indicatif::ProgressBar;
 use snowlink_events::ClickEvent;
-use snowlink_lake::{parse_range, write_clicks, Lake};
+use snowlink_lake::{parse_range, write_sorted_clicks, Lake};
 
 use crate::ledger::{Ledger, Seen};
 use crate::Summary;
@@ -93,16 +94,19 @@ pub fn run(
     if let Some(n) = source.remaining() {
         bar.set_length(n);
     }
-    let mut next = ledger.positions()?;
-    let mut seen = ledger.seen()?;
+    let mut claimed = Claimed {
+        next: ledger.positions()?,
+        seen: ledger.seen()?,
+        rejected: 0,
+    };
     let mut summary = Summary::default();
     // Two threads, each batch moving through them in order: while this
     // thread writes, syncs and records batch N, a second one acknowledges
-    // batch N-1 to the source (the spool deletes its rows), then reads and
-    // parses batch N+1. Every batch is still written, recorded and
-    // acknowledged in the order it was read, and acknowledged only once
-    // recorded.
-    let mut pending: Option<(Vec<Record>, Vec<Parsed>)> = None;
+    // batch N-1 to the source (the spool deletes its rows), then reads
+    // batch N+1, parses it, and sorts it into Arrow batches per file. Every
+    // batch is still written, recorded and acknowledged in the order it was
+    // read, and acknowledged only once recorded.
+    let mut pending: Option<Prepared> = None;
     let mut unacknowledged: Option<BTreeMap<String, i64>> = None;
     loop {
         let more = !source.done() && !stop.load(Ordering::Relaxed);
@@ -115,7 +119,8 @@ pub fn run(
         let recorded_before = unacknowledged.take();
         let (fetched, written) = std::thread::scope(|s| {
             let source = &mut *source;
-            let fetching = s.spawn(move || -> anyhow::Result<Option<_>> {
+            let claimed = &mut claimed;
+            let fetching = s.spawn(move || -> anyhow::Result<Option<Prepared>> {
                 if let Some(recorded) = recorded_before {
                     source.acknowledge(&recorded)?;
                 }
@@ -127,21 +132,12 @@ pub fn run(
                     return Ok(None);
                 }
                 let parsed = parse_all(&batch, now_ms);
-                Ok(Some((batch, parsed)))
+                prepare(batch, parsed, claimed).map(Some)
             });
-            let written = pending.take().map(|(records, parsed)| {
-                let before =
-                    summary.events + summary.duplicates + summary.rejected + summary.skipped;
-                write_batch(
-                    lake,
-                    &mut ledger,
-                    records,
-                    parsed,
-                    &mut next,
-                    &mut seen,
-                    &mut summary,
-                )
-                .map(|recorded| (recorded, before))
+            let written = pending.take().map(|prepared| {
+                let before = summary.records();
+                write_prepared(lake, &mut ledger, prepared, &mut summary)
+                    .map(|recorded| (recorded, before))
             });
             (fetching.join(), written)
         });
@@ -149,9 +145,7 @@ pub fn run(
         if let Some(written) = written {
             let (recorded, before) = written?;
             unacknowledged = Some(recorded);
-            bar.inc(
-                summary.events + summary.duplicates + summary.rejected + summary.skipped - before,
-            );
+            bar.inc(summary.records() - before);
         }
         pending = fetched?;
     }
@@ -203,25 +197,46 @@ fn parse_all(batch: &[Record], now_ms: i64) -> Vec<Parsed> {
         .collect()
 }
 
-/// Writes one batch (its records and what [`parse_all`] made of them) and
-/// records it; returns the recorded next positions of the streams it
-/// touched.
-fn write_batch(
-    lake: &Lake,
-    ledger: &mut Ledger,
+/// What the batches read so far claim: each stream's next position and
+/// each origin's high-water mark, as they will be once those batches are
+/// recorded. Kept by the reading thread, one batch ahead of the ledger.
+struct Claimed {
+    next: HashMap<String, i64>,
+    seen: Seen,
+    /// Invalid records met so far in the run.
+    rejected: u64,
+}
+
+/// One batch, filtered and sorted into Arrow batches per file, ready to
+/// write and record.
+struct Prepared {
+    /// Per stream, the first and last position the batch covers.
+    ranges: BTreeMap<String, (i64, i64)>,
+    /// Per stream and UTC day: the file's rows, in the lake's order.
+    files: Vec<(String, String, Vec<RecordBatch>)>,
+    seen_now: Seen,
+    days: Vec<String>,
+    rejected: u64,
+    duplicates: u64,
+    skipped: u64,
+}
+
+/// Filters one batch (its records and what [`parse_all`] made of them),
+/// groups it by stream and day, and sorts each group into batches. Moves
+/// `claimed` past it.
+fn prepare(
     batch: Vec<Record>,
     parsed: Vec<Parsed>,
-    next: &mut HashMap<String, i64>,
-    seen: &mut Seen,
-    summary: &mut Summary,
-) -> anyhow::Result<BTreeMap<String, i64>> {
+    claimed: &mut Claimed,
+) -> anyhow::Result<Prepared> {
     let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut files: BTreeMap<(String, i64), Vec<ClickEvent>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, i64), Vec<ClickEvent>> = BTreeMap::new();
     let mut seen_now = Seen::new();
+    let (mut rejected, mut duplicates, mut skipped) = (0u64, 0u64, 0u64);
     for (r, event) in batch.into_iter().zip(parsed) {
-        if r.position < next.get(&r.stream).copied().unwrap_or(i64::MIN) {
+        if r.position < claimed.next.get(&r.stream).copied().unwrap_or(i64::MIN) {
             // Already in the lake: the source was not acknowledged in time.
-            summary.skipped += 1;
+            skipped += 1;
             continue;
         }
         // Looked up before inserting: no copy of the stream's name per record.
@@ -237,7 +252,7 @@ fn write_batch(
         let event = match event {
             Ok(e) => e,
             Err(why) => {
-                if summary.rejected < REJECTS_LOGGED {
+                if claimed.rejected < REJECTS_LOGGED {
                     tracing::error!(
                         stream = r.stream,
                         position = r.position,
@@ -245,7 +260,8 @@ fn write_batch(
                         "skipping a record that is not a valid click event"
                     );
                 }
-                summary.rejected += 1;
+                rejected += 1;
+                claimed.rejected += 1;
                 continue;
             }
         };
@@ -253,46 +269,84 @@ fn write_batch(
             let key = (r.stream.clone(), origin);
             let high = seen_now
                 .get(&key)
-                .or_else(|| seen.get(&key))
+                .or_else(|| claimed.seen.get(&key))
                 .copied()
                 .unwrap_or(i64::MIN);
             if seq <= high {
-                summary.duplicates += 1;
+                duplicates += 1;
                 continue;
             }
             seen_now.insert(key, seq);
         }
         // Grouped by the day's number; its `YYYY-MM-DD` is made once per file.
-        files
+        groups
             .entry((r.stream, event.ts.div_euclid(86_400_000)))
             .or_default()
             .push(event);
     }
+    let mut files = Vec::with_capacity(groups.len());
+    let mut days: Vec<String> = Vec::new();
+    for ((stream, day), events) in groups {
+        let day = snowlink_events::date_of_ms(day * 86_400_000);
+        let batches = snowlink_lake::sorted_batches(&events)?;
+        if !days.contains(&day) {
+            days.push(day.clone());
+        }
+        files.push((stream, day, batches));
+    }
+    for (stream, (_, last)) in &ranges {
+        claimed.next.insert(stream.clone(), last + 1);
+    }
+    claimed
+        .seen
+        .extend(seen_now.iter().map(|(k, v)| (k.clone(), *v)));
+    Ok(Prepared {
+        ranges,
+        files,
+        seen_now,
+        days,
+        rejected,
+        duplicates,
+        skipped,
+    })
+}
+
+/// Writes one prepared batch and records it; returns the recorded next
+/// positions of the streams it touched.
+fn write_prepared(
+    lake: &Lake,
+    ledger: &mut Ledger,
+    prepared: Prepared,
+    summary: &mut Summary,
+) -> anyhow::Result<BTreeMap<String, i64>> {
+    let Prepared {
+        ranges,
+        files,
+        seen_now,
+        days,
+        rejected,
+        duplicates,
+        skipped,
+    } = prepared;
+    summary.rejected += rejected;
+    summary.duplicates += duplicates;
+    summary.skipped += skipped;
     for (stream, (first, _)) in &ranges {
         ledger.ensure_stream(stream, *first)?;
     }
-    let mut days: Vec<String> = Vec::new();
-    for ((stream, day), mut events) in files {
-        let day = snowlink_events::date_of_ms(day * 86_400_000);
+    for (stream, day, batches) in files {
         let (first, last) = ranges[&stream];
-        summary.events += events.len() as u64;
-        let file = write_clicks(lake, &day, Some(&stream), first, last, &mut events)?;
+        let file = write_sorted_clicks(lake, &day, Some(&stream), first, last, &batches)?;
         tracing::debug!(path = %file.path.display(), rows = file.rows, bytes = file.bytes, "wrote");
+        summary.events += file.rows as u64;
         summary.files += 1;
         summary.bytes += file.bytes;
-        if !days.contains(&day) {
-            days.push(day);
-        }
     }
     let recorded: BTreeMap<String, i64> = ranges
         .into_iter()
         .map(|(stream, (_, last))| (stream, last + 1))
         .collect();
     ledger.record(&recorded, &seen_now, &days)?;
-    for (stream, n) in &recorded {
-        next.insert(stream.clone(), *n);
-    }
-    seen.extend(seen_now);
     Ok(recorded)
 }
 

@@ -7,6 +7,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    snowlink_aggregate::keep_freed_memory();
     let cli = snowlink_aggregate::Cli::parse();
     match snowlink_aggregate::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -48,8 +48,23 @@ fn spool_row(i: i64) -> Vec<u8> {
 fn fill_spool(data_dir: &Path, n: i64) {
     let mut spool = ClickSpool::open(data_dir.join("spool.db")).unwrap();
     let events: Vec<Vec<u8>> = (0..n).map(spool_row).collect();
-    for chunk in events.chunks(10_000) {
-        spool.append(chunk).unwrap();
+    // As the service spools them (one row per batch, batches of every
+    // size), with stretches of one row per event (older spools) between.
+    let sizes = [1, 700, 37, 2_000, 2, 9_000];
+    for (i, chunk) in events.chunks(10_000).enumerate() {
+        if i % 3 == 2 {
+            spool.append(chunk).unwrap();
+            continue;
+        }
+        let mut chunk = chunk;
+        for &size in sizes.iter().cycle() {
+            if chunk.is_empty() {
+                break;
+            }
+            let (batch, tail) = chunk.split_at(size.min(chunk.len()));
+            spool.append_batch(batch).unwrap();
+            chunk = tail;
+        }
     }
 }
 
@@ -326,7 +341,7 @@ impl Source {
             Source::Spool { data } => {
                 let mut spool = ClickSpool::open(data.join("spool.db")).unwrap();
                 let events: Vec<Vec<u8>> = range.map(spool_row).collect();
-                spool.append(&events).unwrap();
+                spool.append_batch(&events).unwrap();
             }
             Source::Kafka { kafka } => snowlink_testkit::produce_clicks(
                 &kafka.bootstrap(),
@@ -502,13 +517,13 @@ fn a_lake_from_before_the_ledger_is_taken_over() {
     for e in (0..600).map(event) {
         by_day.entry(e.date()).or_default().push(e);
     }
-    for (day, mut events) in by_day {
-        snowlink_lake::write_clicks(&lake_handle, &day, None, 1, 600, &mut events).unwrap();
+    for (day, events) in by_day {
+        snowlink_lake::write_clicks(&lake_handle, &day, None, 1, 600, &events).unwrap();
     }
     let mut partial: Vec<ClickEvent> = (600..650).map(event).collect();
     let day = partial[0].date();
     partial.retain(|e| e.date() == day);
-    snowlink_lake::write_clicks(&lake_handle, &day, None, 601, 800, &mut partial).unwrap();
+    snowlink_lake::write_clicks(&lake_handle, &day, None, 601, 800, &partial).unwrap();
     drop(lock);
     {
         let mut spool = ClickSpool::open(data.join("spool.db")).unwrap();

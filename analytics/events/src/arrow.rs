@@ -45,6 +45,14 @@ pub fn click_schema() -> SchemaRef {
 
 /// Builds one record batch from events, in the order given.
 pub fn to_record_batch(events: &[ClickEvent]) -> Result<RecordBatch, ArrowError> {
+    to_record_batch_of(events.iter())
+}
+
+/// [`to_record_batch`] from references, in the order given (a sorted
+/// order, say, without moving the events themselves).
+pub fn to_record_batch_of<'a>(
+    events: impl ExactSizeIterator<Item = &'a ClickEvent>,
+) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
     let mut version = Int16Builder::with_capacity(n);
     let mut event_id = Int64Builder::with_capacity(n);

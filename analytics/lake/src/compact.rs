@@ -77,7 +77,7 @@ pub fn compact(lake: &Lake, mut progress: impl FnMut(&str)) -> LakeResult<Compac
                 events.extend(read_events(path)?);
             }
             stats.rows += events.len() as u64;
-            let batches = sorted_batches(&mut events)?;
+            let batches = sorted_batches(&events)?;
             write_parquet(
                 &staged.join(&name),
                 &batches,

@@ -33,7 +33,7 @@ mod write;
 pub use compact::{compact, CompactStats};
 pub use layout::{parse_range, range_file_name, Lake, LakeLock};
 pub use rollup::{daily_schema, dims_schema, rebuild_daily, visitor_key, RollupStats, DIMENSIONS};
-pub use write::{write_clicks, WrittenFile};
+pub use write::{sorted_batches, write_clicks, write_sorted_clicks, WrittenFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {

@@ -496,17 +496,17 @@ mod tests {
         let _lock = lake.lock().unwrap();
         let date = "2026-11-20";
         // Two files of the same day: counts span both.
-        let mut first = vec![
+        let first = vec![
             click(1, "a", Some("x.com"), Some("DE"), "v1"),
             click(2, "a", Some("x.com"), Some("DE"), "v1"),
             click(3, "a", None, None, "v2"),
         ];
-        let mut second = vec![
+        let second = vec![
             click(4, "a", Some("x.com"), Some("FR"), "v3"),
             click(5, "b", Some(""), Some("DE"), "v1"),
         ];
-        write_clicks(&lake, date, None, 1, 3, &mut first).unwrap();
-        write_clicks(&lake, date, None, 4, 5, &mut second).unwrap();
+        write_clicks(&lake, date, None, 1, 3, &first).unwrap();
+        write_clicks(&lake, date, None, 4, 5, &second).unwrap();
         let stats = rebuild_daily(&lake, date).unwrap();
         assert_eq!((stats.codes, stats.clicks), (2, 5));
 

@@ -1,5 +1,6 @@
 //! The one Parquet writer for click events.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use snowlink_events::arrow::{click_schema, to_record_batch};
+use snowlink_events::arrow::{click_schema, to_record_batch_of};
 use snowlink_events::ClickEvent;
 
 use crate::layout::sync_dir;
@@ -99,14 +100,33 @@ pub(crate) fn write_parquet(
 }
 
 /// Sorts events by `(code, ts, event_id)`, the lake's order, and cuts them
-/// into row-group-sized batches.
-pub(crate) fn sorted_batches(events: &mut [ClickEvent]) -> LakeResult<Vec<RecordBatch>> {
-    events.sort_unstable_by(|a, b| {
-        (a.code.as_str(), a.ts, a.event_id).cmp(&(b.code.as_str(), b.ts, b.event_id))
-    });
-    Ok(events
+/// into row-group-sized batches: what [`write_sorted_clicks`] takes.
+pub fn sorted_batches(events: &[ClickEvent]) -> LakeResult<Vec<RecordBatch>> {
+    // Sorted as numbers, not strings, and by index, not by moving the
+    // events: each code becomes its rank among the batch's distinct codes.
+    let mut ids: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+    let id_of: Vec<u32> = events
+        .iter()
+        .map(|e| {
+            let next = ids.len() as u32;
+            *ids.entry(e.code.as_str()).or_insert(next)
+        })
+        .collect();
+    let mut codes: Vec<(&str, u32)> = ids.iter().map(|(c, &i)| (*c, i)).collect();
+    codes.sort_unstable();
+    let mut rank = vec![0u32; codes.len()];
+    for (r, (_, first_seen)) in codes.iter().enumerate() {
+        rank[*first_seen as usize] = r as u32;
+    }
+    let mut order: Vec<(u32, i64, i64, u32)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (rank[id_of[i] as usize], e.ts, e.event_id, i as u32))
+        .collect();
+    order.sort_unstable();
+    Ok(order
         .chunks(ROW_GROUP_ROWS)
-        .map(to_record_batch)
+        .map(|chunk| to_record_batch_of(chunk.iter().map(|&(.., i)| &events[i as usize])))
         .collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -120,22 +140,35 @@ pub fn write_clicks(
     source: Option<&str>,
     first: i64,
     last: i64,
-    events: &mut [ClickEvent],
+    events: &[ClickEvent],
 ) -> LakeResult<WrittenFile> {
     let batches = sorted_batches(events)?;
+    write_sorted_clicks(lake, date, source, first, last, &batches)
+}
+
+/// [`write_clicks`] for events already made into batches by
+/// [`sorted_batches`] (on another thread, say).
+pub fn write_sorted_clicks(
+    lake: &Lake,
+    date: &str,
+    source: Option<&str>,
+    first: i64,
+    last: i64,
+    batches: &[RecordBatch],
+) -> LakeResult<WrittenFile> {
     let path = lake
         .clicks_dir(date)
         .join(range_file_name(source, first, last));
     let bytes = write_atomically(
         lake,
         &path,
-        &batches,
+        batches,
         click_schema(),
         click_writer_properties(),
     )?;
     Ok(WrittenFile {
         path,
-        rows: events.len(),
+        rows: batches.iter().map(|b| b.num_rows()).sum(),
         bytes,
     })
 }

@@ -29,8 +29,9 @@ fn main() -> anyhow::Result<()> {
         let events: Vec<Vec<u8>> = ClickGen::new(11, n, 10_000, 1_795_132_800_000, 86_400_000)
             .map(|e| e.to_row())
             .collect();
-        for chunk in events.chunks(50_000) {
-            spool.append(chunk)?;
+        // One spool row per batch of 256, as the service writes them.
+        for batch in events.chunks(256) {
+            spool.append_batch(batch)?;
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

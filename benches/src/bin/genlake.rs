@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
             per_day
         };
         let t0 = args.start_ms + day as i64 * 86_400_000;
-        let mut events: Vec<_> = ClickGen::new(1000 + day, n, args.links, t0, 86_400_000).collect();
+        let events: Vec<_> = ClickGen::new(1000 + day, n, args.links, t0, 86_400_000).collect();
         let date = events[0].date();
         let file = snowlink_lake::write_clicks(
             &lake,
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
             None,
             written as i64 + 1,
             (written + n) as i64,
-            &mut events,
+            &events,
         )?;
         bytes += file.bytes;
         written += n;

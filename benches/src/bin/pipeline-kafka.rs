@@ -19,6 +19,7 @@ use snowlink_testkit::Server;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    snowlink_aggregate::keep_freed_memory();
     let n: u64 = std::env::args()
         .nth(1)
         .map(|s| s.parse())

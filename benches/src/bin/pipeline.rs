@@ -1,8 +1,12 @@
-//! Pipeline: events per second from the spool to Parquet, with the spool's
-//! binary rows and with the same events as JSON rows, and bytes per event in
-//! the lake against the same events as JSON lines, in one run.
+//! Pipeline: events per second from the spool to Parquet, in one run over
+//! the same events spooled three ways: as the service spools them (binary
+//! rows, one spool row per batch of `EVENTS_PER_ROW`), one binary row per
+//! event, and one JSON row per event (what spools held before). Also bytes
+//! per event in the spool and in the lake, against JSON lines.
 //!
-//!   cargo run --release -p snowlink-benches --bin pipeline -- [EVENTS]
+//!   cargo run --release -p snowlink-benches --bin pipeline -- [EVENTS] [EVENTS_PER_ROW]
+//!
+//! `PIPELINE_NO_BASELINES=1` runs the first pass only (to profile it).
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -17,14 +21,21 @@ use snowlink_spool::ClickSpool;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// One spool → Parquet run over `rows`: (events/s, lake bytes per event,
-/// spool bytes per event).
-fn run(rows: &[Vec<u8>]) -> anyhow::Result<(f64, f64, f64)> {
+/// One spool → Parquet run over `rows`, spooled `per_row` to a spool row
+/// (1: one row each): (events/s, lake bytes per event, spool bytes per
+/// event).
+fn run(rows: &[Vec<u8>], per_row: usize) -> anyhow::Result<(f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
     let spool_path = dir.path().join("spool.db");
     let mut spool = ClickSpool::open(&spool_path)?;
-    for chunk in rows.chunks(50_000) {
-        spool.append(chunk)?;
+    if per_row > 1 {
+        for batch in rows.chunks(per_row) {
+            spool.append_batch(batch)?;
+        }
+    } else {
+        for chunk in rows.chunks(50_000) {
+            spool.append(chunk)?;
+        }
     }
     let spool_bytes = std::fs::metadata(&spool_path)?.len()
         + std::fs::metadata(spool_path.with_extension("db-wal")).map_or(0, |m| m.len());
@@ -53,28 +64,43 @@ fn run(rows: &[Vec<u8>]) -> anyhow::Result<(f64, f64, f64)> {
 }
 
 fn main() -> anyhow::Result<()> {
+    snowlink_aggregate::keep_freed_memory();
     let n: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(1_000_000);
+    let per_row: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(256);
     let t0: i64 = 1_795_132_800_000;
     let events: Vec<_> = ClickGen::new(7, n as u64, 10_000, t0, 86_400_000).collect();
     let rows: Vec<Vec<u8>> = events.iter().map(|e| e.to_row()).collect();
     let json: Vec<Vec<u8>> = events.iter().map(|e| e.to_json().into_bytes()).collect();
     drop(events);
     let json_bytes: usize = json.iter().map(|e| e.len() + 1).sum();
-    // The service's binary rows, then the same events as JSON rows (what
-    // spools held before), in the same run.
-    let (rate, lake_bytes, spool_bytes) = run(&rows)?;
+    // As the service spools them, then one binary row per event, then one
+    // JSON row per event, in the same run.
+    let (rate, lake_bytes, spool_bytes) = run(&rows, per_row)?;
+    if std::env::var_os("PIPELINE_NO_BASELINES").is_some() {
+        // For a profiler: the service's rows only.
+        println!("{rate:.0} events/s");
+        return Ok(());
+    }
+    let (single_rate, _, single_spool_bytes) = run(&rows, 1)?;
     drop(rows);
-    let (json_rate, _, json_spool_bytes) = run(&json)?;
+    let (json_rate, _, json_spool_bytes) = run(&json, 1)?;
     println!(
         "{}",
         serde_json::json!({
             "bench": "pipeline_spool_to_parquet",
             "events": n,
             "events_per_sec": rate,
+            "events_per_row": per_row,
+            "single_rows_events_per_sec": single_rate,
+            "single_spool_bytes_per_event": single_spool_bytes,
             "json_rows_events_per_sec": json_rate,
             "parquet_bytes_per_event": lake_bytes,
             "json_bytes_per_event": json_bytes as f64 / n as f64,

@@ -155,6 +155,7 @@ pub struct ClickMetrics {
     pub enqueued: Counter,
     pub dropped: Counter,
     pub spooled: Counter,
+    pub spool_writes: Counter,
     pub spool_errors: Counter,
 }
 
@@ -335,6 +336,11 @@ impl Component for ClickPipeline {
             m.spooled.clone(),
         );
         registry.register(
+            "spool_writes",
+            "Batches of click events written to the spool (one transaction and one row each)",
+            m.spool_writes.clone(),
+        );
+        registry.register(
             "spool_errors",
             "Failed spool writes (retried)",
             m.spool_errors.clone(),
@@ -425,9 +431,10 @@ impl Spooler {
             .collect();
         let mut attempt = 0u32;
         loop {
-            match self.spool.append(&rows) {
+            match self.spool.append_batch(&rows) {
                 Ok(()) => {
                     self.metrics.spooled.inc_by(rows.len() as u64);
+                    self.metrics.spool_writes.inc();
                     break;
                 }
                 Err(e) => {

@@ -3,14 +3,18 @@
 //! consumer: `snowlink-aggregate --data-dir` (into a lake) or the service's
 //! Kafka forwarder.
 //!
-//! * `clicks(seq, event)`: one event per row, a BLOB in the events crate's
-//!   binary row layout (first byte: its version), or JSON text in spools
-//!   written before rows were binary and for events taken from a rescue
-//!   file; readers get the bytes and tell the two apart by the first byte.
-//!   `seq` is AUTOINCREMENT, so
-//!   a sequence number is never reused, even after rows are released; file
-//!   names in the lake and Kafka headers are built from it and must never
-//!   repeat.
+//! * `clicks(seq, event, n)`: `n` events per row, with the sequence numbers
+//!   `seq ..= seq + n - 1`, one for each event. A row of one event holds it
+//!   as it was appended: a BLOB in the events crate's binary row layout
+//!   (first byte: its version), or JSON text in spools written before rows
+//!   were binary and for events taken from a rescue file. A row of several
+//!   (the service writes one per batch) frames them: [`BATCH_ROW`], then
+//!   per event its length (u32, little-endian) and its bytes. Readers get
+//!   each event's bytes with its own sequence number, whatever the row.
+//!   `seq` is AUTOINCREMENT, and `sqlite_sequence` is moved to the last
+//!   number of each batch row, so a sequence number is never reused, even
+//!   after rows are released; file names in the lake and Kafka headers are
+//!   built from it and must never repeat.
 //! * `progress.checkpoint`: every `seq` at or below it is released (its rows
 //!   are deleted). The consumer decides when: after the lake's ledger records
 //!   the rows, or after Kafka commits the transaction holding them. Where a
@@ -55,6 +59,9 @@ pub enum SpoolError {
     Corrupt(#[source] rusqlite::Error),
     #[error("click spool: {0}")]
     Database(#[source] rusqlite::Error),
+    /// A row's framing does not hold the events its count says.
+    #[error("the click spool row {seq} is damaged: it does not hold the {n} events it counts")]
+    Damaged { seq: i64, n: i64 },
     /// The rescue file could not be read or removed.
     #[error("click spool rescue file: {0}")]
     Rescue(#[source] std::io::Error),
@@ -103,7 +110,8 @@ impl From<rusqlite::Error> for SpoolError {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS clicks (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
-    event TEXT NOT NULL
+    event TEXT NOT NULL,
+    n     INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS progress (
     id            INTEGER PRIMARY KEY CHECK (id = 1),
@@ -140,6 +148,52 @@ impl From<rusqlite::Error> for ClaimError {
     }
 }
 
+/// Events in the spool, whatever rows hold them.
+const BACKLOG: &str = "SELECT COALESCE(SUM(n), 0) FROM clicks";
+
+/// Gives a spool from before batch rows its `n` column (every row one event).
+fn add_event_counts(conn: &Connection) -> SpoolResult<()> {
+    let has = |conn: &Connection| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('clicks') WHERE name = 'n')",
+            [],
+            |r| r.get(0),
+        )
+    };
+    if has(conn)? {
+        return Ok(());
+    }
+    // Another process may be adding it at the same moment.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let added = (|| -> rusqlite::Result<()> {
+        if !has(conn)? {
+            conn.execute_batch("ALTER TABLE clicks ADD COLUMN n INTEGER NOT NULL DEFAULT 1")?;
+        }
+        conn.execute_batch("COMMIT")
+    })();
+    if added.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    Ok(added?)
+}
+
+/// The events a batch row frames, or `None` when the bytes are not one.
+fn split_batch(row: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut rest = row.strip_prefix(&[BATCH_ROW])?;
+    let mut events = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return None;
+        }
+        let (event, tail) = tail.split_at(len);
+        events.push(event);
+        rest = tail;
+    }
+    Some(events)
+}
+
 /// `meta.consumer`, read on `conn` (a transaction, or the connection).
 fn consumer_of(conn: &Connection) -> SpoolResult<Option<String>> {
     conn.query_row("SELECT value FROM meta WHERE key = 'consumer'", [], |r| {
@@ -158,8 +212,17 @@ pub struct Legacy {
     pub dirty_days: Vec<String>,
 }
 
+/// First byte of a row that holds several events (never the first byte of
+/// an event: a binary row starts with its version, JSON with `{`).
+pub const BATCH_ROW: u8 = 0xB1;
+
+/// The most events one row holds; longer batches take several rows.
+pub const MAX_ROW_EVENTS: usize = 8192;
+
 pub struct ClickSpool {
     conn: Connection,
+    /// The row being framed, kept for the next batch.
+    frame: Vec<u8>,
 }
 
 impl ClickSpool {
@@ -173,6 +236,7 @@ impl ClickSpool {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        add_event_counts(&conn)?;
         let legacy_salts: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'visitor_salts')",
             [],
@@ -185,7 +249,10 @@ impl ClickSpool {
             conn.execute_batch("DROP TABLE IF EXISTS visitor_salts")?;
             conn.pragma_update(None, "secure_delete", "OFF")?;
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            frame: Vec::new(),
+        })
     }
 
     /// How long a write waits for another process's lock before it fails
@@ -248,7 +315,7 @@ impl ClickSpool {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let owner = consumer_of(&tx)?;
-        let backlog: i64 = tx.query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))?;
+        let backlog: i64 = tx.query_row(BACKLOG, [], |r| r.get(0))?;
         if backlog > 0 {
             return Err(ClaimError::NotDrained {
                 owner: owner.unwrap_or_else(|| "none".into()),
@@ -275,6 +342,51 @@ impl ClickSpool {
         Ok(tx.commit()?)
     }
 
+    /// Appends `events` as one row per [`MAX_ROW_EVENTS`], in one
+    /// transaction: each event still gets its own sequence number, but the
+    /// database stores, and its consumer later deletes, one row per batch.
+    pub fn append_batch<S: AsRef<[u8]>>(&mut self, events: &[S]) -> SpoolResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut last: i64 = tx.query_row(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'clicks'), 0),
+                            COALESCE((SELECT MAX(seq) FROM clicks), 0))",
+                [],
+                |r| r.get(0),
+            )?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO clicks (seq, event, n) VALUES (?1, ?2, ?3)")?;
+            for chunk in events.chunks(MAX_ROW_EVENTS) {
+                let row: &[u8] = if let [one] = chunk {
+                    one.as_ref()
+                } else {
+                    let frame = &mut self.frame;
+                    frame.clear();
+                    frame.push(BATCH_ROW);
+                    for e in chunk {
+                        let e = e.as_ref();
+                        frame.extend_from_slice(&(e.len() as u32).to_le_bytes());
+                        frame.extend_from_slice(e);
+                    }
+                    frame
+                };
+                insert.execute(params![last + 1, row, chunk.len() as i64])?;
+                last += chunk.len() as i64;
+            }
+            // The next row's numbers start after this batch's last event.
+            tx.execute(
+                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'clicks'",
+                [last],
+            )?;
+        }
+        Ok(tx.commit()?)
+    }
+
     /// Every `seq` at or below this has been released.
     pub fn released(&self) -> SpoolResult<i64> {
         self.conn
@@ -296,7 +408,7 @@ impl ClickSpool {
     /// Events still waiting to reach the lake.
     pub fn backlog(&self) -> SpoolResult<i64> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))
+            .query_row(BACKLOG, [], |r| r.get(0))
             .map_err(Into::into)
     }
 
@@ -313,26 +425,54 @@ impl ClickSpool {
         .map_err(Into::into)
     }
 
-    /// Up to `limit` events with `seq > after`, in `seq` order, each as the
-    /// bytes it was appended with (a binary row or JSON).
+    /// The events with `seq > after`, in `seq` order, each as the bytes it
+    /// was appended with (a binary row or JSON): whole rows, until at least
+    /// `limit` events are read (a batch row may take it past `limit`).
     pub fn read_after(&self, after: i64, limit: usize) -> SpoolResult<Vec<(i64, Vec<u8>)>> {
+        // A row that begins at or before `after` may still hold later
+        // events; none begins more than a row's length before.
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT seq, event FROM clicks WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            let event = r.get_ref(1)?.as_bytes()?.to_vec();
-            Ok((r.get(0)?, event))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .prepare_cached("SELECT seq, n, event FROM clicks WHERE seq > ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([after.saturating_sub(MAX_ROW_EVENTS as i64)])?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(row) = rows.next()? else { break };
+            let seq: i64 = row.get(0)?;
+            let n: i64 = row.get(1)?;
+            if seq + n - 1 <= after {
+                continue;
+            }
+            let bytes = row.get_ref(2)?.as_bytes().map_err(rusqlite::Error::from)?;
+            if n == 1 {
+                out.push((seq, bytes.to_vec()));
+                continue;
+            }
+            let events = split_batch(bytes).filter(|e| e.len() == n as usize);
+            let Some(events) = events else {
+                return Err(SpoolError::Damaged { seq, n });
+            };
+            out.extend(
+                (seq..)
+                    .zip(events)
+                    .filter(|(s, _)| *s > after)
+                    .map(|(s, e)| (s, e.to_vec())),
+            );
+        }
+        Ok(out)
     }
 
-    /// Releases every row with `seq <= last`, once its consumer has made
+    /// Releases every event with `seq <= last`, once its consumer has made
     /// them durable elsewhere. Releasing again, or less, changes nothing.
     pub fn release_through(&mut self, last: i64) -> SpoolResult<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM clicks WHERE seq <= ?1", [last])?;
+        // Only whole rows: a row that reaches past `last` keeps its events.
+        tx.execute(
+            "DELETE FROM clicks WHERE seq <= ?1 AND seq + n - 1 <= ?1",
+            [last],
+        )?;
         tx.execute(
             "UPDATE progress SET checkpoint = MAX(checkpoint, ?1) WHERE id = 1",
             [last],
@@ -416,6 +556,115 @@ mod tests {
         spool.append(&["d"]).unwrap();
         assert_eq!(spool.read_after(0, 10).unwrap(), vec![(4, b"d".to_vec())]);
         assert_eq!(spool.legacy().unwrap(), None);
+    }
+
+    #[test]
+    fn a_batch_row_gives_each_event_its_own_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        spool.append(&["a"]).unwrap();
+        spool.append_batch(&["b", "cc", ""]).unwrap();
+        spool.append_batch(&["d"]).unwrap();
+        spool.append(&["e"]).unwrap();
+        let rows: i64 = spool
+            .conn
+            .query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 4, "one row per batch");
+        let all = spool.read_after(0, 100).unwrap();
+        let expected: Vec<(i64, Vec<u8>)> = vec![
+            (1, b"a".to_vec()),
+            (2, b"b".to_vec()),
+            (3, b"cc".to_vec()),
+            (4, b"".to_vec()),
+            (5, b"d".to_vec()),
+            (6, b"e".to_vec()),
+        ];
+        assert_eq!(all, expected);
+        assert_eq!(spool.backlog().unwrap(), 6);
+        assert_eq!(spool.depth().unwrap(), 6);
+        // Reads stop at a row's end, past `limit` if the row is longer.
+        assert_eq!(spool.read_after(0, 2).unwrap(), expected[..4]);
+        // A read from the middle of a row starts at the next event.
+        assert_eq!(spool.read_after(2, 2).unwrap(), expected[2..4]);
+        // Releasing part of a row keeps the row.
+        spool.release_through(3).unwrap();
+        assert_eq!(spool.read_after(3, 100).unwrap(), expected[3..]);
+        spool.release_through(4).unwrap();
+        assert_eq!(spool.backlog().unwrap(), 2);
+        assert_eq!(spool.read_after(0, 100).unwrap(), expected[4..]);
+        // Numbers are never reused, even once every row is released.
+        spool.release_through(6).unwrap();
+        spool.append_batch(&["f", "g"]).unwrap();
+        spool.append(&["h"]).unwrap();
+        let after: Vec<i64> = spool
+            .read_after(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(after, [7, 8, 9]);
+        assert_eq!(spool.depth().unwrap(), 3);
+    }
+
+    #[test]
+    fn long_batches_take_several_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let events: Vec<Vec<u8>> = (0..MAX_ROW_EVENTS + 3)
+            .map(|i| i.to_string().into_bytes())
+            .collect();
+        spool.append_batch(&events).unwrap();
+        let rows: i64 = spool
+            .conn
+            .query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+        let read = spool.read_after(0, usize::MAX).unwrap();
+        assert_eq!(read.len(), events.len());
+        for (i, (seq, bytes)) in read.iter().enumerate() {
+            assert_eq!(*seq, i as i64 + 1);
+            assert_eq!(bytes, &events[i]);
+        }
+    }
+
+    #[test]
+    fn a_damaged_batch_row_is_an_error_not_a_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        spool.append_batch(&["a", "b"]).unwrap();
+        spool.conn.execute("UPDATE clicks SET n = 3", []).unwrap();
+        assert!(matches!(
+            spool.read_after(0, 10),
+            Err(SpoolError::Damaged { seq: 1, n: 3 })
+        ));
+    }
+
+    #[test]
+    fn a_spool_from_before_batch_rows_gains_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE clicks (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
+                 INSERT INTO clicks (event) VALUES ('x'), ('y');",
+            )
+            .unwrap();
+        }
+        let mut spool = ClickSpool::open(&path).unwrap();
+        spool.append_batch(&["z1", "z2"]).unwrap();
+        let seqs: Vec<i64> = spool
+            .read_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(spool.backlog().unwrap(), 4);
+        // A second opening finds the column there.
+        drop(spool);
+        assert_eq!(ClickSpool::open(&path).unwrap().backlog().unwrap(), 4);
     }
 
     #[test]
