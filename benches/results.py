@@ -227,67 +227,87 @@ Query lake: {query_lake or 'not generated'}.
 
 ## What falls short, and the evidence
 
-- **This machine.** The 2026-11-24 20:46 run is on a different machine
-  from the rows marked 17:11 and earlier: the same bare actix-web server
-  served 110k redirects/s here against 163k there, and spool → Parquet with
-  the code of 16:55 ran at 158k–190k here against 306k there. Compare
-  ratios, not absolute figures, across the two.
+- **This machine.** The 2026-12-06 run is on yet another machine of the
+  same kind, and a noisy one: the bare actix-web server served 75k–81k
+  redirects/s in three `benches/http.sh` runs that day (110k on
+  2026-11-24's, 163k on the one before), and its own p99 at half load was
+  2.55, 7.28 and 2.75 ms at about 33k requests/s. Compare ratios, not
+  absolute figures, across runs.
 - **Redirect throughput and tail.** Both load generators share the 2
-  cores with the server. 20:46 run: 0.80 of the baseline under our load
-  generator, 0.85 under wrk; every one of the 3.04M redirects of the runs
-  was spooled (none shed). p99 at half load is 2.54 ms against 1.44 ms for
-  the bare server at the same offered rate, in the same run: about 1.1 ms
-  of the tail is ours. `perf` of the server under wrk load (20:30, profiling
-  build): HTTP workers 76% of samples (most of it the kernel's TCP and
-  scheduling, which the baseline pays too), the blocking pool's store reads
-  14%, the click spooler 9.6% (it was 18% before clicks were batched and
-  rows made binary; SQLite's `sqlite3VdbeExec` is the largest part of it).
-  The store reads were first reads of cold codes: a Zipf tail over 100k
-  links keeps reaching codes never clicked before (49k of 306k lookups
-  missed in a first 5 s run, 12k of 400k in a third). Created links are
-  now kept in the local cache, so a new link's first clicks skip the store.
-  Tried and dropped, each one `benches/http.sh` run against the same
-  baseline: mimalloc in the service (half-load p99 2.86 ms against 2.68 ms,
-  wrk 0.80 against 0.93, RSS at 100k links 141 MiB against 75 MiB), and
-  the spooler thread at nice 10 (p99 2.51 ms, within the noise, and clicks
-  were shed under wrk's full load). What would close the tail: a load
-  generator on other cores than the server (the bare server's own p99 at
-  half load is 1.44 ms here), and less work per click on the spooler
-  (SQLite inserts one row per click; a row per batch would cut that).
+  cores with the server. 2026-12-06, three runs: 0.87, 0.84 and 0.85
+  (0.848, the row above) of the baseline under our load generator; 0.99
+  and 0.94 under wrk; no click shed. The spooler now writes one spool row
+  per batch: about 390 clicks a row, one transaction each, where it
+  inserted 390 rows before (`snowlink_spool_writes_total` against
+  `snowlink_clicks_spooled_total`). p99 at half load: 4.18, 3.65 and
+  4.04 ms against 2.55, 7.28 and 2.75 ms for the bare server at the same
+  offered rate in the same runs: on this machine the bare server alone
+  misses 2 ms, so the target cannot be shown here while the load
+  generator shares the cores; what is ours is the difference, about
+  1.3 ms in the run above (1.1 ms on 2026-11-24's machine). Profile of
+  2026-11-24 (before batch rows): HTTP workers 76% of samples (most of it
+  the kernel's TCP and scheduling, which the baseline pays too), the
+  blocking pool's first reads of cold codes 14%, the click spooler 9.6%
+  (SQLite's `sqlite3VdbeExec` the largest part; one insert per batch now).
+  Not profiled again on this machine. Tried and dropped earlier:
+  mimalloc in the service (RSS at 100k links 141 MiB against 75 MiB, no
+  gain) and the spooler at nice 10 (clicks shed under full load). What
+  would close the tail: a load generator on other cores than the server,
+  and the spooler's remaining per-click work (user-agent lookup, visitor
+  hash, encoding) off the cores the workers need at peaks.
 - **Request metrics on the redirect path.** An A/B on 2026-11-24 (same
   binary with and without the metrics middleware, `benches/http.sh`, two
   runs each, each against its own bare actix-web baseline): without,
   0.79 and 0.76 of the baseline; with, 0.71 and 0.78. The difference is
   within the run-to-run noise of this machine.
-- **Spool → Parquet around 300k events/s.** Three changes, each measured
-  with `target/release/pipeline 1000000` on this machine (the noise here is
-  about ±10%: take the ranges, not one figure):
-  - Binary spool rows (a version byte, then postcard) in place of JSON:
-    rows are 244 bytes a click in the spool file against 436 for JSON, and
-    the same events run at 1.05–1.19 of the JSON rows in the same run.
-  - mimalloc in `snowlink-aggregate`: glibc's `malloc`/`free` were 19% of
-    the samples (millions of small strings decoded, grouped, dropped per
-    batch).
-  - Two threads per batch: while one writes, syncs and records batch N,
-    the other acknowledges batch N-1 (the spool deletes its rows: 260–310 ms
-    per 250,000), then reads (90 ms) and parses (130–280 ms) batch N+1.
-    Before, the read and the deletion ran on the writing thread.
-  Together: 158k–190k events/s before (4cc1b9d), 250k–308k after, with the
-  20:46 harness figure above in that range. Where the time goes now (one
-  run, 250,000-row batches): the writing thread's 510–650 ms per batch
-  (grouping, sorting, Arrow conversion, zstd, fsync) is the critical path;
-  the rollups take 660 ms at the end (both cores). What would close it: the
-  rollups counted from the batches as they are written when a day is new,
-  and decoding rows straight into Arrow builders instead of through owned
-  events.
-- **Apache Kafka → Parquet below 300k events/s (0.66 of the spool path).**
+- **Spool → Parquet above 300k events/s.** Each change measured with
+  `target/release/pipeline 1000000` (or its profiling build with
+  `PIPELINE_NO_BASELINES=1`, the service's rows only) on the machine of
+  the day; the noise is ±10–15%, so take ranges:
+  - Binary spool rows (a version byte, then postcard) in place of JSON
+    (2026-11-24): 1.05–1.19 of the JSON rows in the same run.
+  - mimalloc in `snowlink-aggregate` (2026-11-24): glibc's `malloc`/`free`
+    were 19% of the samples.
+  - Two threads per batch (2026-11-24): while one writes, syncs and records
+    batch N, the other acknowledges batch N-1, then reads and parses N+1.
+  - One spool row per batch of clicks (2026-12-06): acknowledging 250,000
+    events deletes about a thousand rows instead of 250,000 (that deletion
+    took 260–310 ms a batch), and reading them steps a thousand rows. The
+    service writes about 390 clicks a row under the redirect bench; the
+    pipeline bench spools 256 a row, and its baseline is the same events
+    one binary row each: 1.38 in the run above.
+  - The reading thread also filters, groups, sorts and converts each batch
+    to Arrow; the writing thread only encodes, compresses, syncs and
+    records. Sorting is on each code's rank among the batch's codes, by
+    index, instead of moving 250-byte events through string comparisons
+    (`memcmp` was 8% of the samples). 2026-12-06, with every other change
+    here in both: 325k–351k events/s with the rank sort, 282k–325k
+    without.
+  - Freed memory kept by mimalloc between batches (`mi_option_purge_delay`
+    -1, set by `snowlink-aggregate` unless `MIMALLOC_PURGE_DELAY` is set):
+    each batch frees hundreds of megabytes, and taking it back from the OS
+    meant fresh huge pages for the kernel to zero (`clear_page_erms`, 17%
+    of the samples). Three A/B pairs: 305k/328k/316k events/s against
+    237k/297k/266k, page faults 13k against 33k–42k per run.
+  Tried and dropped: counting the rollups on dictionary keys (reading the
+  click files' low-cardinality columns as dictionaries, one lookup per
+  value instead of per row): 367k/387k/388k against 382k/395k/389k
+  without, the same CPU time. Rollups still take about 0.6 s of a 1M-event
+  run at the end.
+- **Apache Kafka → Parquet below 300k events/s (0.33 of the spool path).**
   The same engine and writer as the spool path; the difference is the
   consumer: librdkafka fetches, decompresses (lz4) and hands over one
-  message at a time, each copied into a record with its headers parsed,
-  while the broker's JVM shares the same 2 cores. These rows are from the
-  17:44 run, on the other machine and before the engine read, parsed and
-  acknowledged on its own thread (which the Kafka source shares): not
-  measured again since.
+  message at a time, each copied into a record with its headers parsed
+  and its JSON decoded, while the broker's JVM shares the same 2 cores.
+  The spool path gained from batch rows and binary rows, which Kafka
+  messages (JSON, one per event) do not have; 116k events/s on
+  2026-12-06 against 125k on 2026-11-24's faster machine. Not profiled.
+- **Creates below 20,000/s on this machine.** 14.0k–16.5k durable creates/s
+  in the three runs of 2026-12-06, against 21.3k on 2026-11-24's machine,
+  where the bare server was 1.4x as fast as here; nothing on the create
+  path changed between the two. Not profiled on this machine; the create
+  path is the SQLite store's group commit (one fsync per batch of
+  inserts) behind the API's checks.
 - **The forwarder: one Kafka transaction per 20,000 events.** Each batch
   pays a transaction round (AddPartitionsToTxn, TxnOffsetCommit with the
   spool position, EndTxn, markers) on a one-node broker on the same cores.
