@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 LINKS=${1:-100000}
 SECS=${2:-10}
 CONNS=${CONNS:-64}
+# wrk, the independent load generator, from Debian's packages.
+if ! command -v wrk >/dev/null && command -v apt-get >/dev/null; then
+  echo "==> installing wrk" >&2
+  { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+    || echo "==> wrk could not be installed: its rows are skipped" >&2
+fi
 cargo build --release -q -p snowlink -p snowlink-benches --bins
 BIN=target/release
 work=$(mktemp -d)
