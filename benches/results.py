@@ -249,7 +249,11 @@ Query lake: {query_lake or 'not generated'}.
   the kernel's TCP and scheduling, which the baseline pays too), the
   blocking pool's first reads of cold codes 14%, the click spooler 9.6%
   (SQLite's `sqlite3VdbeExec` the largest part; one insert per batch now).
-  Not profiled again on this machine. Tried and dropped earlier:
+  On 2026-12-06's machine, `perf` of the service at the half-load rate
+  (33k requests/s, profiling build): HTTP workers 80% of the samples,
+  the blocking pool 10%, the click spooler 9% (its SQLite share is now
+  small; enrichment and encoding are the rest); latencies under `perf`
+  are not comparable and are not reported. Tried and dropped earlier:
   mimalloc in the service (RSS at 100k links 141 MiB against 75 MiB, no
   gain) and the spooler at nice 10 (clicks shed under full load). What
   would close the tail: a load generator on other cores than the server,
@@ -305,9 +309,15 @@ Query lake: {query_lake or 'not generated'}.
 - **Creates below 20,000/s on this machine.** 14.0k–16.5k durable creates/s
   in the three runs of 2026-12-06, against 21.3k on 2026-11-24's machine,
   where the bare server was 1.4x as fast as here; nothing on the create
-  path changed between the two. Not profiled on this machine; the create
-  path is the SQLite store's group commit (one fsync per batch of
-  inserts) behind the API's checks.
+  path changed between the two. `perf` of the service (profiling build)
+  during 100,000 creates with 64 in flight, 2026-12-06: 1.1 of the 2
+  cores busy; HTTP workers 54% of the samples, the SQLite writer thread
+  46%, which is busy about half the time and waits on its commit's fsync
+  the rest (fsync on this disk: p50 0.5 ms, p99 3.4 ms). Creates are
+  latency-bound, not CPU-bound: each group commit holds at most the 64
+  creates in flight, and the next group waits for the fsync. What would
+  close it: more creates in flight per commit (the load, not the
+  service), or preparing the next group while the previous one syncs.
 - **The forwarder: one Kafka transaction per 20,000 events.** Each batch
   pays a transaction round (AddPartitionsToTxn, TxnOffsetCommit with the
   spool position, EndTxn, markers) on a one-node broker on the same cores.
