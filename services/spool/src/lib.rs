@@ -164,17 +164,11 @@ fn add_event_counts(conn: &Connection) -> SpoolResult<()> {
         return Ok(());
     }
     // Another process may be adding it at the same moment.
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let added = (|| -> rusqlite::Result<()> {
-        if !has(conn)? {
-            conn.execute_batch("ALTER TABLE clicks ADD COLUMN n INTEGER NOT NULL DEFAULT 1")?;
-        }
-        conn.execute_batch("COMMIT")
-    })();
-    if added.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    if !has(&tx)? {
+        tx.execute_batch("ALTER TABLE clicks ADD COLUMN n INTEGER NOT NULL DEFAULT 1")?;
     }
-    Ok(added?)
+    Ok(tx.commit()?)
 }
 
 /// The events a batch row frames, or `None` when the bytes are not one.
