@@ -1,28 +1,68 @@
 -- wrk script: GET /{code} with codes drawn under a Zipf popularity, the same
--- question as `loadgen --mode get`, asked by an independent load generator.
---   wrk -t2 -c64 -d10s --latency -s benches/zipf.lua http://HOST:PORT -- CODES_FILE [S]
-local codes, cdf = {}, {}
+-- question as `loadgen --mode get`, asked by an independent load generator,
+-- with the same visitors: one of AGENTS (1000) browser-like User-Agents,
+-- Zipf-popular, and most requests with a Referer from a short list.
+--   wrk -t2 -c64 -d10s --latency -s benches/zipf.lua http://HOST:PORT -- CODES_FILE [S] [AGENTS]
+local codes, cdf, agents, agent_cdf = {}, {}, {}, {}
+
+-- The same templates as AGENT_TEMPLATES in src/bin/loadgen.rs.
+local templates = {
+  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Safari/537.36",
+  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
+  "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Mobile Safari/537.36",
+  "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Safari/605.1.15",
+  "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
+  "Mozilla/5.0 (iPad; CPU OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
+  "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/{v}.0.{b}.0",
+  "curl/8.{m}.{v}",
+}
+local referrers = {
+  false, false, "https://www.google.com/", "https://t.co/", "https://news.ycombinator.com/",
+  "https://www.linkedin.com/", "https://www.reddit.com/r/rust/", "android-app://com.slack/",
+}
+
+-- Cumulative Zipf shares of n ranks with exponent s.
+local function zipf_cdf(n, s)
+  local out, total = {}, 0
+  for k = 1, n do
+    total = total + 1 / (k ^ s)
+    out[k] = total
+  end
+  for k = 1, n do out[k] = out[k] / total end
+  return out
+end
+
+-- The first rank whose cumulative share reaches a uniform draw.
+local function draw(shares)
+  local u, lo, hi = math.random(), 1, #shares
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if shares[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
 
 function init(args)
-  local path, s = args[1], tonumber(args[2] or "1.0")
+  local path, s, n = args[1], tonumber(args[2] or "1.0"), tonumber(args[3] or "1000")
   for line in io.lines(path) do
     if line ~= "" then codes[#codes + 1] = line end
   end
-  local total = 0
-  for k = 1, #codes do
-    total = total + 1 / (k ^ s)
-    cdf[k] = total
+  cdf = zipf_cdf(#codes, s)
+  for i = 0, n - 1 do
+    local v, m, b = 100 + math.floor(i / 8) % 32, math.floor(i / 8) % 10, (i * 7919) % 6000
+    local ua = templates[i % 8 + 1]:gsub("{v}", tostring(v)):gsub("{m}", tostring(m)):gsub("{b}", tostring(b))
+    agents[#agents + 1] = ua
   end
-  for k = 1, #codes do cdf[k] = cdf[k] / total end
+  agent_cdf = zipf_cdf(#agents, 1.0)
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
 end
 
 function request()
-  -- The first rank whose cumulative share reaches a uniform draw.
-  local u, lo, hi = math.random(), 1, #codes
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  local headers = {}
+  if #agents > 0 then
+    headers["User-Agent"] = agents[draw(agent_cdf)]
+    local referrer = referrers[math.random(#referrers)]
+    if referrer then headers["Referer"] = referrer end
   end
-  return wrk.format("GET", "/" .. codes[lo])
+  return wrk.format("GET", "/" .. codes[draw(cdf)], headers)
 end

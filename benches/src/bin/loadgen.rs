@@ -8,7 +8,10 @@
 //!
 //! Modes:
 //! * `get`: `GET /{code}` with codes drawn from `--codes FILE` under a Zipf
-//!   popularity (`--zipf S`); any 3xx counts as success.
+//!   popularity (`--zipf S`); any 3xx counts as success. Each request carries
+//!   a browser-like `User-Agent`, one of `--agents N` distinct strings drawn
+//!   under a Zipf popularity, and most carry a `Referer` from a short list,
+//!   so the service's click enrichment sees varied visitors, not one.
 //! * `sweep`: `GET /{code}` once for every code of `--codes FILE`, in file
 //!   order, then stops (fills the service's cache for a memory reading).
 //! * `create`: `POST /api/v1/links` with a fresh URL each time and
@@ -65,6 +68,70 @@ struct Args {
     /// Stop after this many requests in total (create mode).
     #[arg(long)]
     max_requests: Option<u64>,
+    /// Distinct User-Agent strings of GET requests (Zipf-popular); 0 sends
+    /// no User-Agent and no Referer.
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+}
+
+/// The headers that make GET requests look like visits from many browsers.
+struct Visitors {
+    /// `User-Agent: ...\r\n` lines, most popular first.
+    agents: Vec<String>,
+    popularity: Option<rand_distr::Zipf<f64>>,
+}
+
+/// Browser, crawler and tool user agents; `{v}` is a major version, `{b}` a
+/// build number and `{m}` a minor number. `benches/zipf.lua` has the same.
+const AGENT_TEMPLATES: [&str; 8] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
+    "Mozilla/5.0 (iPad; CPU OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/{v}.0.{b}.0",
+    "curl/8.{m}.{v}",
+];
+
+/// `Referer` lines; the empty ones are visits without a referrer.
+const REFERRERS: [&str; 8] = [
+    "",
+    "",
+    "Referer: https://www.google.com/\r\n",
+    "Referer: https://t.co/\r\n",
+    "Referer: https://news.ycombinator.com/\r\n",
+    "Referer: https://www.linkedin.com/\r\n",
+    "Referer: https://www.reddit.com/r/rust/\r\n",
+    "Referer: android-app://com.slack/\r\n",
+];
+
+impl Visitors {
+    fn new(n: usize) -> Self {
+        let agents = (0..n)
+            .map(|i| {
+                let (v, m, b) = (100 + (i / 8) % 32, (i / 8) % 10, (i * 7919) % 6000);
+                let ua = AGENT_TEMPLATES[i % 8]
+                    .replace("{v}", &v.to_string())
+                    .replace("{m}", &m.to_string())
+                    .replace("{b}", &b.to_string());
+                format!("User-Agent: {ua}\r\n")
+            })
+            .collect();
+        let popularity = (n > 0).then(|| rand_distr::Zipf::new(n as u64, 1.0).expect("valid zipf"));
+        Self { agents, popularity }
+    }
+
+    /// The header lines of one visit.
+    fn headers(&self, rng: &mut impl rand::Rng) -> (&str, &str) {
+        match &self.popularity {
+            Some(z) => (
+                &self.agents[z.sample(rng) as usize - 1],
+                REFERRERS[rng.gen_range(0..REFERRERS.len())],
+            ),
+            None => ("", ""),
+        }
+    }
 }
 
 struct Outcome {
@@ -110,6 +177,7 @@ async fn worker(
     id: usize,
     args: Arc<Args>,
     codes: Arc<Vec<String>>,
+    visitors: Arc<Visitors>,
     deadline: Instant,
     interval: Option<Duration>,
     budget: Arc<std::sync::atomic::AtomicU64>,
@@ -161,8 +229,9 @@ async fn worker(
                     .as_ref()
                     .map(|z| z.sample(&mut rng) as usize - 1)
                     .unwrap_or(0);
+                let (agent, referrer) = visitors.headers(&mut rng);
                 format!(
-                    "GET /{} HTTP/1.1\r\nHost: bench\r\nUser-Agent: snowlink-loadgen\r\n\r\n",
+                    "GET /{} HTTP/1.1\r\nHost: bench\r\n{agent}{referrer}\r\n",
                     codes[rank]
                 )
             }
@@ -240,6 +309,7 @@ fn main() -> anyhow::Result<()> {
         "no codes in --codes"
     );
     let codes = Arc::new(codes);
+    let visitors = Arc::new(Visitors::new(args.agents));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -260,6 +330,7 @@ fn main() -> anyhow::Result<()> {
                     i,
                     args.clone(),
                     codes.clone(),
+                    visitors.clone(),
                     deadline,
                     interval,
                     budget.clone(),
