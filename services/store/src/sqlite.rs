@@ -60,6 +60,15 @@ pub const MAX_BATCH: usize = 1024;
 /// Jobs that may wait for the writer before callers are held back.
 const QUEUE_CAPACITY: usize = 8192;
 const READERS: usize = 4;
+/// WAL pages after which a commit checkpoints them into the database
+/// (SQLite's default is 1,000). Codes are spread over the key space, so each
+/// create dirties its own leaf page; a longer WAL lets a page written by many
+/// commits reach the database file once per checkpoint. Measured with 100,000
+/// creates, 64 in flight: 11 KB written to disk per create at 1,000 pages,
+/// 8 KB at 10,000, and less writer CPU. The WAL holds up to ~40 MiB.
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+/// A WAL file larger than this is truncated back to it when it restarts.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema versions, applied in order and recorded in `PRAGMA user_version`.
@@ -178,6 +187,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     Ok(())
 }
 
