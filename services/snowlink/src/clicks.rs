@@ -37,7 +37,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use siphasher::sip::SipHasher13;
-use snowlink_events::{ClickEvent, SCHEMA_VERSION};
+use snowlink_events::{ClickEvent, ClickEventRef, SCHEMA_VERSION};
 use snowlink_spool::ClickSpool;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -415,8 +415,7 @@ impl Spooler {
         buf.clear();
         let mut ends = Vec::with_capacity(batch.len());
         for raw in batch.drain(..) {
-            if let Some(e) = self.enrich(raw) {
-                e.encode_row(&mut buf);
+            if self.encode(&raw, &mut buf) {
                 ends.push(buf.len());
             }
         }
@@ -491,7 +490,10 @@ impl Spooler {
         }
     }
 
-    fn enrich(&mut self, raw: RawClick) -> Option<ClickEvent> {
+    /// Enriches `raw` and appends its spool row to `out`; false when the
+    /// click is dropped. Nothing of the event is allocated per click: text
+    /// is borrowed from the click and from the enricher's memory.
+    fn encode(&mut self, raw: &RawClick, out: &mut Vec<u8>) -> bool {
         // Event ids are ids like any other: issued only under the worker-id
         // lease and inside the persisted reservation. While neither holds
         // (a lost lease, a clock behind), the click waits here, for up to
@@ -514,11 +516,13 @@ impl Spooler {
                     if let Some(suppressed) = self.error_log.allow() {
                         tracing::error!(error = %e, suppressed, "no event id for a click; dropped");
                     }
-                    return None;
+                    return false;
                 }
             }
         };
-        let (k0, k1) = self.key_for(raw.ts)?;
+        let Some((k0, k1)) = self.key_for(raw.ts) else {
+            return false;
+        };
         let mut h = SipHasher13::new_with_keys(k0, k1);
         if let Some(ip) = raw.ip {
             match ip.to_canonical() {
@@ -528,27 +532,27 @@ impl Spooler {
         }
         h.write_u8(0xff);
         h.write(raw.user_agent.as_deref().unwrap_or("").as_bytes());
-        let visitor_id = format!("{:016x}", h.finish());
-        let ua = self.enricher.parse(raw.user_agent.as_deref());
-        let (referrer, referrer_host) = match raw.referrer.as_deref().and_then(clean_referrer) {
-            Some((r, h)) => (Some(r), Some(h)),
-            None => (None, None),
-        };
-        Some(ClickEvent {
+        let visitor = hex16(h.finish());
+        let (ua, referrer) = self
+            .enricher
+            .describe(raw.user_agent.as_deref(), raw.referrer.as_deref());
+        ClickEventRef {
             schema_version: SCHEMA_VERSION,
             event_id,
-            code: raw.code,
+            code: &raw.code,
             ts: raw.ts,
-            referrer,
-            referrer_host,
-            user_agent: raw.user_agent,
-            browser: ua.browser,
-            os: ua.os,
-            device: Some(ua.device.to_owned()),
+            referrer: referrer.map(|(r, _)| r),
+            referrer_host: referrer.map(|(_, h)| h),
+            user_agent: raw.user_agent.as_deref(),
+            browser: ua.browser.as_deref(),
+            os: ua.os.as_deref(),
+            device: Some(ua.device),
             is_bot: ua.is_bot,
-            country: raw.country,
-            visitor_id,
-        })
+            country: raw.country.as_deref(),
+            visitor_id: std::str::from_utf8(&visitor).expect("hex digits are ASCII"),
+        }
+        .encode_row(out);
+        true
     }
 
     fn key_for(&mut self, ts: i64) -> Option<(u64, u64)> {
@@ -579,6 +583,15 @@ impl Spooler {
 /// What is kept of a `Referer`: its scheme, host, port and path (never the
 /// user info, query or fragment, which carry tokens and addresses), and its
 /// lower-cased host. Anything that is not a URL with a host is dropped.
+/// `v` as 16 lower-case hex digits, as `format!("{v:016x}")` writes it.
+fn hex16(v: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 pub fn clean_referrer(referrer: &str) -> Option<(String, String)> {
     let url = url::Url::parse(referrer).ok()?;
     let host = url.host_str().filter(|h| !h.is_empty())?;
@@ -607,11 +620,22 @@ pub struct UaInfo {
 pub struct Enricher {
     parser: woothee::parser::Parser,
     bots: isbot::Bots,
-    seen: std::collections::HashMap<String, UaInfo>,
+    seen: Memory<UaInfo>,
+    no_agent: UaInfo,
+    /// Cleaned referrers (and their hosts) by the header as sent.
+    referrers: Memory<Option<(String, String)>>,
+    /// The cleaned form of a referrer too long to remember.
+    long_referrer: Option<(String, String)>,
 }
 
-/// User agents remembered by an [`Enricher`]; the memory is cleared when full.
+type Memory<T> = std::collections::HashMap<String, T, foldhash::fast::RandomState>;
+
+/// User agents, and referrers, remembered by an [`Enricher`]; each memory is
+/// cleared when full.
 const UA_CACHE: usize = 4096;
+const REFERRER_CACHE: usize = 4096;
+/// Longer referrers are cleaned every time, not remembered.
+const REFERRER_CACHE_MAX_LEN: usize = 256;
 
 impl Default for Enricher {
     fn default() -> Self {
@@ -624,24 +648,57 @@ impl Enricher {
         Self {
             parser: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
-            seen: std::collections::HashMap::new(),
+            seen: Memory::default(),
+            no_agent: UaInfo {
+                browser: None,
+                os: None,
+                device: "other",
+                is_bot: false,
+            },
+            referrers: Memory::default(),
+            long_referrer: None,
         }
     }
 
     /// What `ua` says, from memory when it was seen recently.
     pub fn parse(&mut self, ua: Option<&str>) -> UaInfo {
-        let Some(key) = ua else {
-            return self.parse_uncached(None);
+        self.describe(ua, None).0.clone()
+    }
+
+    /// What a visit's user agent says, and its referrer cleaned (see
+    /// [`clean_referrer`]) with its host; both from memory when seen
+    /// recently, and borrowed from it.
+    pub fn describe(
+        &mut self,
+        ua: Option<&str>,
+        referrer: Option<&str>,
+    ) -> (&UaInfo, Option<(&str, &str)>) {
+        if let Some(key) = ua.filter(|k| !self.seen.contains_key(*k)) {
+            let info = self.parse_uncached(Some(key));
+            if self.seen.len() >= UA_CACHE {
+                self.seen.clear();
+            }
+            self.seen.insert(key.to_owned(), info);
+        }
+        let long = referrer.filter(|r| r.len() > REFERRER_CACHE_MAX_LEN);
+        if let Some(r) = long {
+            self.long_referrer = clean_referrer(r);
+        } else if let Some(r) = referrer.filter(|r| !self.referrers.contains_key(*r)) {
+            if self.referrers.len() >= REFERRER_CACHE {
+                self.referrers.clear();
+            }
+            self.referrers.insert(r.to_owned(), clean_referrer(r));
+        }
+        let info = match ua {
+            Some(key) => &self.seen[key],
+            None => &self.no_agent,
         };
-        if let Some(info) = self.seen.get(key) {
-            return info.clone();
-        }
-        let info = self.parse_uncached(Some(key));
-        if self.seen.len() >= UA_CACHE {
-            self.seen.clear();
-        }
-        self.seen.insert(key.to_owned(), info.clone());
-        info
+        let cleaned = match (long, referrer) {
+            (Some(_), _) => self.long_referrer.as_ref(),
+            (None, Some(r)) => self.referrers[r].as_ref(),
+            (None, None) => None,
+        };
+        (info, cleaned.map(|(r, h)| (r.as_str(), h.as_str())))
     }
 
     fn parse_uncached(&self, ua: Option<&str>) -> UaInfo {
@@ -749,5 +806,51 @@ mod tests {
     fn truncation_respects_characters() {
         assert_eq!(truncate("héllo".into(), 2), "h");
         assert_eq!(truncate("abc".into(), 10), "abc");
+    }
+
+    #[test]
+    fn visitor_ids_are_sixteen_hex_digits() {
+        for v in [0, 1, 0xff, 0x0123_4567_89ab_cdef, u64::MAX] {
+            assert_eq!(std::str::from_utf8(&hex16(v)).unwrap(), format!("{v:016x}"));
+        }
+    }
+
+    /// Remembered answers are the answers: for user agents and for short
+    /// and long referrers, the first time, again, and after the memory of
+    /// referrers has been cleared for being full.
+    #[test]
+    fn described_visits_match_their_parsing() {
+        let mut e = Enricher::new();
+        let long = format!(
+            "https://long.example/{}",
+            "p".repeat(REFERRER_CACHE_MAX_LEN)
+        );
+        let referrers = [
+            Some("https://News.Example.com/a?b"),
+            Some("not a url"),
+            Some(long.as_str()),
+            None,
+        ];
+        let agents = [Some(CHROME_WIN), Some(GOOGLEBOT), Some("  "), None];
+        for round in 0..3 {
+            if round == 2 {
+                for i in 0..=REFERRER_CACHE {
+                    e.describe(None, Some(&format!("https://r{i}.example/")));
+                }
+            }
+            for (ua, referrer) in agents.iter().zip(referrers.iter()) {
+                let fresh = Enricher::new().parse_uncached(*ua);
+                let expected = referrer.and_then(clean_referrer);
+                let (info, cleaned) = e.describe(*ua, *referrer);
+                assert_eq!(info, &fresh, "{ua:?}");
+                assert_eq!(
+                    cleaned,
+                    expected.as_ref().map(|(r, h)| (r.as_str(), h.as_str())),
+                    "{referrer:?}"
+                );
+            }
+        }
+        assert!(e.referrers.len() <= REFERRER_CACHE);
+        assert!(!e.referrers.contains_key(long.as_str()));
     }
 }
