@@ -237,38 +237,41 @@ Query lake: {query_lake or 'not generated'}.
 
 ## What falls short, and the evidence
 
-- **This machine.** The 2026-12-06 run is on yet another machine of the
-  same kind, and a noisy one: the bare actix-web server served 75k–81k
-  redirects/s in three `benches/http.sh` runs that day (110k on
-  2026-11-24's, 163k on the one before), and its own p99 at half load was
-  2.55, 7.28 and 2.75 ms at about 33k requests/s. Compare ratios, not
-  absolute figures, across runs.
+- **This machine.** 2026-12-06's machine is noisy: the bare actix-web
+  server served 63k–83k redirects/s across that day's runs, and the
+  pipeline bench 290k–395k events/s with the same code. Since that day
+  `benches/http.sh` runs each comparison as three back-to-back rounds of
+  (baseline, Snowlink) and reports the median round, with every round's
+  ratio in the baseline column; creates are the median of three runs into
+  empty stores. The spread of the rounds is the noise of the moment.
+  Compare ratios, not absolute figures, across runs.
 - **Redirect throughput and tail.** Both load generators share the 2
-  cores with the server. 2026-12-06, three runs: 0.87, 0.84 and 0.85
-  (0.848, the row above) of the baseline under our load generator; 0.99
-  and 0.94 under wrk; no click shed. The spooler now writes one spool row
-  per batch: about 390 clicks a row, one transaction each, where it
-  inserted 390 rows before (`snowlink_spool_writes_total` against
-  `snowlink_clicks_spooled_total`). p99 at half load: 4.18, 3.65 and
-  4.04 ms against 2.55, 7.28 and 2.75 ms for the bare server at the same
-  offered rate in the same runs: on this machine the bare server alone
-  misses 2 ms, so the target cannot be shown here while the load
-  generator shares the cores; what is ours is the difference, about
-  1.3 ms in the run above (1.1 ms on 2026-11-24's machine). Profile of
-  2026-11-24 (before batch rows): HTTP workers 76% of samples (most of it
-  the kernel's TCP and scheduling, which the baseline pays too), the
-  blocking pool's first reads of cold codes 14%, the click spooler 9.6%
-  (SQLite's `sqlite3VdbeExec` the largest part; one insert per batch now).
-  On 2026-12-06's machine, `perf` of the service at the half-load rate
-  (33k requests/s, profiling build): HTTP workers 80% of the samples,
-  the blocking pool 10%, the click spooler 9% (its SQLite share is now
-  small; enrichment and encoding are the rest); latencies under `perf`
-  are not comparable and are not reported. Tried and dropped earlier:
-  mimalloc in the service (RSS at 100k links 141 MiB against 75 MiB, no
-  gain) and the spooler at nice 10 (clicks shed under full load). What
-  would close the tail: a load generator on other cores than the server,
-  and the spooler's remaining per-click work (user-agent lookup, visitor
-  hash, encoding) off the cores the workers need at peaks.
+  cores with the server. Since 2026-12-06 both send what browsers send:
+  one of 1,000 browser-like User-Agents (Zipf-popular) and, on most
+  requests, a Referer; before, one short fixed agent and no referrer, so
+  the spooler's enrichment was always one cache hit. An A/B on the same
+  server, four rounds each against the bare server: 0.79 of the baseline
+  (mean) with the varied visitors, 0.84 with no headers at all. Per click,
+  the spooler now builds no event: rows are written from a borrowed
+  `ClickEventRef`, user agents and cleaned referrers come from memory by
+  reference, the visitor id is hex-encoded on the stack. Spooler CPU per
+  click at 30k redirects/s (thread run time from `/proc`, two runs each):
+  2.4–2.9 µs against 3.1–3.7 µs before. Ratios on 2026-12-06: 0.90 (13:31,
+  before rounds), then the three rounds above; wrk 0.89 and 1.01. p99 at
+  half load: 2.12 ms against the bare server's 1.39 ms in the run above
+  (4.65 against 2.21 ms at 13:31); the bare server alone has measured
+  1.4–7.3 ms on this machine. Profile at full load (profiling build, 53k
+  requests/s): HTTP workers 91% of the service's samples, mostly the
+  kernel's TCP and scheduling (paid by the baseline too) with the link
+  cache lookup 3.4% and response headers 1.5% the largest parts of ours;
+  the click spooler 8.6%, half of it SQLite's commit and its fsync.
+  Thread run queues at half load (25k–36k requests/s): the two workers
+  wait runnable 2.0–3.4 s per 6 s, behind the load generator's threads.
+  Tried and dropped: the spooler at nice 5 (worker run-queue wait and p99
+  unchanged within noise; nice 10 shed clicks under full load) and a
+  5 ms → 20 ms batch linger (0.859 against 0.854 mean over eight rounds).
+  What would close the tail: a load generator on other cores than the
+  server.
 - **Request metrics on the redirect path.** An A/B on 2026-11-24 (same
   binary with and without the metrics middleware, `benches/http.sh`, two
   runs each, each against its own bare actix-web baseline): without,
@@ -289,7 +292,7 @@ Query lake: {query_lake or 'not generated'}.
     took 260–310 ms a batch), and reading them steps a thousand rows. The
     service writes about 390 clicks a row under the redirect bench; the
     pipeline bench spools 256 a row, and its baseline is the same events
-    one binary row each: 1.38 in the run above.
+    one binary row each: 1.31–1.45 in 2026-12-06's runs.
   - The reading thread also filters, groups, sorts and converts each batch
     to Arrow; the writing thread only encodes, compresses, syncs and
     records. Sorting is on each code's rank among the batch's codes, by
@@ -314,20 +317,31 @@ Query lake: {query_lake or 'not generated'}.
   message at a time, each copied into a record with its headers parsed
   and its JSON decoded, while the broker's JVM shares the same 2 cores.
   The spool path gained from batch rows and binary rows, which Kafka
-  messages (JSON, one per event) do not have; 116k events/s on
+  messages (JSON, one per event) do not have; 98k–116k events/s on
   2026-12-06 against 125k on 2026-11-24's faster machine. Not profiled.
-- **Creates below 20,000/s on this machine.** 14.0k–16.5k durable creates/s
-  in the three runs of 2026-12-06, against 21.3k on 2026-11-24's machine,
-  where the bare server was 1.4x as fast as here; nothing on the create
-  path changed between the two. `perf` of the service (profiling build)
-  during 100,000 creates with 64 in flight, 2026-12-06: 1.1 of the 2
-  cores busy; HTTP workers 54% of the samples, the SQLite writer thread
-  46%, which is busy about half the time and waits on its commit's fsync
-  the rest (fsync on this disk: p50 0.5 ms, p99 3.4 ms). Creates are
-  latency-bound, not CPU-bound: each group commit holds at most the 64
-  creates in flight, and the next group waits for the fsync. What would
-  close it: more creates in flight per commit (the load, not the
-  service), or preparing the next group while the previous one syncs.
+- **Creates around 20,000/s on this machine.** 2026-12-06: three runs
+  into empty stores in the run above gave 18.6k, 15.8k and 15.7k
+  creates/s; an earlier `benches/http.sh` the same day gave 20.6k. The
+  create path is CPU-bound with the load generator on the same 2 cores,
+  not fsync-bound: `vmstat` during 100,000 creates shows 32–37% user, 34–42%
+  system, about 20% idle, and 150–200 MB/s written to disk. Codes are a
+  keyed permutation of ids, so each create lands on its own leaf page of
+  the code-keyed table, and every commit writes those pages to the WAL
+  and, at checkpoints, to the database. Checkpointing every 10,000 WAL
+  pages instead of SQLite's 1,000 (2026-12-06) writes 8 KB per create
+  instead of 11 KB; paired runs: 23.3k and 23.0k creates/s against 20.5k
+  and 19.2k, writer thread 2.4 s against 2.7 s of CPU per 100,000; p99.9
+  rises (23–27 ms against 12–13 ms) when the longer checkpoint lands in a
+  commit. Per 100,000 creates: HTTP workers 2.8–4.5 s of CPU, the SQLite
+  writer 2.4–3.5 s, the load generator about 2 s. Tried and dropped:
+  pipelining the fsync (the writer commits with `synchronous=NORMAL` and a
+  second thread `fdatasync`s the WAL and answers, so group N+1 runs while
+  N syncs): groups shrank from 23 to 12 creates and throughput did not
+  move (15.4k/16.4k/12.6k against 14.3k/14.9k/16.5k); savepoint
+  statements from the statement cache (writer CPU unchanged); 1 KiB pages
+  (12.2k against 13.2k–15.4k). What would close it: less CPU per create
+  in the HTTP workers (JSON, key check, response) and a load generator on
+  other cores.
 - **The forwarder: one Kafka transaction per 20,000 events.** Each batch
   pays a transaction round (AddPartitionsToTxn, TxnOffsetCommit with the
   spool position, EndTxn, markers) on a one-node broker on the same cores.
