@@ -256,11 +256,12 @@ Query lake: {query_lake or 'not generated'}.
   `ClickEventRef`, user agents and cleaned referrers come from memory by
   reference, the visitor id is hex-encoded on the stack. Spooler CPU per
   click at 30k redirects/s (thread run time from `/proc`, two runs each):
-  2.4–2.9 µs against 3.1–3.7 µs before. Ratios on 2026-12-06: 0.90 (13:31,
-  before rounds), then the three rounds above; wrk 0.89 and 1.01. p99 at
-  half load: 2.12 ms against the bare server's 1.39 ms in the run above
-  (4.65 against 2.21 ms at 13:31); the bare server alone has measured
-  1.4–7.3 ms on this machine. Profile at full load (profiling build, 53k
+  2.4–2.9 µs against 3.1–3.7 µs before. Ratios on 2026-12-06 with the
+  varied visitors: 0.90 (13:31, one round), 0.80 (14:07, rounds 0.80,
+  0.85, 0.78) and 0.95 (14:55, the run above); under wrk 0.89, 1.01 and
+  0.86. p99 at half load: 3.41 ms against the bare server's 2.89 ms in the
+  run above (2.12 against 1.39 ms at 14:07, 4.65 against 2.21 ms at
+  13:31); the bare server alone has measured 1.4–7.3 ms on this machine. Profile at full load (profiling build, 53k
   requests/s): HTTP workers 91% of the service's samples, mostly the
   kernel's TCP and scheduling (paid by the baseline too) with the link
   cache lookup 3.4% and response headers 1.5% the largest parts of ours;
@@ -292,7 +293,7 @@ Query lake: {query_lake or 'not generated'}.
     took 260–310 ms a batch), and reading them steps a thousand rows. The
     service writes about 390 clicks a row under the redirect bench; the
     pipeline bench spools 256 a row, and its baseline is the same events
-    one binary row each: 1.31–1.45 in 2026-12-06's runs.
+    one binary row each: 1.19–1.45 in 2026-12-06's runs.
   - The reading thread also filters, groups, sorts and converts each batch
     to Arrow; the writing thread only encodes, compresses, syncs and
     records. Sorting is on each code's rank among the batch's codes, by
@@ -317,11 +318,11 @@ Query lake: {query_lake or 'not generated'}.
   message at a time, each copied into a record with its headers parsed
   and its JSON decoded, while the broker's JVM shares the same 2 cores.
   The spool path gained from batch rows and binary rows, which Kafka
-  messages (JSON, one per event) do not have; 98k–116k events/s on
+  messages (JSON, one per event) do not have; 98k–139k events/s on
   2026-12-06 against 125k on 2026-11-24's faster machine. Not profiled.
 - **Creates around 20,000/s on this machine.** 2026-12-06: three runs
-  into empty stores in the run above gave 18.6k, 15.8k and 15.7k
-  creates/s; an earlier `benches/http.sh` the same day gave 20.6k. The
+  into empty stores in the run above gave 17.4k, 17.0k and 16.9k
+  creates/s (18.6k, 15.8k and 15.7k at 14:07; 20.6k in one run at 13:31). The
   create path is CPU-bound with the load generator on the same 2 cores,
   not fsync-bound: `vmstat` during 100,000 creates shows 32–37% user, 34–42%
   system, about 20% idle, and 150–200 MB/s written to disk. Codes are a
