@@ -222,8 +222,7 @@ impl ClickEvent {
     /// the fields in declaration order (postcard: varint integers,
     /// length-prefixed UTF-8, a presence byte per optional field).
     pub fn encode_row(&self, out: &mut Vec<u8>) {
-        out.push(ROW_V1);
-        postcard::to_io(self, &mut *out).expect("a click event always serialises");
+        self.as_ref().encode_row(out);
     }
 
     /// This event with its text borrowed.
@@ -335,7 +334,10 @@ mod tests {
         for _ in 0..2 {
             let mut row = Vec::new();
             e.as_ref().encode_row(&mut row);
-            assert_eq!(row, e.to_row());
+            // The row is the owned event's own serde layout.
+            let mut owned = vec![ROW_V1];
+            owned.extend(postcard::to_allocvec(&e).unwrap());
+            assert_eq!(row, owned);
             assert_eq!(ClickEvent::from_bytes(&row).unwrap(), e);
             // And with every optional field absent.
             e.referrer = None;

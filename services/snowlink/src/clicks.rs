@@ -580,9 +580,6 @@ impl Spooler {
     }
 }
 
-/// What is kept of a `Referer`: its scheme, host, port and path (never the
-/// user info, query or fragment, which carry tokens and addresses), and its
-/// lower-cased host. Anything that is not a URL with a host is dropped.
 /// `v` as 16 lower-case hex digits, as `format!("{v:016x}")` writes it.
 fn hex16(v: u64) -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -592,6 +589,9 @@ fn hex16(v: u64) -> [u8; 16] {
     out
 }
 
+/// What is kept of a `Referer`: its scheme, host, port and path (never the
+/// user info, query or fragment, which carry tokens and addresses), and its
+/// lower-cased host. Anything that is not a URL with a host is dropped.
 pub fn clean_referrer(referrer: &str) -> Option<(String, String)> {
     let url = url::Url::parse(referrer).ok()?;
     let host = url.host_str().filter(|h| !h.is_empty())?;
@@ -611,6 +611,18 @@ pub struct UaInfo {
     pub os: Option<String>,
     pub device: &'static str,
     pub is_bot: bool,
+}
+
+impl UaInfo {
+    /// What is known of a visit without a user agent (or a blank one).
+    fn unknown() -> Self {
+        Self {
+            browser: None,
+            os: None,
+            device: "other",
+            is_bot: false,
+        }
+    }
 }
 
 /// User-agent parsing (woothee) and bot detection (isbot's maintained list,
@@ -649,12 +661,7 @@ impl Enricher {
             parser: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
             seen: Memory::default(),
-            no_agent: UaInfo {
-                browser: None,
-                os: None,
-                device: "other",
-                is_bot: false,
-            },
+            no_agent: UaInfo::unknown(),
             referrers: Memory::default(),
             long_referrer: None,
         }
@@ -703,12 +710,7 @@ impl Enricher {
 
     fn parse_uncached(&self, ua: Option<&str>) -> UaInfo {
         let Some(ua) = ua.filter(|s| !s.trim().is_empty()) else {
-            return UaInfo {
-                browser: None,
-                os: None,
-                device: "other",
-                is_bot: false,
-            };
+            return UaInfo::unknown();
         };
         let parsed = self.parser.parse(ua);
         let known = |s: &str| (!s.is_empty() && s != "UNKNOWN").then(|| s.to_owned());
