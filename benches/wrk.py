@@ -7,6 +7,7 @@ Keys: rps, requests, errors (socket errors plus answers that are not 2xx or
 3xx), p50_us, p99_us (wrk's own percentiles, from --latency).
 """
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,7 +16,8 @@ addr, codes, secs = sys.argv[1], sys.argv[2], sys.argv[3]
 conns = sys.argv[4] if len(sys.argv) > 4 else "64"
 out = subprocess.run(
     ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency", "-s", "benches/zipf.lua",
-     f"http://{addr}", "--", codes],
+     f"http://{addr}", "--", codes, "1.0", "1000",
+     os.path.join(os.path.dirname(os.path.abspath(__file__)), "agents.txt")],
     check=True, capture_output=True, text=True,
 ).stdout
 

@@ -2,20 +2,11 @@
 -- question as `loadgen --mode get`, asked by an independent load generator,
 -- with the same visitors: one of AGENTS (1000) browser-like User-Agents,
 -- Zipf-popular, and most requests with a Referer from a short list.
---   wrk -t2 -c64 -d10s --latency -s benches/zipf.lua http://HOST:PORT -- CODES_FILE [S] [AGENTS]
+--   wrk -t2 -c64 -d10s --latency -s benches/zipf.lua http://HOST:PORT -- CODES_FILE [S] [AGENTS] [TEMPLATES]
+-- TEMPLATES (default benches/agents.txt) holds the user-agent templates that
+-- src/bin/loadgen.rs includes; both expand them the same way.
 local codes, cdf, agents, agent_cdf = {}, {}, {}, {}
 
--- The same templates as AGENT_TEMPLATES in src/bin/loadgen.rs.
-local templates = {
-  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Safari/537.36",
-  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
-  "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Mobile Safari/537.36",
-  "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Safari/605.1.15",
-  "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
-  "Mozilla/5.0 (iPad; CPU OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
-  "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/{v}.0.{b}.0",
-  "curl/8.{m}.{v}",
-}
 local referrers = {
   false, false, "https://www.google.com/", "https://t.co/", "https://news.ycombinator.com/",
   "https://www.linkedin.com/", "https://www.reddit.com/r/rust/", "android-app://com.slack/",
@@ -48,9 +39,14 @@ function init(args)
     if line ~= "" then codes[#codes + 1] = line end
   end
   cdf = zipf_cdf(#codes, s)
+  local templates = {}
+  for line in io.lines(args[4] or "benches/agents.txt") do
+    if line ~= "" then templates[#templates + 1] = line end
+  end
+  local t = #templates
   for i = 0, n - 1 do
-    local v, m, b = 100 + math.floor(i / 8) % 32, math.floor(i / 8) % 10, (i * 7919) % 6000
-    local ua = templates[i % 8 + 1]:gsub("{v}", tostring(v)):gsub("{m}", tostring(m)):gsub("{b}", tostring(b))
+    local v, m, b = 100 + math.floor(i / t) % 32, math.floor(i / t) % 10, (i * 7919) % 6000
+    local ua = templates[i % t + 1]:gsub("{v}", tostring(v)):gsub("{m}", tostring(m)):gsub("{b}", tostring(b))
     agents[#agents + 1] = ua
   end
   agent_cdf = zipf_cdf(#agents, 1.0)

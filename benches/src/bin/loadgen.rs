@@ -81,18 +81,10 @@ struct Visitors {
     popularity: Option<rand_distr::Zipf<f64>>,
 }
 
-/// Browser, crawler and tool user agents; `{v}` is a major version, `{b}` a
-/// build number and `{m}` a minor number. `benches/zipf.lua` has the same.
-const AGENT_TEMPLATES: [&str; 8] = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.0 Mobile Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Safari/605.1.15",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
-    "Mozilla/5.0 (iPad; CPU OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/{v}.0.{b}.0",
-    "curl/8.{m}.{v}",
-];
+/// Browser, crawler and tool user agents, one template a line; `{v}` is a
+/// major version, `{b}` a build number and `{m}` a minor number.
+/// `benches/zipf.lua` reads the same file and expands it the same way.
+const AGENT_TEMPLATES: &str = include_str!("../../agents.txt");
 
 /// `Referer` lines; the empty ones are visits without a referrer.
 const REFERRERS: [&str; 8] = [
@@ -108,10 +100,12 @@ const REFERRERS: [&str; 8] = [
 
 impl Visitors {
     fn new(n: usize) -> Self {
+        let templates: Vec<&str> = AGENT_TEMPLATES.lines().filter(|l| !l.is_empty()).collect();
+        let t = templates.len();
         let agents = (0..n)
             .map(|i| {
-                let (v, m, b) = (100 + (i / 8) % 32, (i / 8) % 10, (i * 7919) % 6000);
-                let ua = AGENT_TEMPLATES[i % 8]
+                let (v, m, b) = (100 + (i / t) % 32, (i / t) % 10, (i * 7919) % 6000);
+                let ua = templates[i % t]
                     .replace("{v}", &v.to_string())
                     .replace("{m}", &m.to_string())
                     .replace("{b}", &b.to_string());
