@@ -14,13 +14,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use snowlink_store::{CodeKind, Link, LinkStore, SqliteStore};
+use snowlink_id::CodeCodec;
+use snowlink_store::{CodeKind, CodeScheme, Link, LinkStore, SqliteStore};
 use snowlink_store_scylla::{connect, migrate, ScyllaConfig, ScyllaStore};
 
+/// The codec of the bench's codes, a keyed one as in production.
+static CODEC: std::sync::LazyLock<CodeCodec> =
+    std::sync::LazyLock::new(|| CodeCodec::keyed(b"store-creates bench"));
+
+/// The `i`-th link of run `run`: its own id, and the code that id encodes to.
 fn link(i: u64, run: u64) -> Link {
+    let id = (run << 24) | i;
     Link {
-        code: format!("b{run:x}-{i}"),
-        id: i as i64,
+        code: CODEC.encode(id),
+        id: id as i64,
         kind: CodeKind::Generated,
         url: format!("https://example.com/some/path/{i}"),
         redirect: 302,
@@ -65,7 +72,7 @@ where
 
 /// Creates per second through `LinkStore::create_link`.
 async fn measure(store: Arc<dyn LinkStore>, n: u64, concurrency: usize) -> anyhow::Result<f64> {
-    let run = rand::random::<u32>() as u64;
+    let run = rand::random::<u32>() as u64 >> 1;
     measure_writes(n, concurrency, move |i| {
         let store = store.clone();
         async move { Ok(store.create_link(&link(i, run)).await?) }
@@ -104,7 +111,14 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let dir = tempfile::tempdir()?;
-        let sqlite: Arc<dyn LinkStore> = Arc::new(SqliteStore::open(dir.path().join("links.db"))?);
+        // Opened as the service opens it: generated links found by id.
+        let scheme = CodeScheme::new(CODEC.fingerprint(), |code| {
+            CODEC.decode(code).ok().and_then(|id| i64::try_from(id).ok())
+        });
+        let sqlite: Arc<dyn LinkStore> = Arc::new(SqliteStore::open_with_scheme(
+            dir.path().join("links.db"),
+            scheme,
+        )?);
         // Warm-up, then the measured runs.
         measure(sqlite.clone(), n / 10, concurrency).await?;
         let sqlite_rate = measure(sqlite, n, concurrency).await?;
@@ -126,7 +140,7 @@ fn main() -> anyhow::Result<()> {
             ))
             .await?;
         let plain = Arc::new(plain);
-        let run = rand::random::<u32>() as u64;
+        let run = rand::random::<u32>() as u64 >> 1;
         let plain_rate = measure_writes(n, concurrency, move |i| {
             let (store, plain) = (store.clone(), plain.clone());
             async move {

@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use snowlink_id::{CodeCodec, Generator, GeneratorConfig};
-use snowlink_store::{LinkStore, SqliteStore};
+use snowlink_store::{CodeScheme, LinkStore, SqliteStore};
 use snowlink_store_scylla::ScyllaStore;
 
 use crate::auth::KeyVerifier;
@@ -47,7 +47,15 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore
     if !settings.scylla.enabled() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-        let store = SqliteStore::open(settings.links_db())
+        // Generated links are found by the id their code decodes to.
+        let codec = code_codec(settings)?;
+        let scheme = CodeScheme::new(codec.fingerprint(), move |code| {
+            codec
+                .decode(code)
+                .ok()
+                .and_then(|id| i64::try_from(id).ok())
+        });
+        let store = SqliteStore::open_with_scheme(settings.links_db(), scheme)
             .with_context(|| format!("opening {}", settings.links_db().display()))?;
         Ok(Arc::new(store))
     } else {

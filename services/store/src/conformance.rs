@@ -19,7 +19,8 @@ fn unique(prefix: &str) -> String {
 pub fn sample_link(code: &str, kind: CodeKind) -> Link {
     Link {
         code: code.to_owned(),
-        id: 1_234_567_890_123,
+        // Each link has its own id, as the generator issues them.
+        id: (rand::random::<u64>() >> 24) as i64 + 1,
         kind,
         url: "https://example.com/a/path?q=1#frag".to_owned(),
         redirect: 307,

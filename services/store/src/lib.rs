@@ -16,7 +16,7 @@ mod model;
 pub mod sqlite;
 
 pub use model::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{CodeScheme, SqliteStore};
 
 use async_trait::async_trait;
 
