@@ -258,10 +258,17 @@ Query lake: {query_lake or 'not generated'}.
   click at 30k redirects/s (thread run time from `/proc`, two runs each):
   2.4–2.9 µs against 3.1–3.7 µs before. Ratios on 2026-12-06 with the
   varied visitors: 0.90 (13:31, one round), 0.80 (14:07, rounds 0.80,
-  0.85, 0.78) and 0.95 (14:55, the run above); under wrk 0.89, 1.01 and
-  0.86. p99 at half load: 3.41 ms against the bare server's 2.89 ms in the
-  run above (2.12 against 1.39 ms at 14:07, 4.65 against 2.21 ms at
-  13:31); the bare server alone has measured 1.4–7.3 ms on this machine. Profile at full load (profiling build, 53k
+  0.85, 0.78), 0.95 (14:55) and 0.78 (16:42, the run above, rounds 0.90,
+  0.78, 0.77, with the bare server at 94.5k, its fastest of the day);
+  under wrk 0.89, 1.01, 0.86 and 0.77. The store keyed by id is not on
+  the redirect path of a cached link: four alternating rounds right after
+  the 16:42 run gave 0.85 of the bare server with it and 0.79 with the
+  store before it (means; rounds 0.67–1.04 and 0.63–0.88). p99 at half
+  load: 8.34 ms against the bare server's 2.27 ms in the run above
+  (rounds 1.2x, 3.7x and 13x the bare server: one stall decides a 10 s
+  round), 3.41 against 2.89 ms at 14:55, 2.12 against 1.39 ms at 14:07;
+  the bare server alone has measured 1.4–7.3 ms on this machine, and
+  3.6–4.9 ms at 33k requests/s in four rounds after the 16:42 run. Profile at full load (profiling build, 53k
   requests/s): HTTP workers 91% of the service's samples, mostly the
   kernel's TCP and scheduling (paid by the baseline too) with the link
   cache lookup 3.4% and response headers 1.5% the largest parts of ours;
@@ -320,41 +327,46 @@ Query lake: {query_lake or 'not generated'}.
   The spool path gained from batch rows and binary rows, which Kafka
   messages (JSON, one per event) do not have; 98k–139k events/s on
   2026-12-06 against 125k on 2026-11-24's faster machine. Not profiled.
-- **Creates around 20,000/s on this machine.** 2026-12-06: three runs
-  into empty stores in the run above gave 17.4k, 17.0k and 16.9k
-  creates/s (18.6k, 15.8k and 15.7k at 14:07; 20.6k in one run at 13:31). The
-  create path is CPU-bound with the load generator on the same 2 cores,
-  not fsync-bound: `vmstat` during 100,000 creates shows 32–37% user, 34–42%
-  system, about 20% idle, and 150–200 MB/s written to disk. Codes are a
-  keyed permutation of ids, so each create lands on its own leaf page of
-  the code-keyed table, and every commit writes those pages to the WAL
-  and, at checkpoints, to the database. Checkpointing every 10,000 WAL
-  pages instead of SQLite's 1,000 (2026-12-06) writes 8 KB per create
-  instead of 11 KB; paired runs: 23.3k and 23.0k creates/s against 20.5k
-  and 19.2k, writer thread 2.4 s against 2.7 s of CPU per 100,000; p99.9
-  rises (23–27 ms against 12–13 ms) when the longer checkpoint lands in a
-  commit. Per 100,000 creates: HTTP workers 2.8–4.5 s of CPU, the SQLite
-  writer 2.4–3.5 s, the load generator about 2 s. Tried and dropped:
-  pipelining the fsync (the writer commits with `synchronous=NORMAL` and a
-  second thread `fdatasync`s the WAL and answers, so group N+1 runs while
-  N syncs): groups shrank from 23 to 12 creates and throughput did not
-  move (15.4k/16.4k/12.6k against 14.3k/14.9k/16.5k); savepoint
-  statements from the statement cache (writer CPU unchanged); 1 KiB pages
-  (12.2k against 13.2k–15.4k). What would close it: less CPU per create
-  in the HTTP workers (JSON, key check, response) and a load generator on
-  other cores.
+- **Creates: links keyed by id (2026-12-06 16:30).** Until then the
+  SQLite table was keyed by code. Codes are a keyed permutation of ids, so
+  each create landed on its own random leaf page: about 30 WAL frames per
+  group commit of 23 creates, 3 `pwrite` calls and 8 KB written to disk
+  per create, and the runs of the day gave 15.8k–20.6k creates/s (17.0k
+  at 14:53). Profile then (profiling build, 100,000 creates, 64 in
+  flight): the writer thread 40% of the service's samples, its commit
+  19% (`pwrite` 9%, `fsync` 8%). Now the table is keyed by id, so creates
+  append at its end; a generated link is read by the id its code decodes
+  to (the service hands the store its codec), and only aliases and links
+  from before (or from another code secret) are in a partial code index.
+  The run above: 32.6k creates/s (runs 32.6k, 33.8k, 31.4k).
+  Alternating runs, 100,000 creates each: 28.5k and 29.6k creates/s
+  against 19.4k and 21.5k; writer CPU 1.3 s against 2.4–2.6 s; 1.6 KB
+  written per create against 8 KB; p99 4.0–4.7 ms against 8.0–9.9 ms.
+  Profile after: the writer 27% of the samples, 0.6 `pwrite` per create.
+  With appends, checkpointing every 10,000 WAL pages (adopted earlier that
+  day to write each random page less often) moved nothing (160 MB written
+  per 100,000 creates either way, 31.6k/33.3k/29.3k against
+  32.1k/31.7k/31.2k creates/s) and cost p99.9 (13–15 ms against 6–7 ms),
+  so SQLite's default is back. Tried and dropped before that: pipelining
+  the fsync (groups shrank from 23 to 12 creates, throughput did not
+  move), savepoint statements from the statement cache, 1 KiB pages.
+  Store-level SQLite creates (the `stores` row) are 20,000 creates in
+  about a third of a second beside a starting Cassandra node: too short
+  to compare across runs. Left: the HTTP workers are now 72% of the
+  service's samples during creates, mostly the kernel's TCP.
 - **The forwarder: one Kafka transaction per 20,000 events.** Each batch
   pays a transaction round (AddPartitionsToTxn, TxnOffsetCommit with the
   spool position, EndTxn, markers) on a one-node broker on the same cores.
   With 5,000 events per transaction the forwarder ran at 39.6k events/s
   (00:34 run), below the redirect rate; with 20,000 it keeps up, and a
   batch becomes visible to readers about 0.2 s after its first event.
-- **`IF NOT EXISTS` on Cassandra: 0.25 of a plain `INSERT`.** A lightweight
-  transaction is a Paxos round (4 round trips, a read before the write).
-  It stays: no backend may overwrite a link, and a plain `INSERT` would
-  silently replace one if an id were ever reissued. On one Cassandra node
-  with the commit log synced every 5 ms, creates run at about 400/s with 64
-  in flight, against 130k/s for SQLite's group commit on the same disk;
+- **`IF NOT EXISTS` on Cassandra: 0.20–0.25 of a plain `INSERT`.** A
+  lightweight transaction is a Paxos round (4 round trips, a read before
+  the write). It stays: no backend may overwrite a link, and a plain
+  `INSERT` would silently replace one if an id were ever reissued. On one
+  Cassandra node with the commit log synced every 5 ms, creates run at
+  300–400/s with 64 in flight, against 56k–133k/s for SQLite's group
+  commit on the same disk;
   ScyllaDB's LWT path is not measured here.
 - **Engines.** Kafka figures are against Apache Kafka 4.3.1 (KRaft, one
   node, on the same 2 cores as the consumer); CQL figures against Apache
