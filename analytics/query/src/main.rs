@@ -4,6 +4,8 @@ fn main() -> std::process::ExitCode {
     let cli = snowlink_analytics::Cli::parse();
     match snowlink_analytics::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`| head`): what it wanted was printed.
+        Err(e) if snowlink_analytics::print::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line: the outermost context and its causes.
             let msg = format!("{e:#}").replace('\n', " ");

@@ -91,6 +91,55 @@ fn escaped(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(SchemaRef, Ve
     Ok((new_schema, out))
 }
 
+/// Whether `e` is a write to a closed pipe (the reader of stdout exited),
+/// from our own writes or from Arrow's CSV and JSON writers.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::error::DataFusionError;
+    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    let arrow = |a: &ArrowError| matches!(a, ArrowError::IoError(_, io) if broken(io));
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || cause.downcast_ref::<ArrowError>().is_some_and(arrow)
+            || matches!(
+                cause.downcast_ref::<DataFusionError>(),
+                Some(DataFusionError::ArrowError(a, _)) if arrow(a)
+            )
+            || matches!(
+                cause.downcast_ref::<DataFusionError>(),
+                Some(DataFusionError::IoError(io)) if broken(io)
+            )
+    })
+}
+
+/// A writer that keeps the first I/O error its inner writer returned.
+struct Watched<'a, W: Write> {
+    inner: &'a mut W,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write> Watched<'_, W> {
+    fn keep<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        r.inspect_err(|e| {
+            if self.failed.is_none() {
+                self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
+        })
+    }
+}
+
+impl<W: Write> Write for Watched<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.keep(r)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.keep(r)
+    }
+}
+
 pub fn print(out: &Output, format: Format, w: &mut impl Write) -> Result<()> {
     let batches: Vec<RecordBatch> = if out.batches.is_empty() {
         vec![RecordBatch::new_empty(out.schema.clone())]
@@ -114,11 +163,24 @@ pub fn print(out: &Output, format: Format, w: &mut impl Write) -> Result<()> {
             }
         }
         Format::Csv => {
+            // Arrow's CSV writer reports a failed write as text: the
+            // watcher keeps the I/O error itself, so a closed pipe is
+            // still told apart.
+            let mut watched = Watched {
+                inner: w,
+                failed: None,
+            };
             let mut writer = datafusion::arrow::csv::WriterBuilder::new()
                 .with_header(true)
-                .build(&mut *w);
+                .build(&mut watched);
             for b in &batches {
-                writer.write(b)?;
+                if let Err(e) = writer.write(b) {
+                    drop(writer);
+                    return Err(match watched.failed.take() {
+                        Some(io) => anyhow::Error::from(io).context(e.to_string()),
+                        None => e.into(),
+                    });
+                }
             }
         }
         Format::Json => {
@@ -144,6 +206,47 @@ pub fn print(out: &Output, format: Format, w: &mut impl Write) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_pipes_are_told_from_other_errors() {
+        use datafusion::arrow::error::ArrowError;
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let ours = anyhow::Error::from(pipe()).context("printing");
+        assert!(is_broken_pipe(&ours));
+        let arrow = anyhow::Error::from(ArrowError::IoError("csv".into(), pipe()));
+        assert!(is_broken_pipe(&arrow.context("printing")));
+        let other = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(!is_broken_pipe(&other));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("Broken pipe")));
+    }
+
+    /// A writer whose reader has gone.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_format_reports_a_closed_pipe_as_one() {
+        let schema = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, false)]));
+        let codes: ArrayRef = Arc::new(StringArray::from(vec!["a"; 10_000]));
+        let out = Output {
+            batches: vec![RecordBatch::try_new(schema.clone(), vec![codes]).unwrap()],
+            schema,
+            sparkline: None,
+        };
+        for format in [Format::Table, Format::Csv, Format::Json] {
+            let e = print(&out, format, &mut Closed).unwrap_err();
+            assert!(is_broken_pipe(&e), "{format:?}: {e:#}");
+        }
+    }
 
     #[test]
     fn sparkline_scales() {

@@ -917,3 +917,26 @@ print(t.num_rows, sum(daily.column("clicks").to_pylist()), n, d)
         "pyarrow clicks, pyarrow daily, duckdb clicks, duckdb daily"
     );
 }
+
+/// `snowlink-analytics ... | head`: a reader that leaves early ends the
+/// command quietly, in every format, instead of an error about the pipe.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let lake = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    for format in ["table", "csv", "json"] {
+        let out = Command::new(ANALYTICS)
+            .arg("--lake")
+            .arg(lake.path())
+            .args(["--format", format, "sql"])
+            .arg("SELECT * FROM generate_series(1, 100000)")
+            .stdout(writer.try_clone().unwrap())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format}: {stderr}");
+        assert!(stderr.is_empty(), "{format}: {stderr}");
+    }
+}
