@@ -92,3 +92,44 @@ async fn head_redirects_too() {
     assert_eq!(r.status(), 302);
     assert_eq!(location(&r), "https://example.com/head");
 }
+
+/// A new code secret keeps every issued code working: a link made under
+/// the earlier secret still redirects, and new links follow the new one.
+#[tokio::test]
+async fn links_made_under_an_earlier_code_secret_still_redirect() {
+    use snowlink_store::conformance::sample_link;
+    use snowlink_store::CodeKind;
+    let dir = tempfile::tempdir().unwrap();
+    let mut earlier = crate::helpers::test_settings(dir.path());
+    earlier.ids.code_secret = Some("the-earlier-secret-0123456789abcdef".into());
+    let id = 1_234_567_u64;
+    let code = snowlink::startup::code_codec(&earlier).unwrap().encode(id);
+    {
+        let store = snowlink::startup::open_store(&earlier).await.unwrap();
+        let mut link = sample_link(&code, CodeKind::Generated);
+        link.id = id as i64;
+        link.url = "https://example.com/earlier".into();
+        link.expires_at = None;
+        store.create_link(&link).await.unwrap();
+    }
+    let data = dir.path().to_path_buf();
+    let mut app = crate::helpers::spawn_app_with(move |s| {
+        s.data_dir = data;
+        s.ids.code_secret = Some("the-later-secret-0123456789abcdef012".into());
+    })
+    .await;
+    let r = app.follow(&code).await;
+    assert_eq!(
+        r.status(),
+        307,
+        "a code of the earlier secret, its own status"
+    );
+    assert_eq!(location(&r), "https://example.com/earlier");
+    app.api_key = crate::helpers::create_key(dir.path(), "later").await;
+    let created = app.create("https://example.com/later").await;
+    let later = created["code"].as_str().unwrap();
+    assert_ne!(later, code);
+    let r = app.follow(later).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "https://example.com/later");
+}
