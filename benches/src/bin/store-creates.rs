@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use snowlink_id::CodeCodec;
-use snowlink_store::{CodeKind, CodeScheme, Link, LinkStore, SqliteStore};
+use snowlink_store::{CodeKind, Link, LinkStore, SqliteStore};
 use snowlink_store_scylla::{connect, migrate, ScyllaConfig, ScyllaStore};
 
 /// The codec of the bench's codes, a keyed one as in production.
@@ -112,9 +112,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let dir = tempfile::tempdir()?;
         // Opened as the service opens it: generated links found by id.
-        let scheme = CodeScheme::new(CODEC.fingerprint(), |code| {
-            CODEC.decode(code).ok().and_then(|id| i64::try_from(id).ok())
-        });
+        let scheme = snowlink::startup::code_scheme(CODEC.clone());
         let sqlite: Arc<dyn LinkStore> = Arc::new(SqliteStore::open_with_scheme(
             dir.path().join("links.db"),
             scheme,

@@ -48,13 +48,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
         // Generated links are found by the id their code decodes to.
-        let codec = code_codec(settings)?;
-        let scheme = CodeScheme::new(codec.fingerprint(), move |code| {
-            codec
-                .decode(code)
-                .ok()
-                .and_then(|id| i64::try_from(id).ok())
-        });
+        let scheme = code_scheme(code_codec(settings)?);
         let store = SqliteStore::open_with_scheme(settings.links_db(), scheme)
             .with_context(|| format!("opening {}", settings.links_db().display()))?;
         Ok(Arc::new(store))
@@ -359,6 +353,17 @@ impl Component for MetricsServer {
             }
         })
     }
+}
+
+/// How the embedded store finds a generated link by the id `codec`
+/// decodes its code to.
+pub fn code_scheme(codec: CodeCodec) -> CodeScheme {
+    CodeScheme::new(codec.fingerprint(), move |code| {
+        codec
+            .decode(code)
+            .ok()
+            .and_then(|id| i64::try_from(id).ok())
+    })
 }
 
 /// The codec the settings ask for; in keyed mode with no configured secret,
