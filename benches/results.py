@@ -172,7 +172,7 @@ else:
         f"{f(jr)} (the same events as JSON rows)" if jr else "-", ratio(sp.get("events_per_sec"), jr), "≥ 300,000/s",
         None if not sp else sp["events_per_sec"] >= 300_000)
 if sp.get("spool_bytes_per_event"):
-    row("spool size (bytes/event, binary rows)", f(sp["spool_bytes_per_event"], digits=1),
+    row("spool size (bytes/event, packed batch rows as the service writes)", f(sp["spool_bytes_per_event"], digits=1),
         f"{f(sp['json_spool_bytes_per_event'], digits=1)} (JSON rows)",
         ratio(sp["spool_bytes_per_event"], sp["json_spool_bytes_per_event"]), "reported", None)
 row("lake size (bytes/event)", f(sp.get("parquet_bytes_per_event"), digits=1),

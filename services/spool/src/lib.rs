@@ -9,8 +9,11 @@
 //!   (first byte: its version), or JSON text in spools written before rows
 //!   were binary and for events taken from a rescue file. A row of several
 //!   (the service writes one per batch) frames them: [`BATCH_ROW`], then
-//!   per event its length (u32, little-endian) and its bytes. Readers get
-//!   each event's bytes with its own sequence number, whatever the row.
+//!   per event its length (u32, little-endian) and its bytes. Batch rows are
+//!   written packed ([`PACKED_BATCH_ROW`]): the frame, LZ4-compressed, which
+//!   the events' repeated user agents and referrers shrink about five times,
+//!   and with them the pages each commit writes. Readers get each event's
+//!   bytes with its own sequence number, whatever the row.
 //!   `seq` is AUTOINCREMENT, and `sqlite_sequence` is moved to the last
 //!   number of each batch row, so a sequence number is never reused, even
 //!   after rows are released; file names in the lake and Kafka headers are
@@ -171,6 +174,41 @@ fn add_event_counts(conn: &Connection) -> SpoolResult<()> {
     Ok(tx.commit()?)
 }
 
+/// Packs a [`BATCH_ROW`] frame into `out` as a [`PACKED_BATCH_ROW`]:
+/// the marker, the frame's length (u32, little-endian), the LZ4 block.
+fn pack(frame: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(PACKED_BATCH_ROW);
+    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    let header = out.len();
+    out.resize(
+        header + lz4_flex::block::get_maximum_output_size(frame.len()),
+        0,
+    );
+    let n = lz4_flex::block::compress_into(frame, &mut out[header..])
+        .expect("the buffer has the block's largest size");
+    out.truncate(header + n);
+}
+
+/// The [`BATCH_ROW`] frame a [`PACKED_BATCH_ROW`] holds, unpacked into
+/// `buf`; `None` when the bytes are not one, or are damaged.
+fn unpack<'a>(row: &[u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    let rest = row.strip_prefix(&[PACKED_BATCH_ROW])?;
+    let (len, block) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    // LZ4 expands a block at most about 255 times: a larger length is a
+    // damaged header, not a reason to allocate it.
+    if len > block.len().saturating_mul(255) {
+        return None;
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    match lz4_flex::block::decompress_into(block, buf) {
+        Ok(n) if n == len => Some(buf),
+        _ => None,
+    }
+}
+
 /// The events a batch row frames, or `None` when the bytes are not one.
 fn split_batch(row: &[u8]) -> Option<Vec<&[u8]>> {
     let mut rest = row.strip_prefix(&[BATCH_ROW])?;
@@ -210,6 +248,11 @@ pub struct Legacy {
 /// an event: a binary row starts with its version, JSON with `{`).
 pub const BATCH_ROW: u8 = 0xB1;
 
+/// First byte of a packed batch row: then the length of the [`BATCH_ROW`]
+/// frame it holds (u32, little-endian), then that frame as an LZ4 block.
+/// Builds from before packed rows do not read them.
+pub const PACKED_BATCH_ROW: u8 = 0xB2;
+
 /// The most events one row holds; longer batches take several rows.
 pub const MAX_ROW_EVENTS: usize = 8192;
 
@@ -217,6 +260,8 @@ pub struct ClickSpool {
     conn: Connection,
     /// The row being framed, kept for the next batch.
     frame: Vec<u8>,
+    /// The framed row packed, kept for the next batch.
+    packed: Vec<u8>,
 }
 
 impl ClickSpool {
@@ -246,6 +291,7 @@ impl ClickSpool {
         Ok(Self {
             conn,
             frame: Vec::new(),
+            packed: Vec::new(),
         })
     }
 
@@ -367,7 +413,8 @@ impl ClickSpool {
                         frame.extend_from_slice(&(e.len() as u32).to_le_bytes());
                         frame.extend_from_slice(e);
                     }
-                    frame
+                    pack(frame, &mut self.packed);
+                    &self.packed
                 };
                 insert.execute(params![last + 1, row, chunk.len() as i64])?;
                 last += chunk.len() as i64;
@@ -430,6 +477,7 @@ impl ClickSpool {
             .prepare_cached("SELECT seq, n, event FROM clicks WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = stmt.query([after.saturating_sub(MAX_ROW_EVENTS as i64)])?;
         let mut out = Vec::new();
+        let mut unpacked = Vec::new();
         while out.len() < limit {
             let Some(row) = rows.next()? else { break };
             let seq: i64 = row.get(0)?;
@@ -442,7 +490,12 @@ impl ClickSpool {
                 out.push((seq, bytes.to_vec()));
                 continue;
             }
-            let events = split_batch(bytes).filter(|e| e.len() == n as usize);
+            let frame = if bytes.first() == Some(&PACKED_BATCH_ROW) {
+                unpack(bytes, &mut unpacked).ok_or(SpoolError::Damaged { seq, n })?
+            } else {
+                bytes
+            };
+            let events = split_batch(frame).filter(|e| e.len() == n as usize);
             let Some(events) = events else {
                 return Err(SpoolError::Damaged { seq, n });
             };
@@ -632,6 +685,120 @@ mod tests {
             spool.read_after(0, 10),
             Err(SpoolError::Damaged { seq: 1, n: 3 })
         ));
+    }
+
+    /// Events as the service writes them: mostly the same few user agents.
+    fn similar_events(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"code\":\"c{}\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{}.0 Safari/537.36\"}}",
+                    i % 97,
+                    120 + i % 3
+                )
+                .into_bytes()
+            })
+            .collect()
+    }
+
+    fn stored_rows(spool: &ClickSpool) -> Vec<Vec<u8>> {
+        spool
+            .conn
+            .prepare("SELECT event FROM clicks ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn batch_rows_are_stored_packed_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let events = similar_events(300);
+        spool.append_batch(&events).unwrap();
+        let rows = stored_rows(&spool);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0][0], PACKED_BATCH_ROW);
+        let plain: usize = events.iter().map(|e| e.len() + 4).sum();
+        assert!(
+            rows[0].len() * 4 < plain,
+            "packed {} bytes against {plain} framed",
+            rows[0].len()
+        );
+        let read = spool.read_after(0, usize::MAX).unwrap();
+        let expected: Vec<(i64, Vec<u8>)> = (1..).zip(events).collect();
+        assert_eq!(read, expected);
+        // From the middle of the row too.
+        assert_eq!(spool.read_after(250, 10).unwrap(), expected[250..]);
+    }
+
+    #[test]
+    fn unpacked_batch_rows_of_an_older_writer_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut frame = vec![BATCH_ROW];
+        for e in ["p", "qq"] {
+            frame.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            frame.extend_from_slice(e.as_bytes());
+        }
+        spool
+            .conn
+            .execute("INSERT INTO clicks (event, n) VALUES (?1, 2)", [&frame])
+            .unwrap();
+        spool
+            .conn
+            .execute(
+                "UPDATE sqlite_sequence SET seq = 2 WHERE name = 'clicks'",
+                [],
+            )
+            .unwrap();
+        spool.append_batch(&["r", "s"]).unwrap();
+        let read = spool.read_after(0, 10).unwrap();
+        let expected: Vec<(i64, Vec<u8>)> = vec![
+            (1, b"p".to_vec()),
+            (2, b"qq".to_vec()),
+            (3, b"r".to_vec()),
+            (4, b"s".to_vec()),
+        ];
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_damaged_packed_row_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        spool.append_batch(&similar_events(50)).unwrap();
+        let row = stored_rows(&spool).remove(0);
+        let mut damaged = Vec::new();
+        // Cut short.
+        damaged.push(row[..row.len() / 2].to_vec());
+        // A length far beyond what the block could hold.
+        let mut huge = row.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        damaged.push(huge);
+        // A length shorter than the block unpacks to.
+        let mut short = row.clone();
+        let len = u32::from_le_bytes(row[1..5].try_into().unwrap());
+        short[1..5].copy_from_slice(&(len - 1).to_le_bytes());
+        damaged.push(short);
+        // The marker alone.
+        damaged.push(vec![PACKED_BATCH_ROW]);
+        for bytes in damaged {
+            spool
+                .conn
+                .execute("UPDATE clicks SET event = ?1", [&bytes])
+                .unwrap();
+            assert!(
+                matches!(
+                    spool.read_after(0, 100),
+                    Err(SpoolError::Damaged { seq: 1, n: 50 })
+                ),
+                "{} damaged bytes read",
+                bytes.len()
+            );
+        }
     }
 
     #[test]
