@@ -265,13 +265,15 @@ Query lake: {query_lake or 'not generated'}.
   0.85, 0.78), 0.95 (14:55), 0.78 (16:42, rounds 0.90, 0.78, 0.77, with
   the bare server at 94.5k), 0.83 (18:16, `benches/http.sh` alone, rounds
   0.83, 0.83, 0.91) and 0.79 (18:22, the run above, rounds 0.79, 0.87,
-  0.78, the bare server at 96.2k, its fastest of the day); under wrk 0.89,
-  1.01, 0.86, 0.77, 0.92 and 0.87. The store keyed by id is not on
+  0.78, the bare server at 96.2k, its fastest of the day), and 0.79
+  (20:32, the run above, with packed spool rows: rounds 0.79, 0.58,
+  1.07); under wrk 0.89, 1.01, 0.86, 0.77, 0.92, 0.87 and 0.96. The store keyed by id is not on
   the redirect path of a cached link: four alternating rounds right after
   the 16:42 run gave 0.85 of the bare server with it and 0.79 with the
   store before it (means; rounds 0.67–1.04 and 0.63–0.88). p99 at half
-  load: 7.28 ms against the bare server's 2.39 ms in the run above
-  (rounds 2.4x, 25x and 3.1x the bare server), 8.34 against 2.27 ms at
+  load: 1.61 ms against the bare server's 1.33 ms in the run above
+  (under the 2 ms target; rounds 1.04x, 1.22x and 5.3x the bare server),
+  7.28 against 2.39 ms at 18:22 (rounds 2.4x, 25x, 3.1x), 8.34 against 2.27 ms at
   16:42 (rounds 1.2x, 3.7x, 13x: one stall decides a 10 s
   round), 1.78 against 1.43 ms at 18:16 (under the 2 ms target; rounds
   1.2x, 1.2x, 1.9x), 3.41 against 2.89 ms at 14:55, 2.12 against 1.39 ms
@@ -285,8 +287,21 @@ Query lake: {query_lake or 'not generated'}.
   Thread run queues at half load (25k–36k requests/s): the two workers
   wait runnable 2.0–3.4 s per 6 s, behind the load generator's threads.
   Tried and dropped: the spooler at nice 5 (worker run-queue wait and p99
-  unchanged within noise; nice 10 shed clicks under full load) and a
-  5 ms → 20 ms batch linger (0.859 against 0.854 mean over eight rounds).
+  unchanged within noise; nice 10 shed clicks under full load), a
+  5 ms → 20 ms batch linger (0.859 against 0.854 mean over eight rounds),
+  and on 2026-12-06 evening, each measured as the service's CPU per
+  request at a fixed 30k requests/s (utime + stime from `/proc`,
+  alternating rounds beside the bare server): mimalloc as the service's
+  allocator (25.7 against 25.9 µs mean over ten rounds) and the spooler
+  thread under `SCHED_BATCH` (no wake-up preemption of the workers: the
+  same CPU; p99 at 37k requests/s better in four of eight rounds, worse
+  in four). At a fixed 30k requests/s the service spends 1.2–1.3x the
+  bare server's CPU per request in quiet rounds (16–18 µs against
+  12–14 µs): the spooler 1.9–2.5 µs of it, the workers the rest (cache
+  lookup, click capture, two response headers). Per request, the load
+  generator spends about as much again (19 µs at 30k/s against the bare
+  server, 2.1 of its 2.9 s in the kernel), so half load is not half the
+  machine.
   What would close the tail: a load generator on other cores than the
   server.
 - **Request metrics on the redirect path.** An A/B on 2026-11-24 (same
@@ -323,6 +338,15 @@ Query lake: {query_lake or 'not generated'}.
     meant fresh huge pages for the kernel to zero (`clear_page_erms`, 17%
     of the samples). Three A/B pairs: 305k/328k/316k events/s against
     237k/297k/266k, page faults 13k against 33k–42k per run.
+  - Batch rows packed with LZ4 (2026-12-06 20:20): the service's batch
+    of clicks repeats a few hundred user agents and referrers, so the
+    frame packs 4.3 times (224.5 → 52.4 bytes a click in the spool).
+    At 30k redirects/s each commit wrote 22 WAL pages (44 `pwrite`s)
+    before, and the checkpoint copied them again; the spooler's CPU per
+    click went from 2.83 to 2.54 µs (means of eight alternating rounds
+    of 5 s). Reading: 393k/403k events/s packed against 385k/401k
+    plain (two pairs, `pipeline 1000000`); unpacking is a memcpy-speed
+    LZ4 block per row. Plain frames and single-event rows still read.
   Tried and dropped: counting the rollups on dictionary keys (reading the
   click files' low-cardinality columns as dictionaries, one lookup per
   value instead of per row): 367k/387k/388k against 382k/395k/389k
