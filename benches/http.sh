@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 LINKS=${1:-100000}
 SECS=${2:-10}
 CONNS=${CONNS:-64}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 # wrk, the independent load generator, from Debian's packages.
 if ! command -v wrk >/dev/null && command -v apt-get >/dev/null; then
   echo "==> installing wrk" >&2

@@ -242,13 +242,15 @@ Query lake: {query_lake or 'not generated'}.
 ## What falls short, and the evidence
 
 - **This machine.** 2026-12-06's machine is noisy: the bare actix-web
-  server served 63k–83k redirects/s across that day's runs, and the
-  pipeline bench 290k–395k events/s with the same code. Since that day
-  `benches/http.sh` runs each comparison as three back-to-back rounds of
+  server served 63k–96k redirects/s across that day's runs, and the
+  pipeline bench 290k–412k events/s with the same code; one 10 s round's
+  ratio has ranged from 0.58 to 1.07 within a run. Since that day
+  `benches/http.sh` runs each comparison as back-to-back rounds of
   (baseline, Snowlink) and reports the median round, with every round's
-  ratio in the baseline column; creates are the median of three runs into
-  empty stores. The spread of the rounds is the noise of the moment.
-  Compare ratios, not absolute figures, across runs.
+  ratio in the baseline column; creates are the median of as many runs
+  into empty stores. Three rounds until the 20:32 run, five since. The
+  spread of the rounds is the noise of the moment. Compare ratios, not
+  absolute figures, across runs.
 - **Redirect throughput and tail.** Both load generators share the 2
   cores with the server. Since 2026-12-06 both send what browsers send:
   one of 1,000 browser-like User-Agents (Zipf-popular) and, on most
@@ -265,15 +267,19 @@ Query lake: {query_lake or 'not generated'}.
   0.85, 0.78), 0.95 (14:55), 0.78 (16:42, rounds 0.90, 0.78, 0.77, with
   the bare server at 94.5k), 0.83 (18:16, `benches/http.sh` alone, rounds
   0.83, 0.83, 0.91) and 0.79 (18:22, the run above, rounds 0.79, 0.87,
-  0.78, the bare server at 96.2k, its fastest of the day), and 0.79
-  (20:32, the run above, with packed spool rows: rounds 0.79, 0.58,
-  1.07); under wrk 0.89, 1.01, 0.86, 0.77, 0.92, 0.87 and 0.96. The store keyed by id is not on
+  0.78, the bare server at 96.2k, its fastest of the day), 0.79
+  (20:32, with packed spool rows: rounds 0.79, 0.58, 1.07) and 0.85
+  (21:22, the run above, five rounds: 0.92, 0.81, 0.94, 0.85, 0.82);
+  under wrk 0.89, 1.01, 0.86, 0.77, 0.92, 0.87, 0.96 and 0.86. The store keyed by id is not on
   the redirect path of a cached link: four alternating rounds right after
   the 16:42 run gave 0.85 of the bare server with it and 0.79 with the
   store before it (means; rounds 0.67–1.04 and 0.63–0.88). p99 at half
-  load: 1.61 ms against the bare server's 1.33 ms in the run above
-  (under the 2 ms target; rounds 1.04x, 1.22x and 5.3x the bare server),
-  7.28 against 2.39 ms at 18:22 (rounds 2.4x, 25x, 3.1x), 8.34 against 2.27 ms at
+  load: 67.0 ms against the bare server's 26.7 ms in the run above (the
+  median round; the bare server 10–20 times its usual 1.3–2.4 ms in it:
+  the machine stalled; rounds 2.4x, 2.5x, 10x, 5.5x and 0.65x the bare
+  server), 1.61 against 1.33 ms at 20:32 (under the 2 ms target;
+  rounds 1.04x, 1.22x, 5.3x), 7.28 against 2.39 ms at 18:22 (rounds
+  2.4x, 25x, 3.1x), 8.34 against 2.27 ms at
   16:42 (rounds 1.2x, 3.7x, 13x: one stall decides a 10 s
   round), 1.78 against 1.43 ms at 18:16 (under the 2 ms target; rounds
   1.2x, 1.2x, 1.9x), 3.41 against 2.89 ms at 14:55, 2.12 against 1.39 ms
@@ -295,7 +301,10 @@ Query lake: {query_lake or 'not generated'}.
   allocator (25.7 against 25.9 µs mean over ten rounds) and the spooler
   thread under `SCHED_BATCH` (no wake-up preemption of the workers: the
   same CPU; p99 at 37k requests/s better in four of eight rounds, worse
-  in four). At a fixed 30k requests/s the service spends 1.2–1.3x the
+  in four), and SQLite built with `fdatasync` for its syncs (no inode
+  write per commit once the WAL stops growing; spooler CPU 2.38 against
+  2.32 µs a click over six rounds, creates 32.4k/31.4k against
+  33.2k/31.2k). At a fixed 30k requests/s the service spends 1.2–1.3x the
   bare server's CPU per request in quiet rounds (16–18 µs against
   12–14 µs): the spooler 1.9–2.5 µs of it, the workers the rest (cache
   lookup, click capture, two response headers). Per request, the load
