@@ -209,6 +209,28 @@ fn unpack<'a>(row: &[u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     }
 }
 
+/// Frames `events` into `out` as a [`BATCH_ROW`]: the marker, then per
+/// event its length (u32, little-endian) and its bytes.
+fn frame_batch<S: AsRef<[u8]>>(events: &[S], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(BATCH_ROW);
+    for e in events {
+        let e = e.as_ref();
+        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        out.extend_from_slice(e);
+    }
+}
+
+/// The events of a batch row, packed or plain (`buf` holds what a packed
+/// row unpacks to), or `None` when the bytes are not one, or are damaged.
+fn batch_events<'a>(row: &'a [u8], buf: &'a mut Vec<u8>) -> Option<Vec<&'a [u8]>> {
+    if row.first() == Some(&PACKED_BATCH_ROW) {
+        split_batch(unpack(row, buf)?)
+    } else {
+        split_batch(row)
+    }
+}
+
 /// The events a batch row frames, or `None` when the bytes are not one.
 fn split_batch(row: &[u8]) -> Option<Vec<&[u8]>> {
     let mut rest = row.strip_prefix(&[BATCH_ROW])?;
@@ -405,15 +427,8 @@ impl ClickSpool {
                 let row: &[u8] = if let [one] = chunk {
                     one.as_ref()
                 } else {
-                    let frame = &mut self.frame;
-                    frame.clear();
-                    frame.push(BATCH_ROW);
-                    for e in chunk {
-                        let e = e.as_ref();
-                        frame.extend_from_slice(&(e.len() as u32).to_le_bytes());
-                        frame.extend_from_slice(e);
-                    }
-                    pack(frame, &mut self.packed);
+                    frame_batch(chunk, &mut self.frame);
+                    pack(&self.frame, &mut self.packed);
                     &self.packed
                 };
                 insert.execute(params![last + 1, row, chunk.len() as i64])?;
@@ -490,12 +505,7 @@ impl ClickSpool {
                 out.push((seq, bytes.to_vec()));
                 continue;
             }
-            let frame = if bytes.first() == Some(&PACKED_BATCH_ROW) {
-                unpack(bytes, &mut unpacked).ok_or(SpoolError::Damaged { seq, n })?
-            } else {
-                bytes
-            };
-            let events = split_batch(frame).filter(|e| e.len() == n as usize);
+            let events = batch_events(bytes, &mut unpacked).filter(|e| e.len() == n as usize);
             let Some(events) = events else {
                 return Err(SpoolError::Damaged { seq, n });
             };
@@ -701,10 +711,13 @@ mod tests {
             .collect()
     }
 
-    fn stored_rows(spool: &ClickSpool) -> Vec<Vec<u8>> {
+    const STORED: &str = "SELECT event FROM clicks ORDER BY seq";
+
+    /// One value per row of the single-column query `sql`.
+    fn column<T: rusqlite::types::FromSql>(spool: &ClickSpool, sql: &str) -> Vec<T> {
         spool
             .conn
-            .prepare("SELECT event FROM clicks ORDER BY seq")
+            .prepare(sql)
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
@@ -718,7 +731,7 @@ mod tests {
         let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
         let events = similar_events(300);
         spool.append_batch(&events).unwrap();
-        let rows = stored_rows(&spool);
+        let rows = column::<Vec<u8>>(&spool, STORED);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0][0], PACKED_BATCH_ROW);
         let plain: usize = events.iter().map(|e| e.len() + 4).sum();
@@ -738,11 +751,8 @@ mod tests {
     fn unpacked_batch_rows_of_an_older_writer_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
-        let mut frame = vec![BATCH_ROW];
-        for e in ["p", "qq"] {
-            frame.extend_from_slice(&(e.len() as u32).to_le_bytes());
-            frame.extend_from_slice(e.as_bytes());
-        }
+        let mut frame = Vec::new();
+        frame_batch(&["p", "qq"], &mut frame);
         spool
             .conn
             .execute("INSERT INTO clicks (event, n) VALUES (?1, 2)", [&frame])
@@ -770,7 +780,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
         spool.append_batch(&similar_events(50)).unwrap();
-        let row = stored_rows(&spool).remove(0);
+        let row = column::<Vec<u8>>(&spool, STORED).remove(0);
         let mut damaged = Vec::new();
         // Cut short.
         damaged.push(row[..row.len() / 2].to_vec());
@@ -839,14 +849,7 @@ mod tests {
         spool.append(&[[1u8, 0, 255]]).unwrap();
         let rows = spool.read_after(0, 10).unwrap();
         assert_eq!(rows, vec![(1, b"{\"a\":1}".to_vec()), (2, vec![1, 0, 255])]);
-        let kinds: Vec<String> = spool
-            .conn
-            .prepare("SELECT typeof(event) FROM clicks ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let kinds: Vec<String> = column(&spool, "SELECT typeof(event) FROM clicks ORDER BY seq");
         assert_eq!(kinds, ["text", "blob"]);
     }
 
