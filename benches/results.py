@@ -243,7 +243,7 @@ Query lake: {query_lake or 'not generated'}.
 
 - **This machine.** 2026-12-06's machine is noisy: the bare actix-web
   server served 63k–96k redirects/s across that day's runs, and the
-  pipeline bench 290k–412k events/s with the same code; one 10 s round's
+  pipeline bench 290k–420k events/s with the same code; one 10 s round's
   ratio has ranged from 0.58 to 1.07 within a run. Since that day
   `benches/http.sh` runs each comparison as back-to-back rounds of
   (baseline, Snowlink) and reports the median round, with every round's
@@ -269,12 +269,15 @@ Query lake: {query_lake or 'not generated'}.
   0.83, 0.83, 0.91) and 0.79 (18:22, the run above, rounds 0.79, 0.87,
   0.78, the bare server at 96.2k, its fastest of the day), 0.79
   (20:32, with packed spool rows: rounds 0.79, 0.58, 1.07) and 0.85
-  (21:22, the run above, five rounds: 0.92, 0.81, 0.94, 0.85, 0.82);
-  under wrk 0.89, 1.01, 0.86, 0.77, 0.92, 0.87, 0.96 and 0.86. The store keyed by id is not on
+  (21:22, five rounds: 0.92, 0.81, 0.94, 0.85, 0.82) and 0.88 (23:14,
+  the run above: 0.93, 0.85, 0.93, 0.88, 0.83);
+  under wrk 0.89, 1.01, 0.86, 0.77, 0.92, 0.87, 0.96, 0.86 and 0.90. The store keyed by id is not on
   the redirect path of a cached link: four alternating rounds right after
   the 16:42 run gave 0.85 of the bare server with it and 0.79 with the
   store before it (means; rounds 0.67–1.04 and 0.63–0.88). p99 at half
-  load: 67.0 ms against the bare server's 26.7 ms in the run above (the
+  load: 2.24 against 1.36 ms in the run above (23:14; rounds 0.74x,
+  1.64x, 1.18x, 1.95x and 1.79x the bare server), 67.0 ms against the
+  bare server's 26.7 ms at 21:22 (the
   median round; the bare server 10–20 times its usual 1.3–2.4 ms in it:
   the machine stalled; rounds 2.4x, 2.5x, 10x, 5.5x and 0.65x the bare
   server), 1.61 against 1.33 ms at 20:32 (under the 2 ms target;
@@ -311,8 +314,31 @@ Query lake: {query_lake or 'not generated'}.
   generator spends about as much again (19 µs at 30k/s against the bare
   server, 2.1 of its 2.9 s in the kernel), so half load is not half the
   machine.
+  Where the tail comes from (2026-12-06, 23:30–00:10, at the 23:14 run's
+  half rate, 39.5k requests/s, alternating rounds of the bare server,
+  Snowlink, and Snowlink with `--clicks-enabled false`): with click
+  capture off the service's p99 stays within the bare server's spread
+  (1.28–1.71 ms in 12 of 13 rounds against 1.29–1.99 ms), with it on it
+  is 1.57–2.76 ms. Capture costs about 3 µs of CPU per request (15.2–16.9
+  against 12.3–13.3 µs with it off, the bare server 11.9–12.9): the
+  spooler 1.6–1.8 µs, the workers about 0.55 µs (thread run times from
+  `/proc`). The spooler's profile at that rate: context switches 9.8%, LZ4
+  10%, the virtio disk notification 7.6%, memmove 6.7%, SipHash 5%, its
+  string-keyed memories of user agents and referrers 6%, parsing the
+  commit's uncached SQL about 2.5%. Tried and dropped the same night: a
+  load generator paced by its own thread every 100 µs instead of the
+  runtime's millisecond timer (which sends each millisecond's 40 requests
+  at once): p50 fell threefold (116–127 against 343–435 µs, bare), but the
+  generator's own CPU rose from 12.5–13.3 to 18–20 µs a request and
+  Snowlink's p99 rose to 1.8–5.1 ms: the tail is the two cores' CPU, not
+  the bursts. Lingers of 1 ms and 20 ms against 5 ms: no difference the
+  rounds could resolve (p99 1.6–5.1, 2.0–3.0 and 2.2–3.0 ms, the bare
+  server 1.2–2.3 ms). The spooler at nice 19: p99 2.4–17 ms against
+  2.7–4.6 ms at nice 0 in a noisy phase (bare 1.8–3.5 ms).
   What would close the tail: a load generator on other cores than the
-  server.
+  server, or a click capture of about 1 µs a request instead of 3 (the
+  spooler's share is mostly fixed per commit: its context switches and
+  the disk notification; the rest is spread thin).
 - **Request metrics on the redirect path.** An A/B on 2026-11-24 (same
   binary with and without the metrics middleware, `benches/http.sh`, two
   runs each, each against its own bare actix-web baseline): without,
