@@ -155,6 +155,9 @@ pub struct ClickMetrics {
     pub enqueued: Counter,
     pub dropped: Counter,
     pub spooled: Counter,
+    /// Kept in the rescue file at shutdown; they reach the spool (and are
+    /// counted as spooled) at the next start.
+    pub rescued: Counter,
     pub spool_writes: Counter,
     pub spool_errors: Counter,
 }
@@ -239,19 +242,27 @@ impl ClickPipeline {
         let mut spool = ClickSpool::open(spool_path)?;
         spool.set_busy_timeout(SPOOL_BUSY_TIMEOUT)?;
         // Clicks a previous run could only keep in the rescue file.
-        match spool.take_rescued(&snowlink_spool::rescue_path(spool_path)) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                events = n,
-                "click events from the rescue file moved into the spool"
-            ),
-            Err(e) => tracing::warn!(error = %e, "the rescue file stays for the next start"),
-        }
+        let taken = match spool.take_rescued(&snowlink_spool::rescue_path(spool_path)) {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(
+                        events = n,
+                        "click events from the rescue file moved into the spool"
+                    );
+                }
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the rescue file stays for the next start");
+                0
+            }
+        };
         let depth = Arc::new(SpoolDepth {
             spool: Mutex::new(ClickSpool::open(spool_path)?),
         });
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let metrics = Arc::new(ClickMetrics::default());
+        metrics.spooled.inc_by(taken as u64);
         let stop_at_ms = Arc::new(AtomicI64::new(0));
         let spooler = Spooler {
             spool,
@@ -327,13 +338,18 @@ impl Component for ClickPipeline {
         );
         registry.register(
             "clicks_dropped",
-            "Click events shed because the click channel was full",
+            "Click events lost: shed because the click channel was full, or not recordable (no event id, no visitor key, neither the spool nor the rescue file writable)",
             m.dropped.clone(),
         );
         registry.register(
             "clicks_spooled",
             "Click events durably written to the spool",
             m.spooled.clone(),
+        );
+        registry.register(
+            "clicks_rescued",
+            "Click events the spool could not take at shutdown, kept in the rescue file and moved into the spool at the next start",
+            m.rescued.clone(),
         );
         registry.register(
             "spool_writes",
@@ -476,7 +492,7 @@ impl Spooler {
             .collect();
         match snowlink_spool::rescue(&self.spool_path, &events) {
             Ok(()) => {
-                self.metrics.spooled.inc_by(events.len() as u64);
+                self.metrics.rescued.inc_by(events.len() as u64);
                 tracing::warn!(
                     events = events.len(),
                     path = %snowlink_spool::rescue_path(&self.spool_path).display(),

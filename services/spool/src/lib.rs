@@ -415,12 +415,14 @@ impl ClickSpool {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut last: i64 = tx.query_row(
-                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'clicks'), 0),
-                            COALESCE((SELECT MAX(seq) FROM clicks), 0))",
-                [],
-                |r| r.get(0),
-            )?;
+            // Cached statements: the spooler commits hundreds of times a
+            // second, and parsing SQL each time showed in its profile.
+            let mut last: i64 = tx
+                .prepare_cached(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'clicks'), 0),
+                                COALESCE((SELECT MAX(seq) FROM clicks), 0))",
+                )?
+                .query_row([], |r| r.get(0))?;
             let mut insert =
                 tx.prepare_cached("INSERT INTO clicks (seq, event, n) VALUES (?1, ?2, ?3)")?;
             for chunk in events.chunks(MAX_ROW_EVENTS) {
@@ -435,10 +437,8 @@ impl ClickSpool {
                 last += chunk.len() as i64;
             }
             // The next row's numbers start after this batch's last event.
-            tx.execute(
-                "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'clicks'",
-                [last],
-            )?;
+            tx.prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'clicks'")?
+                .execute([last])?;
         }
         Ok(tx.commit()?)
     }

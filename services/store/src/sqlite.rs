@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -213,22 +213,24 @@ fn find_link(
     scheme: Option<&CodeScheme>,
     code: &str,
 ) -> rusqlite::Result<Option<Link>> {
+    // The statements' text is built once: this is every cold lookup.
+    static BY_ID: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {LINK_COLUMNS} FROM links WHERE id = ?1 AND code = ?2"));
+    static BY_CODE: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {LINK_COLUMNS} FROM links WHERE code = ?1 AND decodes = 0")
+    });
     if let Some(id) = scheme.and_then(|s| s.decode(code)) {
         let by_id = conn
-            .prepare_cached(&format!(
-                "SELECT {LINK_COLUMNS} FROM links WHERE id = ?1 AND code = ?2"
-            ))?
+            .prepare_cached(&BY_ID)?
             .query_row(params![id, code], link_from_row)
             .optional()?;
         if by_id.is_some() {
             return Ok(by_id);
         }
     }
-    conn.prepare_cached(&format!(
-        "SELECT {LINK_COLUMNS} FROM links WHERE code = ?1 AND decodes = 0"
-    ))?
-    .query_row([code], link_from_row)
-    .optional()
+    conn.prepare_cached(&BY_CODE)?
+        .query_row([code], link_from_row)
+        .optional()
 }
 
 const KEY_COLUMNS: &str = "name, hash, prefix, created_at, revoked_at, owner, scopes, rate_limit";

@@ -525,6 +525,22 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
         assert_eq!(r.status(), 302);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Held, not spooled: the count of spooled clicks is what the spool has.
+    let text = http
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name| crate::helpers::sample(&text, name);
+    assert_eq!(
+        sample("snowlink_clicks_enqueued_total"),
+        Some(CLICKS as f64)
+    );
+    assert_eq!(sample("snowlink_clicks_spooled_total"), Some(0.0));
+    assert_eq!(sample("snowlink_clicks_rescued_total"), Some(0.0));
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -556,9 +572,23 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
     let (mut child, address) = start("second.log");
     wait_ready(&address).await;
     let spooled = spooled(&data);
+    let text = http
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = crate::helpers::sample(&text, "snowlink_clicks_spooled_total");
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(spooled.len(), CLICKS);
+    assert_eq!(
+        counted,
+        Some(CLICKS as f64),
+        "counted as spooled once they are"
+    );
     let ids: std::collections::HashSet<_> = spooled.iter().map(|e| e["event_id"].clone()).collect();
     assert_eq!(ids.len(), CLICKS);
     assert!(!snowlink_spool::rescue_path(&data.join("spool.db")).exists());
