@@ -93,7 +93,10 @@ async fn redirect(
     response.insert_header((header::LOCATION, link.url.as_str()));
     if !matches!(link.redirect, 301 | 308) {
         // Temporary redirects must reach us every time, or clicks go uncounted.
-        response.insert_header((header::CACHE_CONTROL, "private, no-store"));
+        response.insert_header((
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-store"),
+        ));
     }
     Ok(response.finish())
 }
