@@ -571,14 +571,7 @@ fn aggregate(brokers: &str, lake: &Path) -> anyhow::Result<()> {
 }
 
 async fn metric(on: &Instance, name: &str) -> u64 {
-    let text = client()
-        .get(format!("{}/metrics", on.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::metrics_text(&on.address).await;
     crate::helpers::sample(&text, name).map_or(0, |v| v as u64)
 }
 

@@ -526,14 +526,7 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Held, not spooled: the count of spooled clicks is what the spool has.
-    let text = http
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::metrics_text(&address).await;
     let sample = |name| crate::helpers::sample(&text, name);
     assert_eq!(
         sample("snowlink_clicks_enqueued_total"),
@@ -572,14 +565,7 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
     let (mut child, address) = start("second.log");
     wait_ready(&address).await;
     let spooled = spooled(&data);
-    let text = http
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::metrics_text(&address).await;
     let counted = crate::helpers::sample(&text, "snowlink_clicks_spooled_total");
     child.kill().unwrap();
     child.wait().unwrap();

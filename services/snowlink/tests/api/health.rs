@@ -107,14 +107,6 @@ async fn metrics_can_move_to_their_own_address() {
     })
     .await;
     crate::helpers::assert_error(app.follow("metrics").await, 404, "not_found").await;
-    let text = app
-        .client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::metrics_text(&format!("http://127.0.0.1:{port}")).await;
     assert!(text.contains("snowlink_http_requests_total"), "{text}");
 }

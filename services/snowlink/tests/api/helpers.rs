@@ -133,6 +133,18 @@ impl TestApp {
     }
 }
 
+/// The `/metrics` text of the service at `base` (`http://host:port`).
+pub async fn metrics_text(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The value of the sample `series` (metric name and labels exactly as
 /// exposed) in a `/metrics` text.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
