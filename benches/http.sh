@@ -28,12 +28,19 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB" >&2
-# The limit is far above what the bench reaches: it measures the service, not the limit.
-KEY=$("$BIN/snowlink" keys create --data-dir "$work/data" --name bench --rate-limit 1000000/s)
-port=$(free_port)
-SNOWLINK_LOG=warn "$BIN/snowlink" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --cache-capacity "$((LINKS * 2))" &
-pids+=($!)
-wait_port "$port"
+# serve DIR LINKS: a fresh service on DIR with room for LINKS links in its
+# cache, and an API key; sets $port, $pid and $key. The key's limit is far
+# above what the bench reaches: it measures the service, not the limit.
+serve() {
+  key=$("$BIN/snowlink" keys create --data-dir "$1" --name bench --rate-limit 1000000/s)
+  port=$(free_port)
+  SNOWLINK_LOG=warn "$BIN/snowlink" serve --data-dir "$1" --listen "127.0.0.1:$port" --cache-capacity "$(($2 * 2))" &
+  pid=$!
+  pids+=("$pid")
+  wait_port "$port"
+}
+serve "$work/data" "$LINKS"
+KEY=$key
 
 creates() { "$BIN/loadgen" --addr "127.0.0.1:$1" --mode create --key "$2" \
   --connections "$CONNS" --duration 600 --max-requests "$LINKS" --out "$3"; }
@@ -41,14 +48,11 @@ creates() { "$BIN/loadgen" --addr "127.0.0.1:$1" --mode create --key "$2" \
 # the redirects' links); the run with the median rate is reported.
 {
   creates "$port" "$KEY" "$work/codes"
+  # A subshell: its serve calls leave the first service's $port alone.
   for r in $(seq 2 "$ROUNDS"); do
     dir="$work/create-$r"
-    key=$("$BIN/snowlink" keys create --data-dir "$dir" --name bench --rate-limit 1000000/s)
-    p=$(free_port)
-    SNOWLINK_LOG=warn "$BIN/snowlink" serve --data-dir "$dir" --listen "127.0.0.1:$p" --cache-capacity "$((LINKS * 2))" &
-    pid=$!
-    wait_port "$p"
-    creates "$p" "$key" "$dir/codes"
+    serve "$dir" "$LINKS"
+    creates "$port" "$key" "$dir/codes"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
   done
@@ -108,16 +112,11 @@ PY
 # created through the API and then fetched once (so each is in the cache),
 # at LINKS and at MEMORY_LINKS (default 1,000,000).
 rss_at() {
-  local n=$1 dir="$work/mem-$1" p pid key
-  key=$("$BIN/snowlink" keys create --data-dir "$dir" --name bench --rate-limit 1000000/s)
-  p=$(free_port)
-  SNOWLINK_LOG=warn "$BIN/snowlink" serve --data-dir "$dir" --listen "127.0.0.1:$p" --cache-capacity "$((n * 2))" &
-  pid=$!
-  pids+=("$pid")
-  wait_port "$p"
-  "$BIN/loadgen" --addr "127.0.0.1:$p" --mode create --key "$key" \
+  local n=$1 dir="$work/mem-$1" port pid key
+  serve "$dir" "$n"
+  "$BIN/loadgen" --addr "127.0.0.1:$port" --mode create --key "$key" \
     --connections "$CONNS" --duration 900 --max-requests "$n" --out "$dir/codes" >/dev/null
-  "$BIN/loadgen" --addr "127.0.0.1:$p" --mode sweep --codes "$dir/codes" --connections "$CONNS" --duration 900 >/dev/null
+  "$BIN/loadgen" --addr "127.0.0.1:$port" --mode sweep --codes "$dir/codes" --connections "$CONNS" --duration 900 >/dev/null
   printf '%s %s' "$(wc -l < "$dir/codes")" "$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")"
   kill "$pid"
 }

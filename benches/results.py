@@ -269,14 +269,17 @@ Query lake: {query_lake or 'not generated'}.
   0.83, 0.83, 0.91) and 0.79 (18:22, the run above, rounds 0.79, 0.87,
   0.78, the bare server at 96.2k, its fastest of the day), 0.79
   (20:32, with packed spool rows: rounds 0.79, 0.58, 1.07) and 0.85
-  (21:22, five rounds: 0.92, 0.81, 0.94, 0.85, 0.82) and 0.88 (23:14,
-  the run above: 0.93, 0.85, 0.93, 0.88, 0.83);
-  under wrk 0.89, 1.01, 0.86, 0.77, 0.92, 0.87, 0.96, 0.86 and 0.90. The store keyed by id is not on
+  (21:22, five rounds: 0.92, 0.81, 0.94, 0.85, 0.82), 0.88 (23:12:
+  0.93, 0.85, 0.93, 0.88, 0.83) and 0.87 (23:50, the run above: 1.02,
+  0.88, 0.87, 0.79, 0.81);
+  under wrk 0.89, 1.01, 0.86, 0.77, 0.92, 0.87, 0.96, 0.86, 0.90 and
+  0.80 (23:50: 0.86, 0.80, 0.94, 0.66, 0.76). The store keyed by id is not on
   the redirect path of a cached link: four alternating rounds right after
   the 16:42 run gave 0.85 of the bare server with it and 0.79 with the
   store before it (means; rounds 0.67–1.04 and 0.63–0.88). p99 at half
-  load: 2.24 against 1.36 ms in the run above (23:14; rounds 0.74x,
-  1.64x, 1.18x, 1.95x and 1.79x the bare server), 67.0 ms against the
+  load: 2.62 against 1.99 ms in the run above (23:50; rounds 0.46x,
+  2.0x, 1.24x, 1.66x and 1.31x the bare server), 2.24 against 1.36 ms
+  at 23:12 (rounds 0.74x, 1.64x, 1.18x, 1.95x and 1.79x), 67.0 ms against the
   bare server's 26.7 ms at 21:22 (the
   median round; the bare server 10–20 times its usual 1.3–2.4 ms in it:
   the machine stalled; rounds 2.4x, 2.5x, 10x, 5.5x and 0.65x the bare
@@ -314,7 +317,7 @@ Query lake: {query_lake or 'not generated'}.
   generator spends about as much again (19 µs at 30k/s against the bare
   server, 2.1 of its 2.9 s in the kernel), so half load is not half the
   machine.
-  Where the tail comes from (2026-12-06, 23:30–00:10, at the 23:14 run's
+  Where the tail comes from (2026-12-06, 23:25–23:45, at the 23:12 run's
   half rate, 39.5k requests/s, alternating rounds of the bare server,
   Snowlink, and Snowlink with `--clicks-enabled false`): with click
   capture off the service's p99 stays within the bare server's spread
@@ -325,7 +328,7 @@ Query lake: {query_lake or 'not generated'}.
   `/proc`). The spooler's profile at that rate: context switches 9.8%, LZ4
   10%, the virtio disk notification 7.6%, memmove 6.7%, SipHash 5%, its
   string-keyed memories of user agents and referrers 6%, parsing the
-  commit's uncached SQL about 2.5%. Tried and dropped the same night: a
+  commit's SQL about 2.5% (prepared once since). Tried and dropped: a
   load generator paced by its own thread every 100 µs instead of the
   runtime's millisecond timer (which sends each millisecond's 40 requests
   at once): p50 fell threefold (116–127 against 343–435 µs, bare), but the

@@ -658,6 +658,15 @@ pub struct Enricher {
 
 type Memory<T> = std::collections::HashMap<String, T, foldhash::fast::RandomState>;
 
+/// Keeps `value` under `key`, forgetting everything first when `memory`
+/// holds `capacity` entries: a bounded memory with no bookkeeping per hit.
+fn remember<T>(memory: &mut Memory<T>, capacity: usize, key: &str, value: T) {
+    if memory.len() >= capacity {
+        memory.clear();
+    }
+    memory.insert(key.to_owned(), value);
+}
+
 /// User agents, and referrers, remembered by an [`Enricher`]; each memory is
 /// cleared when full.
 const UA_CACHE: usize = 4096;
@@ -698,19 +707,13 @@ impl Enricher {
     ) -> (&UaInfo, Option<(&str, &str)>) {
         if let Some(key) = ua.filter(|k| !self.seen.contains_key(*k)) {
             let info = self.parse_uncached(Some(key));
-            if self.seen.len() >= UA_CACHE {
-                self.seen.clear();
-            }
-            self.seen.insert(key.to_owned(), info);
+            remember(&mut self.seen, UA_CACHE, key, info);
         }
         let long = referrer.filter(|r| r.len() > REFERRER_CACHE_MAX_LEN);
         if let Some(r) = long {
             self.long_referrer = clean_referrer(r);
         } else if let Some(r) = referrer.filter(|r| !self.referrers.contains_key(*r)) {
-            if self.referrers.len() >= REFERRER_CACHE {
-                self.referrers.clear();
-            }
-            self.referrers.insert(r.to_owned(), clean_referrer(r));
+            remember(&mut self.referrers, REFERRER_CACHE, r, clean_referrer(r));
         }
         let info = match ua {
             Some(key) => &self.seen[key],
