@@ -128,7 +128,7 @@ fn invalid<T>(why: impl Into<String>) -> Result<T, InvalidEvent> {
 impl ClickEvent {
     /// Parses and validates an event read from outside the process.
     pub fn parse(s: &str, now_ms: i64) -> Result<Self, InvalidEvent> {
-        let e = Self::from_json(s).map_err(|e| InvalidEvent(format!("not a click event: {e}")))?;
+        let e = Self::json_event(s)?;
         e.validate(now_ms)?;
         Ok(e)
     }
@@ -209,7 +209,7 @@ impl ClickEvent {
             Some(b) if b.is_ascii_whitespace() || *b == b'{' => {
                 let text = std::str::from_utf8(bytes)
                     .map_err(|_| InvalidEvent("a JSON event that is not UTF-8".into()))?;
-                Self::from_json(text).map_err(|e| InvalidEvent(format!("not a click event: {e}")))
+                Self::json_event(text)
             }
             Some(b) => invalid(format!(
                 "unknown click event row format {b} (this build reads {ROW_V1} and JSON)"
@@ -257,6 +257,11 @@ impl ClickEvent {
 
     pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(s)
+    }
+
+    /// A JSON event, not validated, its error said the one way.
+    fn json_event(s: &str) -> Result<Self, InvalidEvent> {
+        Self::from_json(s).map_err(|e| InvalidEvent(format!("not a click event: {e}")))
     }
 
     /// The UTC date of the click, `YYYY-MM-DD`: the lake partition it goes to.
