@@ -94,6 +94,17 @@ if command -v wrk >/dev/null; then
   done | benches/median.py redirect_wrk rps
 fi
 
+# The stricter baseline: a bare server answering from its default service,
+# with no path pattern for the router to match, as Snowlink answers codes.
+strict=$(free_port)
+"$BIN/bare-actix" "127.0.0.1:$strict" default &
+pids+=($!)
+wait_port "$strict"
+run "$strict" >/dev/null
+for _ in $(seq "$ROUNDS"); do
+  printf '%s\t%s\n' "$(run "$strict")" "$(run "$port")"
+done | benches/median.py redirect_strict rps
+
 # Every redirect above was a click: how many reached the spool, and how
 # many were shed because the spooler could not keep up.
 printf '{"bench":"redirect_clicks",%s}\n' "$(python3 - "$port" <<'PY'

@@ -146,6 +146,10 @@ row("redirect under wrk (req/s)", f(w.get("rps")), f"{f(wb.get('rps'))} (bare ac
 row("redirect under wrk: p50 / p99",
     f"{w['p50_us']/1000:.2f} / {w['p99_us']/1000:.2f} ms" if w else "not run",
     f"{wb['p50_us']/1000:.2f} / {wb['p99_us']/1000:.2f} ms" if wb else "-", None, "reported", None)
+st, stb = http.get("redirect_strict", {}), http.get("redirect_strict_baseline", {})
+row("redirect against the stricter baseline (req/s)", f(st.get("rps")),
+    f"{f(stb.get('rps'))} (bare actix-web 302 from its default service, no route pattern){rounds(st)}",
+    ratio(st.get("rps"), stb.get("rps")), "reported", None)
 m = http.get("memory", {})
 per_link = ((m["rss_big_kib"] - m["rss_small_kib"]) * 1024 / (m["links_big"] - m["links_small"])) if m else None
 row("memory: service RSS with every link cached",
