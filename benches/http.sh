@@ -66,16 +66,28 @@ base=$(free_port)
 "$BIN/bare-actix" "127.0.0.1:$base" &
 pids+=($!)
 wait_port "$base"
+# The stricter baseline: a bare server answering from its default service,
+# with no path pattern for the router to match, as Snowlink answers codes.
+strict=$(free_port)
+"$BIN/bare-actix" "127.0.0.1:$strict" default &
+pids+=($!)
+wait_port "$strict"
 
 run() { "$BIN/loadgen" --addr "127.0.0.1:$1" --codes "$work/codes" --connections "$CONNS" --duration "$SECS" "${@:2}"; }
 # Warm both (the cache, the allocator), then measure. Each comparison is
 # ROUNDS rounds of (baseline, Snowlink) back to back; the round with the
 # median ratio is reported, with every round's ratio, so one noisy moment
 # on a shared machine does not decide the figure.
-run "$port" >/dev/null; run "$base" >/dev/null
+# Each round also runs the stricter baseline, so both ratios share
+# Snowlink's round and the moment's noise.
+run "$port" >/dev/null; run "$base" >/dev/null; run "$strict" >/dev/null
 for _ in $(seq "$ROUNDS"); do
-  printf '%s\t%s\n' "$(run "$base")" "$(run "$port")"
-done | benches/median.py redirect rps | tee "$work/redirect.jsonl"
+  s=$(run "$strict"); b=$(run "$base"); n=$(run "$port")
+  printf '%s\t%s\n' "$b" "$n" >> "$work/redirect.rounds"
+  printf '%s\t%s\n' "$s" "$n" >> "$work/strict.rounds"
+done
+benches/median.py redirect rps < "$work/redirect.rounds" | tee "$work/redirect.jsonl"
+benches/median.py redirect_strict rps < "$work/strict.rounds"
 half=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readlines()[1])['rps']/2)" "$work/redirect.jsonl")
 # The bare server at the same rate: what the machine and the load generator
 # alone cost the tail.
@@ -93,17 +105,6 @@ if command -v wrk >/dev/null; then
       "$(benches/wrk.py "127.0.0.1:$port" "$work/codes" "$SECS" "$CONNS")"
   done | benches/median.py redirect_wrk rps
 fi
-
-# The stricter baseline: a bare server answering from its default service,
-# with no path pattern for the router to match, as Snowlink answers codes.
-strict=$(free_port)
-"$BIN/bare-actix" "127.0.0.1:$strict" default &
-pids+=($!)
-wait_port "$strict"
-run "$strict" >/dev/null
-for _ in $(seq "$ROUNDS"); do
-  printf '%s\t%s\n' "$(run "$strict")" "$(run "$port")"
-done | benches/median.py redirect_strict rps
 
 # Every redirect above was a click: how many reached the spool, and how
 # many were shed because the spooler could not keep up.
