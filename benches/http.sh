@@ -62,16 +62,19 @@ runs = [json.loads(l) for l in sys.stdin if l.strip()]
 median = sorted(runs, key=lambda r: r['rps'])[(len(runs) - 1) // 2]
 print(json.dumps({'bench': 'create', **median, 'rounds': [round(r['rps']) for r in runs]}))"
 
-base=$(free_port)
-"$BIN/bare-actix" "127.0.0.1:$base" &
-pids+=($!)
-wait_port "$base"
+# bare VAR ROUTING: starts a bare-actix server and sets VAR to its port.
+bare() {
+  local p
+  p=$(free_port)
+  "$BIN/bare-actix" "127.0.0.1:$p" "$2" &
+  pids+=($!)
+  wait_port "$p"
+  printf -v "$1" '%s' "$p"
+}
+bare base route
 # The stricter baseline: a bare server answering from its default service,
 # with no path pattern for the router to match, as Snowlink answers codes.
-strict=$(free_port)
-"$BIN/bare-actix" "127.0.0.1:$strict" default &
-pids+=($!)
-wait_port "$strict"
+bare strict default
 
 run() { "$BIN/loadgen" --addr "127.0.0.1:$1" --codes "$work/codes" --connections "$CONNS" --duration "$SECS" "${@:2}"; }
 # Warm both (the cache, the allocator), then measure. Each comparison is

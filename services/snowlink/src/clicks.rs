@@ -242,21 +242,18 @@ impl ClickPipeline {
         let mut spool = ClickSpool::open(spool_path)?;
         spool.set_busy_timeout(SPOOL_BUSY_TIMEOUT)?;
         // Clicks a previous run could only keep in the rescue file.
-        let taken = match spool.take_rescued(&snowlink_spool::rescue_path(spool_path)) {
-            Ok(n) => {
-                if n > 0 {
-                    tracing::info!(
-                        events = n,
-                        "click events from the rescue file moved into the spool"
-                    );
-                }
-                n
-            }
-            Err(e) => {
+        let taken = spool
+            .take_rescued(&snowlink_spool::rescue_path(spool_path))
+            .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "the rescue file stays for the next start");
                 0
-            }
-        };
+            });
+        if taken > 0 {
+            tracing::info!(
+                events = taken,
+                "click events from the rescue file moved into the spool"
+            );
+        }
         let depth = Arc::new(SpoolDepth {
             spool: Mutex::new(ClickSpool::open(spool_path)?),
         });
