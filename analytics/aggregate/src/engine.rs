@@ -1,40 +1,49 @@
 //! The one exactly-once loop, whatever the source.
 //!
-//! A [`Source`] (the spool, or a Kafka topic) yields records with a stream
-//! name and a position that only grows within the stream. The loop:
-//! 1. cleans up after an interrupted run: every file whose range begins at
-//!    or after its stream's recorded position was never recorded, and is
-//!    deleted before anything is read;
-//! 2. tells the source where each stream resumes (the ledger's positions);
-//! 3. for each batch, writes one file per stream and UTC day, named
-//!    `clicks-<stream>-<first>-<last>.parquet` (staged, fsynced, renamed,
-//!    folder fsynced);
-//! 4. only then records the new positions (and the origins seen, and the
-//!    days to roll up) in the ledger, in one transaction;
-//! 5. only then acknowledges the batch to the source, which may forget it
+//! A [`Source`] (the spool, or the partitions of a Kafka topic this worker
+//! holds) yields records with a stream name and a position that only grows
+//! within the stream. The `clicks` Delta table records, per stream, the
+//! position to read next, as a Delta transaction identifier (`txn`, app id
+//! = the stream's name). The loop:
+//! 1. asks the table where each stream resumes, and the source reads from
+//!    there;
+//! 2. for each batch, uploads one file per stream and UTC day (unique
+//!    names; invisible until committed);
+//! 3. commits the files and each stream's new position in one Delta commit,
+//!    refused unless each stream's recorded position is still the one the
+//!    batch started from (checked on the latest version, and by Delta's own
+//!    conflict check against any commit of the same app id that lands in
+//!    between);
+//! 4. only then acknowledges the batch to the source, which may forget it
 //!    (the spool releases its rows, Kafka gets the group's offsets).
 //!
-//! Killed before 4, the next run deletes the files of 3 and reads the same
-//! records again. Killed between 4 and 5, the source offers records the
-//! ledger already holds, and they are skipped by position. Daily rollups are
-//! rebuilt for every day the ledger marks, after the batches.
+//! Killed before 3, the uploaded files are referenced by no commit: no
+//! reader sees them, vacuum deletes them, and the next run reads the same
+//! records again. Killed between 3 and 4, the source offers records the
+//! table already holds, and they are skipped by position. A refused commit
+//! (another worker took the stream and moved it) drops the batch; the
+//! source goes back to the table's positions. Records a sender resent
+//! (same origin, sequence not above the highest written) are dropped; the
+//! highest sequence per stream and origin is recorded in the same commit
+//! (`txn` app id `seen/<stream>/<origin>`). Rollups of complete days are
+//! refreshed after the batches.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use arrow_array::RecordBatch;
 use indicatif::ProgressBar;
 use snowlink_events::ClickEvent;
-use snowlink_lake::{parse_range, write_sorted_clicks, Lake};
+use snowlink_lake::{Advance, Change, Lake, LakeError, TableKind};
 
-use crate::ledger::{Ledger, Seen};
 use crate::Summary;
 
 /// One event as a source delivers it.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// The stream it belongs to; also the source part of its file's name.
+    /// The stream it belongs to; also the table's app id for its position.
     pub stream: String,
     /// Its place in the stream; grows with every record of the stream.
     pub position: i64,
@@ -46,6 +55,67 @@ pub struct Record {
     pub payload: Option<Vec<u8>>,
 }
 
+/// The lake as the aggregate writes it: the lake, its `clicks` table, and
+/// the runtime its I/O runs on. Cheap to clone; sources keep one to look
+/// positions up when they are given new streams.
+#[derive(Clone)]
+pub struct LakeIo {
+    pub lake: Lake,
+    pub runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl LakeIo {
+    /// Opens the lake for writing: the layout is this one, the store
+    /// refuses overwrites of conditional writes, and the tables exist.
+    pub fn open(spec: &str) -> anyhow::Result<LakeIo> {
+        let lake = Lake::open(spec)?;
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?,
+        );
+        runtime.block_on(async {
+            lake.check_layout().await?;
+            lake.check_conditional_writes().await?;
+            for kind in TableKind::ALL {
+                lake.table(kind).await?;
+            }
+            Ok::<_, LakeError>(())
+        })?;
+        Ok(LakeIo { lake, runtime })
+    }
+
+    pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+
+    /// Where each stream resumes, per the latest version of `clicks`.
+    pub fn positions(&self, streams: &[String]) -> anyhow::Result<HashMap<String, Option<i64>>> {
+        self.recorded(streams.iter().map(String::as_str))
+    }
+
+    /// The latest recorded versions of some app ids of `clicks`.
+    fn recorded<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> anyhow::Result<HashMap<String, Option<i64>>> {
+        self.block_on(async {
+            let table = self.lake.table(TableKind::Clicks).await?;
+            let recorded = snowlink_lake::recorded(&table, ids).await?;
+            Ok::<_, LakeError>(recorded.into_iter().collect())
+        })
+        .map_err(Into::into)
+    }
+}
+
+/// The app id under which `clicks` records the highest sequence of an
+/// origin (a forwarding spool) written in a stream: a record at or below
+/// it is a resend, and is dropped.
+fn seen_app_id(stream: &str, origin: &str) -> String {
+    format!("seen/{stream}/{origin}")
+}
+
 /// Where click events come from. `Send`: the engine reads, parses and
 /// acknowledges on one thread while it writes on another.
 pub trait Source: Send {
@@ -54,9 +124,10 @@ pub trait Source: Send {
         "events"
     }
 
-    /// Called once the lake is locked and clean: position the streams where
-    /// the ledger says they resume.
-    fn resume(&mut self, lake: &Lake, ledger: &mut Ledger) -> anyhow::Result<()>;
+    /// Called once, before any poll: position the streams where the table
+    /// says they resume, and return those positions (`None`: never
+    /// recorded).
+    fn resume(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>>;
 
     /// How many records are left to read, when known.
     fn remaining(&self) -> Option<u64> {
@@ -67,47 +138,80 @@ pub trait Source: Send {
     /// there now.
     fn poll(&mut self, max: usize, stop: &AtomicBool) -> anyhow::Result<Vec<Record>>;
 
+    /// Streams given to this source since the last call, each positioned
+    /// where the table records it (a Kafka partition assigned to this
+    /// worker).
+    fn assigned(&mut self) -> Vec<(String, Option<i64>)> {
+        Vec::new()
+    }
+
     /// True when the run has read everything it set out to read.
     fn done(&self) -> bool;
 
-    /// The ledger now records everything before `next` (per stream): the
+    /// The table now records everything before `next` (per stream): the
     /// source may forget it.
     fn acknowledge(&mut self, next: &BTreeMap<String, i64>) -> anyhow::Result<()>;
+
+    /// A commit was refused: another writer moved one of the streams. Go
+    /// back to the table's positions for every stream this source holds,
+    /// dropping whatever was read past them, and return those positions.
+    fn resync(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>>;
+}
+
+/// A place in the write path where a test may stop the process
+/// (`SNOWLINK_AGGREGATE_PAUSE_AT`), to kill it there: `upload` (one file of
+/// a batch uploaded, the others not), `commit` (every file uploaded,
+/// nothing committed) or `committed` (committed, not acknowledged).
+fn pause_point(at: &str) {
+    static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let wanted = WANTED.get_or_init(|| std::env::var("SNOWLINK_AGGREGATE_PAUSE_AT").ok());
+    if wanted.as_deref() == Some(at) {
+        eprintln!("paused at {at}");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// How the engine runs.
+pub struct RunOptions<'a> {
+    pub batch_size: usize,
+    pub stop: &'a AtomicBool,
+    pub bar: &'a ProgressBar,
+    /// Refresh the rollups of complete days this often while the source
+    /// is not done (a long-running worker), besides once at the end.
+    pub rollups_every: Option<Duration>,
 }
 
 /// Moves records from `source` into the lake until the source is done or
-/// `stop` is set, then rebuilds the marked rollups.
-pub fn run(
-    source: &mut dyn Source,
-    lake: &Lake,
-    batch_size: usize,
-    stop: &AtomicBool,
-    bar: &ProgressBar,
-) -> anyhow::Result<Summary> {
-    let _lock = lake.lock()?;
-    let mut ledger = Ledger::open(lake)?;
-    let removed = remove_unrecorded(lake, &ledger)?;
-    if removed > 0 {
-        tracing::warn!(removed, "removed files an interrupted run did not record");
-    }
-    source.resume(lake, &mut ledger)?;
+/// `stop` is set, then refreshes the rollups of complete days.
+pub fn run(source: &mut dyn Source, io: &LakeIo, opts: RunOptions<'_>) -> anyhow::Result<Summary> {
+    let RunOptions {
+        batch_size,
+        stop,
+        bar,
+        rollups_every,
+    } = opts;
+    let mut clicks = io.block_on(io.lake.table(TableKind::Clicks))?;
+    let mut claimed = Claimed {
+        next: source.resume(io)?,
+        seen: HashMap::new(),
+        rejected: 0,
+    };
     if let Some(n) = source.remaining() {
         bar.set_length(n);
     }
-    let mut claimed = Claimed {
-        next: ledger.positions()?,
-        seen: ledger.seen()?,
-        rejected: 0,
-    };
     let mut summary = Summary::default();
+    let mut last_rollups = Instant::now();
     // Two threads, each batch moving through them in order: while this
-    // thread writes, syncs and records batch N, a second one acknowledges
-    // batch N-1 to the source (the spool deletes its rows), then reads
-    // batch N+1, parses it, and sorts it into Arrow batches per file. Every
-    // batch is still written, recorded and acknowledged in the order it was
-    // read, and acknowledged only once recorded.
+    // thread uploads and commits batch N, a second one acknowledges batch
+    // N-1 to the source, then reads batch N+1, parses it, and sorts it into
+    // Arrow batches per file. Every batch is still committed and
+    // acknowledged in the order it was read, and acknowledged only once
+    // committed.
     let mut pending: Option<Prepared> = None;
     let mut unacknowledged: Option<BTreeMap<String, i64>> = None;
+    let mut refused = false;
     loop {
         let more = !source.done() && !stop.load(Ordering::Relaxed);
         if !more && pending.is_none() {
@@ -117,6 +221,7 @@ pub fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let recorded_before = unacknowledged.take();
+        let resync = std::mem::take(&mut refused);
         let (fetched, written) = std::thread::scope(|s| {
             let source = &mut *source;
             let claimed = &mut claimed;
@@ -124,19 +229,28 @@ pub fn run(
                 if let Some(recorded) = recorded_before {
                     source.acknowledge(&recorded)?;
                 }
+                if resync {
+                    claimed.next = source.resync(io)?;
+                    claimed.seen.clear();
+                }
+                claimed.take_assigned(source);
                 if !more {
                     return Ok(None);
                 }
                 let batch = source.poll(batch_size, stop)?;
+                // Partitions assigned during the poll come before their
+                // records.
+                claimed.take_assigned(source);
                 if batch.is_empty() {
                     return Ok(None);
                 }
                 let parsed = parse_all(&batch, now_ms);
+                claimed.look_up_origins(io, &batch)?;
                 prepare(batch, parsed, claimed).map(Some)
             });
             let written = pending.take().map(|prepared| {
                 let before = summary.records();
-                write_prepared(lake, &mut ledger, prepared, &mut summary)
+                write_prepared(io, &mut clicks, prepared, &mut summary)
                     .map(|recorded| (recorded, before))
             });
             (fetching.join(), written)
@@ -144,34 +258,47 @@ pub fn run(
         let fetched = fetched.map_err(|_| anyhow::anyhow!("reading a batch panicked"))?;
         if let Some(written) = written {
             let (recorded, before) = written?;
-            unacknowledged = Some(recorded);
-            bar.inc(summary.records() - before);
+            match recorded {
+                Some(recorded) => unacknowledged = Some(recorded),
+                None => refused = true,
+            }
+            bar.inc(summary.records().saturating_sub(before));
         }
         pending = fetched?;
+        if refused {
+            // What was read after the refused batch starts from positions
+            // that are no longer true: read it again from the table's.
+            pending = None;
+        }
+        if rollups_every.is_some_and(|every| last_rollups.elapsed() >= every) {
+            summary.rollups += refresh_rollups(io)?;
+            last_rollups = Instant::now();
+        }
     }
     if let Some(recorded) = unacknowledged {
         source.acknowledge(&recorded)?;
     }
     bar.finish_and_clear();
-    summary.rollups += rebuild_rollups(lake, &ledger)?;
+    summary.rollups += refresh_rollups(io)?;
     Ok(summary)
 }
 
-/// Rebuilds the rollup of every day the ledger marks, unmarking each after.
-fn rebuild_rollups(lake: &Lake, ledger: &Ledger) -> anyhow::Result<u64> {
-    let mut rebuilt = 0;
-    for day in ledger.dirty_days()? {
-        let stats = snowlink_lake::rebuild_daily(lake, &day)?;
-        tracing::info!(
-            day,
-            codes = stats.codes,
-            clicks = stats.clicks,
-            "daily rollup rebuilt"
-        );
-        ledger.clear_dirty_day(&day)?;
-        rebuilt += 1;
-    }
-    Ok(rebuilt)
+/// Rebuilds the rollups of complete days (before today, UTC) that are
+/// missing or stale.
+pub fn refresh_rollups(io: &LakeIo) -> anyhow::Result<u64> {
+    let today = snowlink_events::date_of_ms(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    );
+    let rebuilt = io.block_on(async {
+        let lake = &io.lake;
+        let mut clicks = lake.table(TableKind::Clicks).await?;
+        let mut daily = lake.table(TableKind::Daily).await?;
+        let mut dims = lake.table(TableKind::Dims).await?;
+        snowlink_lake::refresh_rollups(lake, &mut clicks, &mut daily, &mut dims, &today).await
+    })?;
+    Ok(rebuilt.len() as u64)
 }
 
 /// Invalid records logged one by one per run; the rest are counted in the
@@ -182,9 +309,8 @@ const REJECTS_LOGGED: u64 = 20;
 type Parsed = Result<ClickEvent, snowlink_events::InvalidEvent>;
 
 /// Parses every record of a batch. Validated before anything else is
-/// believed of it: a forged record must not move an origin's high-water
-/// mark (which would drop that spool's later events as resends), nor put an
-/// absurd time into the lake.
+/// believed of it: a forged record must not put an absurd time into the
+/// lake.
 fn parse_all(batch: &[Record], now_ms: i64) -> Vec<Parsed> {
     batch
         .iter()
@@ -197,25 +323,63 @@ fn parse_all(batch: &[Record], now_ms: i64) -> Vec<Parsed> {
         .collect()
 }
 
-/// What the batches read so far claim: each stream's next position and
-/// each origin's high-water mark, as they will be once those batches are
-/// recorded. Kept by the reading thread, one batch ahead of the ledger.
+/// What the batches read so far claim: each stream's next position as it
+/// will be once those batches are committed (`None`: never recorded). Kept
+/// by the reading thread, one batch ahead of the table.
 struct Claimed {
-    next: HashMap<String, i64>,
-    seen: Seen,
+    next: HashMap<String, Option<i64>>,
+    /// Per stream and origin, the highest sequence read so far (looked up
+    /// in the table the first time a pair is met).
+    seen: HashMap<(String, String), i64>,
     /// Invalid records met so far in the run.
     rejected: u64,
 }
 
+impl Claimed {
+    /// Takes the streams newly given to the source, at the table's
+    /// positions.
+    fn take_assigned(&mut self, source: &mut dyn Source) {
+        for (stream, at) in source.assigned() {
+            self.seen.retain(|(s, _), _| *s != stream);
+            self.next.insert(stream, at);
+        }
+    }
+
+    /// Looks up the recorded sequence of every (stream, origin) of `batch`
+    /// not met before.
+    fn look_up_origins(&mut self, io: &LakeIo, batch: &[Record]) -> anyhow::Result<()> {
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for r in batch {
+            if let Some((origin, _)) = &r.origin {
+                let key = (r.stream.clone(), origin.clone());
+                if !self.seen.contains_key(&key) && !missing.contains(&key) {
+                    missing.push(key);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = missing.iter().map(|(s, o)| seen_app_id(s, o)).collect();
+        let recorded = io.recorded(ids.iter().map(String::as_str))?;
+        for (key, id) in missing.into_iter().zip(ids) {
+            let at = recorded.get(&id).copied().flatten().unwrap_or(i64::MIN);
+            self.seen.insert(key, at);
+        }
+        Ok(())
+    }
+}
+
 /// One batch, filtered and sorted into Arrow batches per file, ready to
-/// write and record.
+/// upload and commit.
 struct Prepared {
-    /// Per stream, the first and last position the batch covers.
-    ranges: BTreeMap<String, (i64, i64)>,
+    /// Per stream, the recorded position the batch starts from, and the
+    /// first and last position it covers.
+    ranges: BTreeMap<String, (Option<i64>, i64, i64)>,
     /// Per stream and UTC day: the file's rows, in the lake's order.
     files: Vec<(String, String, Vec<RecordBatch>)>,
-    seen_now: Seen,
-    days: Vec<String>,
+    /// The highest origin sequences the batch writes, per (stream, origin).
+    seen_now: BTreeMap<(String, String), i64>,
     rejected: u64,
     duplicates: u64,
     skipped: u64,
@@ -229,24 +393,25 @@ fn prepare(
     parsed: Vec<Parsed>,
     claimed: &mut Claimed,
 ) -> anyhow::Result<Prepared> {
-    let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut ranges: BTreeMap<String, (Option<i64>, i64, i64)> = BTreeMap::new();
     let mut groups: BTreeMap<(String, i64), Vec<ClickEvent>> = BTreeMap::new();
-    let mut seen_now = Seen::new();
+    let mut seen_now: BTreeMap<(String, String), i64> = BTreeMap::new();
     let (mut rejected, mut duplicates, mut skipped) = (0u64, 0u64, 0u64);
     for (r, event) in batch.into_iter().zip(parsed) {
-        if r.position < claimed.next.get(&r.stream).copied().unwrap_or(i64::MIN) {
-            // Already in the lake: the source was not acknowledged in time.
+        let recorded = claimed.next.get(&r.stream).copied().flatten();
+        if r.position < recorded.unwrap_or(i64::MIN) {
+            // Already in the table: the source was not acknowledged in time.
             skipped += 1;
             continue;
         }
         // Looked up before inserting: no copy of the stream's name per record.
         match ranges.get_mut(&r.stream) {
             Some(range) => {
-                range.0 = range.0.min(r.position);
-                range.1 = range.1.max(r.position);
+                range.1 = range.1.min(r.position);
+                range.2 = range.2.max(r.position);
             }
             None => {
-                ranges.insert(r.stream.clone(), (r.position, r.position));
+                ranges.insert(r.stream.clone(), (recorded, r.position, r.position));
             }
         }
         let event = match event {
@@ -285,17 +450,13 @@ fn prepare(
             .push(event);
     }
     let mut files = Vec::with_capacity(groups.len());
-    let mut days: Vec<String> = Vec::new();
     for ((stream, day), events) in groups {
         let day = snowlink_events::date_of_ms(day * 86_400_000);
         let batches = snowlink_lake::sorted_batches(&events)?;
-        if !days.contains(&day) {
-            days.push(day.clone());
-        }
         files.push((stream, day, batches));
     }
-    for (stream, (_, last)) in &ranges {
-        claimed.next.insert(stream.clone(), last + 1);
+    for (stream, (_, _, last)) in &ranges {
+        claimed.next.insert(stream.clone(), Some(last + 1));
     }
     claimed
         .seen
@@ -304,106 +465,102 @@ fn prepare(
         ranges,
         files,
         seen_now,
-        days,
         rejected,
         duplicates,
         skipped,
     })
 }
 
-/// Writes one prepared batch and records it; returns the recorded next
-/// positions of the streams it touched.
+/// Uploads one prepared batch and commits it; returns the recorded next
+/// positions of the streams it touched, or `None` when the commit was
+/// refused (nothing of it is visible).
 fn write_prepared(
-    lake: &Lake,
-    ledger: &mut Ledger,
+    io: &LakeIo,
+    clicks: &mut snowlink_lake::deltalake_core::DeltaTable,
     prepared: Prepared,
     summary: &mut Summary,
-) -> anyhow::Result<BTreeMap<String, i64>> {
+) -> anyhow::Result<Option<BTreeMap<String, i64>>> {
     let Prepared {
         ranges,
         files,
         seen_now,
-        days,
         rejected,
         duplicates,
         skipped,
     } = prepared;
+    summary.skipped += skipped;
+    let lake = &io.lake;
+    let mut staged = Vec::with_capacity(files.len());
+    let many = files.len() > 1;
+    for (i, (stream, day, batches)) in files.into_iter().enumerate() {
+        let (_, first, last) = ranges[&stream];
+        let encoded = snowlink_lake::encode_clicks(&batches)?;
+        drop(batches);
+        let name = snowlink_lake::click_file_name(&stream, first, last);
+        let file = io.block_on(lake.upload(
+            TableKind::Clicks,
+            &day,
+            &name,
+            encoded.bytes,
+            encoded.rows,
+            Some(encoded.stats),
+        ))?;
+        tracing::debug!(path = file.path, rows = file.rows, bytes = file.size, "uploaded");
+        staged.push(file);
+        if i == 0 && many {
+            pause_point("upload");
+        }
+    }
+    pause_point("commit");
+    let advances: Vec<Advance> = ranges
+        .iter()
+        .map(|(stream, (expected, _, last))| Advance {
+            app_id: stream.clone(),
+            expected: *expected,
+            next: last + 1,
+        })
+        .collect();
+    // Written with the stream's position, which only this commit may move:
+    // no check of their own.
+    let marks: Vec<(String, i64)> = seen_now
+        .iter()
+        .map(|((stream, origin), seq)| (seen_app_id(stream, origin), *seq))
+        .collect();
+    match io.block_on(snowlink_lake::commit(
+        clicks,
+        Change::Append(&staged),
+        &advances,
+        &marks,
+    )) {
+        Ok(version) => {
+            tracing::debug!(version, files = staged.len(), "committed");
+        }
+        Err(LakeError::Conflict(why)) => {
+            let rows: i64 = staged.iter().map(|f| f.rows).sum();
+            tracing::warn!(
+                why,
+                streams = ?ranges.keys().collect::<Vec<_>>(),
+                rows,
+                "commit refused: these streams were moved by another worker; \
+                 dropping the batch and reading on from the table's positions"
+            );
+            summary.refused += rows as u64;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    pause_point("committed");
     summary.rejected += rejected;
     summary.duplicates += duplicates;
-    summary.skipped += skipped;
-    for (stream, (first, _)) in &ranges {
-        ledger.ensure_stream(stream, *first)?;
-    }
-    for (stream, day, batches) in files {
-        let (first, last) = ranges[&stream];
-        let file = write_sorted_clicks(lake, &day, Some(&stream), first, last, &batches)?;
-        tracing::debug!(path = %file.path.display(), rows = file.rows, bytes = file.bytes, "wrote");
-        summary.events += file.rows as u64;
+    for f in &staged {
+        summary.events += f.rows as u64;
         summary.files += 1;
-        summary.bytes += file.bytes;
+        summary.bytes += f.size as u64;
     }
-    let recorded: BTreeMap<String, i64> = ranges
-        .into_iter()
-        .map(|(stream, (_, last))| (stream, last + 1))
-        .collect();
-    ledger.record(&recorded, &seen_now, &days)?;
-    Ok(recorded)
-}
-
-/// Deletes every file the ledger does not record: what a run killed
-/// between writing a batch and recording it left behind. Refuses to touch
-/// the lake when it holds files of a stream the ledger has never seen (a
-/// lost or replaced ledger). Files without a stream in their name predate
-/// the ledger and are whole.
-pub fn remove_unrecorded(lake: &Lake, ledger: &Ledger) -> anyhow::Result<usize> {
-    let next = ledger.positions()?;
-    remove_click_files(lake, |path, stream, first| {
-        let Some(stream) = stream else {
-            return Ok(false);
-        };
-        let Some(&recorded) = next.get(stream) else {
-            anyhow::bail!(
-                "{} belongs to stream {stream}, but the lake's ledger ({}) has no progress for it: \
-                 refusing to touch the lake (restore the ledger, or use a new lake)",
-                path.display(),
-                crate::ledger::path(lake).display()
-            );
-        };
-        Ok(first >= recorded)
-    })
-}
-
-/// Deletes every click file (named by its range) for which
-/// `doomed(path, stream, first)` is true, and syncs each folder it changed.
-pub(crate) fn remove_click_files(
-    lake: &Lake,
-    mut doomed: impl FnMut(&std::path::Path, Option<&str>, i64) -> anyhow::Result<bool>,
-) -> anyhow::Result<usize> {
-    let mut removed = 0;
-    for date in lake.click_dates()? {
-        let mut touched = false;
-        for path in lake.click_files(&date)? {
-            let Some((stream, first, _)) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_range)
-            else {
-                continue;
-            };
-            if doomed(&path, stream.as_deref(), first)? {
-                tracing::warn!(path = %path.display(), "removing a file an interrupted run did not record");
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
-                removed += 1;
-                touched = true;
-            }
-        }
-        if touched {
-            let dir = lake.clicks_dir(&date);
-            std::fs::File::open(&dir)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("syncing {}", dir.display()))?;
-        }
-    }
-    Ok(removed)
+    Ok(Some(
+        ranges
+            .into_iter()
+            .map(|(stream, (_, _, last))| (stream, last + 1))
+            .collect(),
+    ))
 }

@@ -1,104 +1,258 @@
-//! Kafka as a source: the partitions of the clicks topic, each its own
-//! stream `<topic>.p<partition>`, positioned by Kafka offsets.
+//! Kafka as a source: the partitions of the clicks topic this worker holds,
+//! each its own stream `<topic>.p<partition>`, positioned by Kafka offsets.
 //!
-//! The source assigns itself every partition of the topic at the offsets
-//! the lake's ledger records (the earliest offset for a partition the lake
-//! has never seen), so the ledger alone decides where reading resumes: a
-//! consumer group's committed offsets never skip or repeat anything. The
-//! group's offsets are still committed after each recorded batch, for lag
-//! monitoring. A run reads up to the end of each partition as it was at
-//! start, then stops.
+//! Workers share the topic through one consumer group with cooperative
+//! rebalancing (`cooperative-sticky`): adding or losing a worker moves only
+//! the partitions that must move. When a partition is assigned, the worker
+//! looks up the partition's position in the `clicks` table (its `txn`
+//! version) and starts reading there, so the table alone decides where
+//! reading resumes; the group's committed offsets only report lag. When one
+//! is revoked (or lost, after a pause longer than the session timeout), the
+//! worker drops what it read of it. A worker that commits a partition it no
+//! longer holds is refused by the table (its position moved), so nothing is
+//! counted twice.
 //!
 //! Messages are read `read_committed`: an aborted transaction of the
 //! service's forwarder is never seen. Each message carries its forwarding
 //! spool and its sequence there (headers), so a resend that made it into
 //! the topic twice is dropped by the engine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use snowlink_events::kafka::{HEADER_SEQ, HEADER_SPOOL};
-use snowlink_lake::Lake;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::engine::{Record, Source};
-use crate::ledger::Ledger;
+use crate::engine::{LakeIo, Record, Source};
 
 /// What to consume and how.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
     pub brokers: String,
     pub topic: String,
-    /// The consumer group whose offsets report the lake's progress.
+    /// The consumer group the workers share.
     pub group: String,
     /// Longest wait to fill a batch before writing what there is.
     pub batch_wait: Duration,
+    /// The group's session timeout: a worker silent this long loses its
+    /// partitions to the others.
+    pub session_timeout: Duration,
+    /// Stop once every partition held is read up to its end as it was when
+    /// assigned (`--once`); otherwise run until stopped.
+    pub until_end: bool,
 }
 
-/// The stream (and file source) name of a partition.
+/// The stream (and app id) of a partition.
 pub fn source_name(topic: &str, partition: i32) -> String {
     format!("{topic}.p{partition}")
 }
 
+/// What the rebalance callback tells the source.
+#[derive(Default)]
+struct Shared {
+    /// Partitions held now.
+    owned: HashSet<i32>,
+    /// Newly assigned partitions and their table positions, for the engine.
+    assigned: Vec<(i32, Option<i64>)>,
+    /// Partitions revoked or lost since the source last looked.
+    revoked: Vec<i32>,
+}
+
+/// The consumer's context: positions each assigned partition where the
+/// table records it.
+pub struct LakeContext {
+    io: LakeIo,
+    topic: String,
+    shared: Mutex<Shared>,
+}
+
+impl ClientContext for LakeContext {}
+
+impl LakeContext {
+    /// The table's positions of `partitions`, retried a few times: a store
+    /// that does not answer now may in a moment.
+    fn positions(&self, partitions: &[i32]) -> Option<HashMap<String, Option<i64>>> {
+        let streams: Vec<String> = partitions
+            .iter()
+            .map(|p| source_name(&self.topic, *p))
+            .collect();
+        for attempt in 0..5 {
+            match self.io.positions(&streams) {
+                Ok(p) => return Some(p),
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), attempt, "reading the partitions' positions from the lake failed");
+                    std::thread::sleep(Duration::from_millis(500 << attempt));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl ConsumerContext for LakeContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let positions = self.positions(&partitions);
+                let mut shared = self.shared.lock().expect("rebalance state");
+                for &p in &partitions {
+                    let at = positions
+                        .as_ref()
+                        .and_then(|m| m.get(&source_name(&self.topic, p)).copied().flatten());
+                    let offset = match (&positions, at) {
+                        (Some(_), Some(n)) => Offset::Offset(n),
+                        (Some(_), None) => Offset::Beginning,
+                        // Unknown: the group's offset is never ahead of
+                        // the table, and the first commit's check sends
+                        // the worker back to the table's position.
+                        (None, _) => Offset::Stored,
+                    };
+                    let _ = tpl.set_partition_offset(&self.topic, p, offset);
+                    shared.owned.insert(p);
+                    shared.assigned.push((p, at));
+                }
+                tracing::info!(?partitions, "partitions assigned");
+                if let Err(e) = consumer.incremental_assign(tpl) {
+                    tracing::error!(error = %e, "assigning partitions failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                {
+                    let mut shared = self.shared.lock().expect("rebalance state");
+                    for &p in &partitions {
+                        shared.owned.remove(&p);
+                        shared.revoked.push(p);
+                    }
+                }
+                if lost {
+                    tracing::warn!(?partitions, "partitions lost (this worker was silent longer than the session timeout)");
+                } else {
+                    tracing::info!(?partitions, "partitions revoked");
+                }
+                if let Err(e) = consumer.incremental_unassign(tpl) {
+                    tracing::error!(error = %e, "unassigning partitions failed");
+                }
+            }
+            other => tracing::error!(error = ?other, "rebalance failed"),
+        }
+    }
+}
+
 pub struct KafkaSource {
     settings: KafkaSettings,
-    consumer: BaseConsumer,
-    /// Stream name per partition.
-    streams: HashMap<i32, String>,
-    /// The end of each partition at start: the run stops there.
+    consumer: BaseConsumer<LakeContext>,
+    /// The end of each held partition when it was assigned (`--once`).
     targets: BTreeMap<i32, i64>,
-    /// The next offset to read, per partition, as far as this run knows.
+    /// The next offset to read, per held partition, as far as this run knows.
     read: HashMap<i32, i64>,
+    started: Instant,
     idle_since: Option<Instant>,
 }
 
-fn header_str<'a>(msg: &'a rdkafka::message::BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
-    let headers = msg.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
+/// How long a `--once` worker waits for its first partitions.
+const FIRST_ASSIGNMENT_WAIT: Duration = Duration::from_secs(30);
 
 impl KafkaSource {
-    pub fn new(settings: KafkaSettings) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
+    pub fn new(settings: KafkaSettings, io: LakeIo) -> anyhow::Result<Self> {
+        let context = LakeContext {
+            io,
+            topic: settings.topic.clone(),
+            shared: Mutex::new(Shared::default()),
+        };
+        let consumer: BaseConsumer<LakeContext> = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
             .set("group.id", &settings.group)
             .set("client.id", "snowlink-aggregate")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (settings.session_timeout.as_millis() / 6).max(500).to_string(),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
-            .create()
+            .create_with_context(context)
             .context("creating the kafka consumer")?;
         Ok(Self {
             settings,
             consumer,
-            streams: HashMap::new(),
             targets: BTreeMap::new(),
             read: HashMap::new(),
+            started: Instant::now(),
             idle_since: None,
         })
     }
 
-    /// True when every partition is read up to its end at start. Offsets of
-    /// transaction markers count as read (the consumer's position steps
-    /// over them), so a topic ending in a marker is caught up too.
+    fn stream(&self, p: i32) -> String {
+        source_name(&self.settings.topic, p)
+    }
+
+    fn owned(&self) -> HashSet<i32> {
+        self.consumer
+            .context()
+            .shared
+            .lock()
+            .expect("rebalance state")
+            .owned
+            .clone()
+    }
+
+    /// Forgets revoked partitions; returns them.
+    fn take_revoked(&mut self) -> Vec<i32> {
+        let revoked =
+            std::mem::take(&mut self.consumer.context().shared.lock().expect("state").revoked);
+        for p in &revoked {
+            self.targets.remove(p);
+            self.read.remove(p);
+        }
+        revoked
+    }
+
+    /// True when every held partition is read up to its end at assignment.
+    /// Offsets of transaction markers count as read (the consumer's
+    /// position steps over them), so a partition ending in a marker is
+    /// caught up too.
     fn caught_up(&self) -> bool {
-        if self.targets.iter().all(|(p, end)| self.read[p] >= *end) {
+        let owned = self.owned();
+        if owned.is_empty() {
+            return self.started.elapsed() > FIRST_ASSIGNMENT_WAIT;
+        }
+        let behind = |p: &i32, at: i64| self.targets.get(p).is_none_or(|end| at < *end);
+        if owned
+            .iter()
+            .all(|p| !behind(p, self.read.get(p).copied().unwrap_or(i64::MIN)))
+        {
             return true;
         }
         let Ok(position) = self.consumer.position() else {
             return false;
         };
-        self.targets.iter().all(|(p, end)| {
+        owned.iter().all(|p| {
             let at = match position
                 .find_partition(&self.settings.topic, *p)
                 .map(|e| e.offset())
@@ -106,7 +260,7 @@ impl KafkaSource {
                 Some(Offset::Offset(o)) => o,
                 _ => i64::MIN,
             };
-            self.read[p].max(at) >= *end
+            !behind(p, self.read.get(p).copied().unwrap_or(i64::MIN).max(at))
         })
     }
 }
@@ -116,11 +270,11 @@ impl Source for KafkaSource {
         "messages"
     }
 
-    fn resume(&mut self, _lake: &Lake, ledger: &mut Ledger) -> anyhow::Result<()> {
-        let topic = self.settings.topic.clone();
+    fn resume(&mut self, _io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
+        let topic = &self.settings.topic;
         let metadata = self
             .consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
             .with_context(|| {
                 format!(
                     "reading the metadata of topic {topic} from {}",
@@ -135,79 +289,102 @@ impl Source for KafkaSource {
         if let Some(err) = t.error() {
             anyhow::bail!("topic {topic}: {err:?}");
         }
-        let mut tpl = TopicPartitionList::new();
-        for p in t.partitions() {
-            let p = p.id();
-            let stream = source_name(&topic, p);
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&topic, p, Duration::from_secs(15))
-                .with_context(|| format!("reading the end of {topic}/{p}"))?;
-            let start = match ledger.position(&stream)? {
-                Some(next) if next < low => {
-                    tracing::warn!(
-                        stream,
-                        next,
-                        low,
-                        "messages the lake never received were deleted by the topic's retention"
-                    );
-                    low
-                }
-                Some(next) => next,
-                None => low,
-            };
-            tpl.add_partition_offset(&topic, p, Offset::Offset(start))
-                .with_context(|| format!("assigning {topic}/{p}"))?;
-            self.streams.insert(p, stream);
-            self.targets.insert(p, high);
-            self.read.insert(p, start);
-        }
         self.consumer
-            .assign(&tpl)
-            .with_context(|| format!("assigning the partitions of {topic}"))?;
+            .subscribe(&[topic])
+            .with_context(|| format!("subscribing to {topic}"))?;
         tracing::info!(
             topic,
-            partitions = self.targets.len(),
-            remaining = self.remaining().unwrap_or(0),
-            "consuming up to the current end"
+            group = self.settings.group,
+            partitions = t.partitions().len(),
+            "joined the group"
         );
-        Ok(())
+        // Partitions and their positions arrive with the group's
+        // assignment, during the polls.
+        Ok(HashMap::new())
     }
 
     fn remaining(&self) -> Option<u64> {
-        Some(
+        self.settings.until_end.then(|| {
             self.targets
                 .iter()
-                .map(|(p, end)| (end - self.read[p]).max(0) as u64)
-                .sum(),
-        )
+                .map(|(p, end)| (end - self.read.get(p).copied().unwrap_or(0)).max(0) as u64)
+                .sum()
+        })
+    }
+
+    fn assigned(&mut self) -> Vec<(String, Option<i64>)> {
+        self.take_revoked();
+        let assigned =
+            std::mem::take(&mut self.consumer.context().shared.lock().expect("state").assigned);
+        let mut out = Vec::with_capacity(assigned.len());
+        for (p, at) in assigned {
+            if self.settings.until_end {
+                match self.consumer.fetch_watermarks(
+                    &self.settings.topic,
+                    p,
+                    Duration::from_secs(15),
+                ) {
+                    Ok((low, high)) => {
+                        self.targets.insert(p, high);
+                        self.read.insert(p, at.unwrap_or(low));
+                    }
+                    Err(e) => tracing::warn!(partition = p, error = %e, "reading a partition's end failed"),
+                }
+            }
+            out.push((self.stream(p), at));
+        }
+        out
     }
 
     fn poll(&mut self, max: usize, stop: &AtomicBool) -> anyhow::Result<Vec<Record>> {
-        let mut batch = Vec::new();
+        let mut batch: Vec<Record> = Vec::new();
         let deadline = Instant::now() + self.settings.batch_wait;
         while batch.len() < max && Instant::now() < deadline {
-            match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(msg)) => {
-                    let p = msg.partition();
-                    let Some(stream) = self.streams.get(&p) else {
-                        continue;
-                    };
+            let polled = self.consumer.poll(Duration::from_millis(100)).map(|m| {
+                m.map(|msg| {
                     let origin = header_str(&msg, HEADER_SPOOL)
                         .zip(header_str(&msg, HEADER_SEQ).and_then(|s| s.parse::<i64>().ok()))
                         .map(|(s, q)| (s.to_owned(), q));
-                    batch.push(Record {
-                        stream: stream.clone(),
-                        position: msg.offset(),
+                    (
+                        msg.partition(),
+                        msg.offset(),
                         origin,
-                        payload: msg.payload().map(<[u8]>::to_vec),
+                        msg.payload().map(<[u8]>::to_vec),
+                    )
+                })
+            });
+            // A rebalance runs inside the poll, before the message it
+            // returns: what was read before of a partition revoked there is
+            // another worker's now.
+            let revoked: HashSet<String> = self
+                .take_revoked()
+                .into_iter()
+                .map(|p| self.stream(p))
+                .collect();
+            if !revoked.is_empty() {
+                let before = batch.len();
+                batch.retain(|r| !revoked.contains(&r.stream));
+                tracing::info!(
+                    dropped = before - batch.len(),
+                    "dropped what was read of revoked partitions"
+                );
+            }
+            match polled {
+                Some(Ok((p, offset, origin, payload))) => {
+                    batch.push(Record {
+                        stream: self.stream(p),
+                        position: offset,
+                        origin,
+                        payload,
                     });
                     let r = self.read.entry(p).or_insert(0);
-                    *r = (*r).max(msg.offset() + 1);
+                    *r = (*r).max(offset + 1);
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
                 None => {
-                    if self.caught_up() || stop.load(Ordering::Relaxed) {
+                    if (self.settings.until_end && self.caught_up())
+                        || stop.load(Ordering::Relaxed)
+                    {
                         break;
                     }
                 }
@@ -215,11 +392,11 @@ impl Source for KafkaSource {
         }
         if batch.is_empty() {
             let since = *self.idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_secs(10) {
+            if self.settings.until_end && since.elapsed() > Duration::from_secs(10) {
                 self.idle_since = Some(Instant::now());
                 tracing::warn!(
                     remaining = self.remaining().unwrap_or(0),
-                    "waiting for messages up to the end seen at start"
+                    "waiting for messages up to the end seen at assignment"
                 );
             }
         } else {
@@ -229,23 +406,69 @@ impl Source for KafkaSource {
     }
 
     fn done(&self) -> bool {
-        self.caught_up()
+        self.settings.until_end && self.caught_up()
     }
 
-    /// Commits the recorded positions to the consumer group; a failure is
-    /// logged only, since the lake's ledger is what decides.
+    /// Commits the recorded positions to the consumer group, for lag
+    /// monitoring; a failure is logged only, since the table decides.
     fn acknowledge(&mut self, next: &BTreeMap<String, i64>) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
-        for (p, stream) in &self.streams {
-            if let Some(&n) = next.get(stream) {
-                tpl.add_partition_offset(&self.settings.topic, *p, Offset::Offset(n))?;
+        for p in self.owned() {
+            if let Some(&n) = next.get(&self.stream(p)) {
+                tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(n))?;
             }
         }
         if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
-                tracing::warn!(error = %e, "committing offsets to the consumer group failed; the lake's ledger is ahead, nothing is lost");
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(error = %e, "committing offsets to the consumer group failed; the lake is ahead, nothing is lost");
             }
         }
         Ok(())
     }
+
+    fn resync(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
+        self.take_revoked();
+        let owned: Vec<i32> = self.owned().into_iter().collect();
+        let streams: Vec<String> = owned.iter().map(|p| self.stream(*p)).collect();
+        let positions = io.positions(&streams)?;
+        let mut tpl = TopicPartitionList::new();
+        for &p in &owned {
+            let offset = match positions.get(&self.stream(p)).copied().flatten() {
+                Some(n) => Offset::Offset(n),
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(&self.settings.topic, p, offset)?;
+            if let Offset::Offset(n) = offset {
+                self.read.insert(p, n);
+            }
+        }
+        if tpl.count() > 0 {
+            seek(&self.consumer, &tpl)?;
+        }
+        tracing::info!(?positions, "back at the table's positions");
+        Ok(positions)
+    }
+}
+
+fn header_str<'a>(msg: &'a rdkafka::message::BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+fn seek(consumer: &BaseConsumer<LakeContext>, tpl: &TopicPartitionList) -> KafkaResult<()> {
+    let result = consumer.seek_partitions(tpl.clone(), Duration::from_secs(10))?;
+    for e in result.elements() {
+        if let Err(err) = e.error() {
+            tracing::warn!(partition = e.partition(), error = %err, "seeking failed; reassigning");
+            let mut one = TopicPartitionList::new();
+            one.add_partition_offset(e.topic(), e.partition(), e.offset())?;
+            consumer.incremental_unassign(&one)?;
+            consumer.incremental_assign(&one)?;
+        }
+    }
+    Ok(())
 }

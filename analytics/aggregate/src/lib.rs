@@ -1,16 +1,17 @@
 //! `snowlink-aggregate`: moves click events from the spool or from Kafka
-//! into the lake, exactly once.
+//! into the lake's Delta tables, exactly once, from one worker or many.
 //!
 //! One engine ([`engine`]) does it for every source: a [`engine::Source`]
 //! yields records with a stream and a position, the files of a batch are
-//! made durable, the lake's [`ledger`] records the batch, and only then is
-//! the source acknowledged. The sources are the local click spool
-//! ([`spool`]) and the clicks topic ([`kafka`]). `compact` reads the same
-//! ledger.
+//! uploaded, one Delta commit makes them visible together with each
+//! stream's new position, and only then is the source acknowledged. The
+//! sources are the local click spool ([`spool`]) and the partitions of the
+//! clicks topic a worker holds in its consumer group ([`kafka`]).
+//! [`convert`] moves a lake of the layout before Delta tables.
 
+pub mod convert;
 pub mod engine;
 pub mod kafka;
-pub mod ledger;
 pub mod spool;
 
 use std::io::IsTerminal;
@@ -22,28 +23,39 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use snowlink_lake::Lake;
+use snowlink_lake::TableKind;
 use snowlink_spool::ClickSpool;
 
-/// Move click events into the Parquet lake, from the local spool or from Kafka.
+use crate::engine::LakeIo;
+
+/// Move click events into the lake's Delta tables, from the local spool or from Kafka.
 ///
 /// Reads the click spool that `snowlink serve` writes under its data directory
-/// (or, with --kafka-brokers, every partition of the clicks topic), writes
-/// `LAKE/clicks/date=YYYY-MM-DD/*.parquet` (one file per batch, stream and day,
-/// sorted by code and time) and rebuilds the rollups of each day that received
-/// events (`LAKE/daily/date=YYYY-MM-DD/daily.parquet` per link,
-/// `LAKE/dims/date=YYYY-MM-DD/dims.parquet` per link and referrer, country,
-/// browser, OS and device). What is in the lake is recorded in
-/// `LAKE/_ledger/ledger.db` after the files are durable and before the spool is
-/// released or Kafka offsets are committed. Safe to kill at any moment: rerun
-/// it and every event is in the lake exactly once.
+/// (or, with --kafka-brokers, the partitions of the clicks topic this worker
+/// is given in its consumer group), uploads the events to the `clicks` Delta
+/// table (one Parquet file per batch, stream and day, sorted by code and time)
+/// and makes each batch visible in one Delta commit that also records how far
+/// each stream has been read. Then it rebuilds the `daily` and `dims` rollups
+/// of complete days (before today, UTC) that are missing or stale. Safe to
+/// kill at any moment: rerun it and every event is in the lake exactly once.
+///
+/// The lake is a folder, a file:// URL or s3://bucket/prefix. For S3 set
+/// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for an
+/// S3-compatible server, AWS_ENDPOINT_URL (path-style addressing). The store
+/// must refuse to overwrite an object written with If-None-Match: * (S3 does);
+/// this is checked at start.
+///
+/// Several workers may share a topic: start each with the same --group. Each
+/// writes only the partitions it holds; a worker that stops or stalls loses
+/// them to the others, and its late commits are refused.
 ///
 /// Examples:
 ///   snowlink-aggregate --data-dir ./data --lake ./lake --once
 ///   snowlink-aggregate --data-dir ./data --lake ./lake --every 60s
-///   snowlink-aggregate --kafka-brokers kafka:9092 --group lake --lake ./lake --once
-///   snowlink-aggregate compact --lake ./lake
-///   snowlink-aggregate rollups --lake ./lake
+///   snowlink-aggregate --kafka-brokers kafka:9092 --group lake --lake s3://clicks/lake --every 60s
+///   snowlink-aggregate compact --lake s3://clicks/lake
+///   snowlink-aggregate vacuum --lake s3://clicks/lake --retain 168h
+///   snowlink-aggregate convert --lake ./old-lake
 #[derive(Debug, Parser)]
 #[command(name = "snowlink-aggregate", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -56,25 +68,28 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
-    /// Root folder of the Parquet lake.
+    /// The lake: a folder, a file:// URL or s3://bucket/prefix.
     #[arg(long, env = "SNOWLINK_LAKE", default_value = "./lake", global = true)]
-    pub lake: PathBuf,
+    pub lake: String,
 
-    /// Move everything spooled now, then exit (the default).
+    /// Move everything there is now, then exit (the default).
     #[arg(long, conflicts_with = "every")]
     pub once: bool,
 
-    /// Keep running, aggregating at this interval (e.g. 30s, 5m).
+    /// Keep running: from the spool, a round at this interval; from Kafka,
+    /// consume continuously and refresh the rollups at this interval
+    /// (e.g. 30s, 5m).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub every: Option<Duration>,
 
-    /// Most events per batch; each batch is one file per day it spans.
+    /// Most events per batch; each batch is one file per stream and day it
+    /// spans, made visible in one commit.
     #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
 
     /// Consume click events from these Kafka brokers (host:port,...) instead
-    /// of the local spool. Reading resumes where the lake's ledger says; a
-    /// run stops at the end of each partition as seen at start.
+    /// of the local spool. Each assigned partition is read from the position
+    /// the lake's `clicks` table records for it.
     #[arg(long, env = "SNOWLINK_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
     pub kafka_brokers: Option<String>,
 
@@ -82,14 +97,19 @@ pub struct Cli {
     #[arg(long, env = "SNOWLINK_KAFKA_TOPIC", default_value = snowlink_events::kafka::DEFAULT_TOPIC)]
     pub topic: String,
 
-    /// Kafka consumer group the lake's progress is committed to, for lag
-    /// monitoring (the lake's ledger decides where reading resumes).
+    /// Kafka consumer group the workers share (cooperative rebalancing).
+    /// Its committed offsets report the lake's lag; the lake decides where
+    /// reading resumes.
     #[arg(
         long,
         env = "SNOWLINK_KAFKA_GROUP",
         default_value = "snowlink-aggregate"
     )]
     pub group: String,
+
+    /// A worker silent this long loses its partitions to the others.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "45s", value_name = "DURATION")]
+    pub session_timeout: Duration,
 
     /// Longest wait to fill a Kafka batch before writing what has arrived.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
@@ -111,11 +131,25 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Merge each day's small files into one, atomically, with identical rows.
+    /// Merge each day's click files into one sorted file: a Delta optimize,
+    /// one commit per day with the same rows (safe while workers append).
     Compact,
-    /// Rebuild every day's rollups from its click files (after an upgrade
-    /// that adds a rollup; queries read the raw clicks of a day until then).
+    /// Rebuild the rollups of every complete day that is missing or stale.
     Rollups,
+    /// Delete the files no table version references (replaced by compaction
+    /// or rollups, or uploaded by a worker killed before its commit) once
+    /// they are older than --retain.
+    Vacuum {
+        /// Keep unreferenced files younger than this: a worker's upload in
+        /// progress, or a reader's snapshot, may still need them.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "168h", value_name = "DURATION")]
+        retain: Duration,
+    },
+    /// Convert a lake of the layout before Delta tables (plain Parquet
+    /// folders and a _ledger) in place, once: every recorded click file is
+    /// committed to the `clicks` table with its stream's position, and the
+    /// rollups are rebuilt.
+    Convert,
 }
 
 /// What one run did.
@@ -129,8 +163,11 @@ pub struct Summary {
     pub rejected: u64,
     /// Kafka messages that were resends of events already in the lake.
     pub duplicates: u64,
-    /// Records the ledger already held (read again after a crash).
+    /// Records the table already held (read again after a crash).
     pub skipped: u64,
+    /// Events of batches whose commit was refused because another worker
+    /// had moved their stream: read again from the table's position.
+    pub refused: u64,
 }
 
 /// mimalloc's `mi_option_purge_delay` (`mimalloc.h`, v2 and v3 alike).
@@ -154,67 +191,57 @@ pub fn keep_freed_memory() {
 impl Summary {
     /// Every record the run went through, whatever became of it.
     pub fn records(&self) -> u64 {
-        self.events + self.duplicates + self.rejected + self.skipped
+        self.events + self.duplicates + self.rejected + self.skipped + self.refused
     }
-}
-
-/// Locks an existing lake and removes the files an interrupted run wrote
-/// but never recorded: only what the ledger records may be merged or
-/// rolled up.
-fn lock_recorded(lake: &Lake) -> anyhow::Result<snowlink_lake::LakeLock> {
-    anyhow::ensure!(
-        lake.root().is_dir(),
-        "the lake {} does not exist",
-        lake.root().display()
-    );
-    let lock = lake.lock()?;
-    let ledger = ledger::Ledger::open(lake)?;
-    let removed = engine::remove_unrecorded(lake, &ledger)?;
-    if removed > 0 {
-        tracing::warn!(removed, "removed files an interrupted run did not record");
-    }
-    Ok(lock)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_logs();
-    let lake = Lake::new(&cli.lake);
-    if let Some(Command::Compact) = cli.command {
-        let started = Instant::now();
-        let _lock = lock_recorded(&lake)?;
-        let stats = snowlink_lake::compact(&lake, |date| tracing::info!(date, "compacting"))?;
-        println!(
-            "compacted {} days: {} files -> {} files, {} rows rewritten, {:.2}s",
-            stats.days,
-            stats.files_before,
-            stats.files_after,
-            stats.rows,
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(());
+    if let Some(Command::Convert) = cli.command {
+        return convert::run(&cli.lake);
     }
-    if let Some(Command::Rollups) = cli.command {
-        let started = Instant::now();
-        let _lock = lock_recorded(&lake)?;
-        let days = lake.click_dates()?;
-        let bar = progress_bar(!cli.no_progress && std::io::stderr().is_terminal(), "days");
-        bar.set_length(days.len() as u64);
-        let mut clicks = 0;
-        for day in &days {
-            clicks += snowlink_lake::rebuild_daily(&lake, day)?.clicks;
-            bar.inc(1);
+    let io = LakeIo::open(&cli.lake)?;
+    let started = Instant::now();
+    match &cli.command {
+        Some(Command::Compact) => {
+            let stats = io.block_on(async {
+                let mut clicks = io.lake.table(TableKind::Clicks).await?;
+                snowlink_lake::compact(&io.lake, &mut clicks, |date| {
+                    tracing::info!(date, "compacting")
+                })
+                .await
+            })?;
+            println!(
+                "compacted {} days: {} files -> {} files, {} rows rewritten, {:.2}s",
+                stats.days,
+                stats.files_before,
+                stats.files_after,
+                stats.rows,
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
         }
-        bar.finish_and_clear();
-        println!(
-            "rebuilt the rollups of {} days ({} clicks) in {:.2}s",
-            days.len(),
-            clicks,
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(());
+        Some(Command::Rollups) => {
+            let n = engine::refresh_rollups(&io)?;
+            println!(
+                "rebuilt the rollups of {n} days in {:.2}s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Some(Command::Vacuum { retain }) => {
+            let n = io.block_on(snowlink_lake::vacuum(&io.lake, *retain))?;
+            println!(
+                "deleted {n} unreferenced files older than {} in {:.2}s",
+                humantime::format_duration(*retain),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Some(Command::Convert) | None => {}
     }
     if let Some(brokers) = &cli.kafka_brokers {
-        return run_kafka(&cli, brokers, &lake);
+        return run_kafka(&cli, brokers, &io);
     }
     let spool_path = cli.data_dir.join("spool.db");
     anyhow::ensure!(
@@ -222,14 +249,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         "the data directory {} does not exist (is it the one `snowlink serve` uses?)",
         cli.data_dir.display()
     );
-    let spool = ClickSpool::open(&spool_path)
-        .with_context(|| format!("opening {}", spool_path.display()))?;
-    let mut source = spool::SpoolSource::new(spool, &spool_path, &cli.lake)?;
+    let open_spool = || -> anyhow::Result<spool::SpoolSource> {
+        let spool = ClickSpool::open(&spool_path)
+            .with_context(|| format!("opening {}", spool_path.display()))?;
+        spool::SpoolSource::new(spool, &spool_path, &cli.lake)
+    };
+    let source = open_spool()?;
     let show_progress = !cli.no_progress && std::io::stderr().is_terminal();
     let stop = stop_flag()?;
     match cli.every {
         None => {
-            let s = timed(&mut source, &lake, &cli, &stop, show_progress)?;
+            let mut source = source;
+            let s = timed(&mut source, &io, &cli, &stop, show_progress, None)?;
             print_summary(&s.0, s.1);
             if cli.release_spool {
                 source
@@ -243,13 +274,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Some(every) => {
+            drop(source);
             tracing::info!(every = %humantime::format_duration(every), "aggregating periodically");
             repeat_every(every, &stop, || {
                 // Each round reads what is spooled when it starts.
-                let spool = ClickSpool::open(&spool_path)
-                    .with_context(|| format!("opening {}", spool_path.display()))?;
-                let mut source = spool::SpoolSource::new(spool, &spool_path, &cli.lake)?;
-                timed(&mut source, &lake, &cli, &stop, show_progress)
+                let mut source = open_spool()?;
+                timed(&mut source, &io, &cli, &stop, show_progress, None)
             });
         }
     }
@@ -259,14 +289,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// One run of the engine, with its progress bar and duration.
 fn timed(
     source: &mut dyn engine::Source,
-    lake: &Lake,
+    io: &LakeIo,
     cli: &Cli,
     stop: &AtomicBool,
     show_progress: bool,
+    rollups_every: Option<Duration>,
 ) -> anyhow::Result<(Summary, Duration)> {
     let started = Instant::now();
     let bar = progress_bar(show_progress, source.unit());
-    let summary = engine::run(source, lake, cli.batch_size as usize, stop, &bar)?;
+    let summary = engine::run(
+        source,
+        io,
+        engine::RunOptions {
+            batch_size: cli.batch_size as usize,
+            stop,
+            bar: &bar,
+            rollups_every,
+        },
+    )?;
     Ok((summary, started.elapsed()))
 }
 
@@ -319,6 +359,12 @@ fn print_summary(s: &Summary, elapsed: Duration) {
     if s.duplicates > 0 {
         line.push_str(&format!("; {} resent duplicates dropped", s.duplicates));
     }
+    if s.refused > 0 {
+        line.push_str(&format!(
+            "; {} events of refused commits read again",
+            s.refused
+        ));
+    }
     println!("{line}");
 }
 
@@ -344,26 +390,32 @@ fn progress_bar(show: bool, unit: &str) -> ProgressBar {
     bar
 }
 
-fn run_kafka(cli: &Cli, brokers: &str, lake: &Lake) -> anyhow::Result<()> {
+fn run_kafka(cli: &Cli, brokers: &str, io: &LakeIo) -> anyhow::Result<()> {
     let settings = kafka::KafkaSettings {
         brokers: brokers.to_owned(),
         topic: cli.topic.clone(),
         group: cli.group.clone(),
         batch_wait: cli.batch_wait,
+        session_timeout: cli.session_timeout,
+        until_end: cli.every.is_none(),
     };
     let show_progress = !cli.no_progress && std::io::stderr().is_terminal();
     let stop = stop_flag()?;
     match cli.every {
         None => {
-            let mut source = kafka::KafkaSource::new(settings)?;
-            let (s, elapsed) = timed(&mut source, lake, cli, &stop, show_progress)?;
+            let mut source = kafka::KafkaSource::new(settings, io.clone())?;
+            let (s, elapsed) = timed(&mut source, io, cli, &stop, show_progress, None)?;
             print_summary(&s, elapsed);
         }
         Some(every) => {
-            tracing::info!(every = %humantime::format_duration(every), topic = %settings.topic, "aggregating from kafka periodically");
+            tracing::info!(every = %humantime::format_duration(every), topic = %settings.topic, group = %settings.group, "consuming continuously");
+            // One consumer for as long as it works: a new one would rejoin
+            // the group and move partitions. After a failure (the store or
+            // the brokers out of reach), the next one starts from the
+            // table's positions.
             repeat_every(every, &stop, || {
-                let mut source = kafka::KafkaSource::new(settings.clone())?;
-                timed(&mut source, lake, cli, &stop, show_progress)
+                let mut source = kafka::KafkaSource::new(settings.clone(), io.clone())?;
+                timed(&mut source, io, cli, &stop, show_progress, Some(every))
             });
         }
     }

@@ -1,20 +1,18 @@
 //! The spool as a source: the click spool of one `snowlink serve` data
 //! directory, read in `seq` order as the stream `spool.<spool id>`.
 //!
-//! An acknowledged batch is released from the spool. Rows the ledger
-//! already holds (a run killed between recording and releasing) are
+//! An acknowledged batch is released from the spool. Rows the table
+//! already records (a run killed between its commit and the release) are
 //! released on resume, never read again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use snowlink_lake::Lake;
 use snowlink_spool::ClickSpool;
 
-use crate::engine::{Record, Source};
-use crate::ledger::Ledger;
+use crate::engine::{LakeIo, Record, Source};
 
 pub struct SpoolSource {
     spool: ClickSpool,
@@ -32,14 +30,14 @@ pub fn stream_name(spool_id: &str) -> String {
 impl SpoolSource {
     /// Takes `spool` as the lake's: refused when the spool is forwarded to
     /// Kafka instead.
-    pub fn new(mut spool: ClickSpool, path: &Path, lake: &Path) -> anyhow::Result<Self> {
+    pub fn new(mut spool: ClickSpool, path: &Path, lake: &str) -> anyhow::Result<Self> {
         if let Err(e) = spool.claim(snowlink_spool::CONSUMER_LAKE) {
             anyhow::bail!(
                 "{e}: {} is forwarded to Kafka by `snowlink serve --kafka-brokers`, and two consumers \
                  would split and duplicate clicks. Aggregate from Kafka instead \
                  (snowlink-aggregate --kafka-brokers HOST:PORT --lake {})",
                 path.display(),
-                lake.display()
+                lake
             );
         }
         let stream = stream_name(&spool.spool_id()?);
@@ -57,19 +55,31 @@ impl SpoolSource {
     }
 }
 
-impl Source for SpoolSource {
-    fn resume(&mut self, lake: &Lake, ledger: &mut Ledger) -> anyhow::Result<()> {
-        let next = match ledger.position(&self.stream)? {
+impl SpoolSource {
+    /// Positions the cursor after what the table records, releasing from
+    /// the spool whatever the table already holds (a run killed between
+    /// its commit and the release).
+    fn position(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
+        let recorded = io.positions(std::slice::from_ref(&self.stream))?;
+        let at = recorded.get(&self.stream).copied().flatten();
+        let next = match at {
             Some(next) => next,
-            None => self.adopt(lake, ledger)?,
+            // First sight of this spool in this lake: it starts after what
+            // the spool already released.
+            None => self.spool.released()? + 1,
         };
-        // Whatever the ledger holds is durable: release it if a killed run
-        // could not.
         if self.spool.released()? < next - 1 {
             self.spool.release_through(next - 1)?;
         }
         self.cursor = next - 1;
-        Ok(())
+        self.done = false;
+        Ok(recorded)
+    }
+}
+
+impl Source for SpoolSource {
+    fn resume(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
+        self.position(io)
     }
 
     fn remaining(&self) -> Option<u64> {
@@ -105,26 +115,10 @@ impl Source for SpoolSource {
         }
         Ok(())
     }
-}
 
-impl SpoolSource {
-    /// First sight of this spool in this lake: the stream starts after what
-    /// the spool already released. A spool drained by an earlier version
-    /// kept its own batch state; a batch it left half-written (files named
-    /// without a stream) is deleted and rewritten, and the days it had yet
-    /// to roll up move to the ledger.
-    fn adopt(&mut self, lake: &Lake, ledger: &mut Ledger) -> anyhow::Result<i64> {
-        let next = self.spool.released()? + 1;
-        if let Some(legacy) = self.spool.legacy()? {
-            if let Some((first, _)) = legacy.pending {
-                crate::engine::remove_click_files(lake, |_, stream, f| {
-                    Ok(stream.is_none() && f >= first)
-                })?;
-            }
-            ledger.mark_dirty(&legacy.dirty_days)?;
-        }
-        ledger.ensure_stream(&self.stream, next)?;
-        self.spool.clear_legacy()?;
-        Ok(next)
+    /// A spool has one consumer (its claim), so only a second lake writer
+    /// of the same spool (a copy of the data directory) moves its stream.
+    fn resync(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
+        self.position(io)
     }
 }

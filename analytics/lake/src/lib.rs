@@ -1,61 +1,72 @@
-//! The click lake: plain Parquet in hive-style folders, readable by any
-//! Parquet tool.
+//! The click lake: three Delta Lake tables (`clicks`, `daily`, `dims`),
+//! each partitioned by `date`, on a local folder or an S3 bucket, readable
+//! by any Delta reader (Python's `deltalake`, DuckDB, Spark) and, through
+//! the files the Delta log lists, by any Parquet reader.
 //!
-//! ```text
-//! LAKE/
-//!   clicks/date=YYYY-MM-DD/clicks-<first>-<last>.parquet   raw events
-//!   daily/date=YYYY-MM-DD/daily.parquet                     code, clicks, unique_visitors
-//!   dims/date=YYYY-MM-DD/dims.parquet                       code, dimension, value, clicks, unique_visitors
-//!   _staging/                                               files being written; never read
-//!   .lock                                                   one writer at a time
-//! ```
-//!
-//! * `<first>-<last>` is the source range the file holds (spool sequence
-//!   numbers, zero-padded to 20 digits), so the same input always yields the
-//!   same file name and a rerun overwrites instead of adding a duplicate.
-//! * Every file is written in `_staging/`, fsynced, renamed into place, and
-//!   the folder fsynced: readers see a whole file or none.
-//! * Within a file rows are sorted by `(code, ts)`, zstd-compressed,
+//! * Click files are sorted by `(code, ts)`, zstd-compressed,
 //!   dictionary-encoded, with page statistics and a bloom filter on `code`,
-//!   so a query for one link skips most of the data.
-//! * The `date` column lives only in the folder names; hive-aware readers
-//!   (DataFusion, DuckDB `hive_partitioning`, pyarrow `partitioning="hive"`)
-//!   add it back.
+//!   so a query for one link skips most of the data. The `date` column is
+//!   the partition value (in the Delta log and the folder name), not a
+//!   column of the files.
+//! * A file becomes visible only through a Delta commit ([`commit`]), which
+//!   also records, as Delta transaction identifiers (`txn` actions), the
+//!   position each source stream has reached: files and positions move
+//!   together or not at all.
+//! * `daily` and `dims` hold the rollups of complete days, each file named
+//!   by the clicks it was counted from, so a reader can tell a stale one.
 //!
-//! This crate is the only Parquet writer of the project: the spool and Kafka
-//! paths both call [`write_clicks`].
+//! This crate is the only Parquet and Delta writer of the project: the
+//! spool and Kafka paths of the aggregate both go through it.
 
-mod compact;
-mod layout;
+mod location;
+mod maintain;
 mod rollup;
+mod table;
 mod write;
 
-pub use compact::{compact, CompactStats};
-pub use layout::{parse_range, range_file_name, Lake, LakeLock};
-pub use rollup::{daily_schema, dims_schema, rebuild_daily, visitor_key, RollupStats, DIMENSIONS};
-pub use write::{sorted_batches, write_clicks, write_sorted_clicks, WrittenFile};
+pub use location::{s3_endpoint, Location};
+pub use maintain::{
+    compact, day_states, rebuild_day, refresh_rollups, vacuum, CompactStats, DayState,
+};
+pub use rollup::{
+    count_day, daily_schema, dims_schema, encode_rollup, rollup_clicks, rollup_file_name,
+    visitor_key, RollupStats, DIMENSIONS,
+};
+pub use table::{
+    commit, files_by_date, recorded, Advance, Change, Lake, LiveFile, StagedFile, TableKind,
+};
+pub use write::{click_file_name, encode_clicks, sorted_batches, EncodedClicks};
+
+/// The Delta crate, for callers that load tables themselves.
+pub use deltalake_core;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
-    #[error("lake I/O on {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
+    #[error("{0}")]
+    Location(String),
+    #[error("{0}")]
+    Layout(String),
+    #[error("{0}")]
+    ConditionalWrites(String),
+    #[error("the lake {lake}: {hint}: {source}")]
+    Store {
+        lake: String,
+        hint: &'static str,
         #[source]
-        source: std::io::Error,
+        source: object_store::Error,
     },
+    /// Another writer committed first what this commit expected to change:
+    /// nothing of this commit is visible.
+    #[error("commit refused: {0}")]
+    Conflict(String),
+    #[error("delta: {0}")]
+    Delta(#[from] deltalake_core::DeltaTableError),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
-    #[error("another process holds the lake lock {0}")]
-    Locked(std::path::PathBuf),
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 pub type LakeResult<T> = Result<T, LakeError>;
-
-pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
-    move |source| LakeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}

@@ -11,8 +11,6 @@
 //! row groups, so a question about one link reads a few of them per day.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
@@ -23,8 +21,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::write::write_atomically;
-use crate::{io_err, Lake, LakeResult};
+use crate::LakeResult;
 
 /// The dimensions of the `dims` rollup: their names there, and the click
 /// columns they come from.
@@ -91,11 +88,10 @@ pub struct RollupStats {
 
 /// Reads the named string columns of every row of a Parquet file.
 fn read_string_columns(
-    path: &Path,
+    file: bytes::Bytes,
     columns: &[&str],
     mut each: impl FnMut(&[&StringArray]),
 ) -> LakeResult<()> {
-    let file = File::open(path).map_err(io_err(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     // Large batches: each is counted on both cores at once.
@@ -113,8 +109,7 @@ fn read_string_columns(
                     .and_then(|a| a.as_any().downcast_ref::<StringArray>())
                     .ok_or_else(|| {
                         arrow_schema::ArrowError::SchemaError(format!(
-                            "{} has no string column {c}",
-                            path.display()
+                            "a click file has no string column {c}"
                         ))
                     })
             })
@@ -370,24 +365,22 @@ fn rollup_props() -> WriterProperties {
         .build()
 }
 
-/// Rebuilds the rollups of a day (`daily/date=<date>/daily.parquet` and
-/// `dims/date=<date>/dims.parquet`) from the day's click files. A day with
-/// no clicks left gets its rollups removed. The dims file is written first:
-/// a reader takes a rollup only when it is newer than every click file of
-/// its day.
-pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
+/// Counts a day's click files (each whole, in memory) into its two
+/// rollups: `daily` and `dims`. `None` for a day without clicks.
+pub fn count_day(
+    files: Vec<bytes::Bytes>,
+) -> LakeResult<Option<(RecordBatch, RecordBatch, RollupStats)>> {
     let mut day = Day::new();
     let mut columns = vec!["code", "visitor_id"];
     columns.extend(DIMENSIONS.iter().map(|(_, column)| *column));
-    let files = lake.click_files(date)?;
     // One thread decodes the files while the batch before is counted (on
     // two threads): decoding is the part that does not split.
     std::thread::scope(|s| -> LakeResult<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<LakeResult<Vec<StringArray>>>(1);
         let columns = &columns;
         s.spawn(move || {
-            for path in &files {
-                let read = read_string_columns(path, columns, |cols| {
+            for file in files {
+                let read = read_string_columns(file, columns, |cols| {
                     // A closed channel means the counting failed; the rest
                     // is read for nothing.
                     let _ = tx.send(Ok(cols.iter().map(|c| (*c).clone()).collect()));
@@ -405,17 +398,34 @@ pub fn rebuild_daily(lake: &Lake, date: &str) -> LakeResult<RollupStats> {
         }
         Ok(())
     })?;
-    let daily_out = lake.daily_file(date);
-    let dims_out = lake.dims_file(date);
     if day.is_empty() {
-        let _ = std::fs::remove_file(&daily_out);
-        let _ = std::fs::remove_file(&dims_out);
-        return Ok(RollupStats::default());
+        return Ok(None);
     }
-    let (daily, dims, stats) = day.batches()?;
-    write_atomically(lake, &dims_out, &[dims], dims_schema(), rollup_props())?;
-    write_atomically(lake, &daily_out, &[daily], daily_schema(), rollup_props())?;
-    Ok(stats)
+    day.batches().map(Some)
+}
+
+/// A rollup file encoded: `daily` or `dims` of one day.
+pub fn encode_rollup(batch: &RecordBatch) -> LakeResult<Vec<u8>> {
+    crate::write::encode_parquet(
+        std::slice::from_ref(batch),
+        batch.schema(),
+        rollup_props(),
+    )
+}
+
+/// A rollup file's name: the number of clicks it was counted from, then a
+/// unique part. A reader takes a day's rollup only when that number is the
+/// day's clicks in the `clicks` table: late clicks make it stale until the
+/// next rebuild.
+pub fn rollup_file_name(table: &str, clicks: i64) -> String {
+    format!("{table}-c{clicks}-{}.parquet", uuid::Uuid::new_v4().simple())
+}
+
+/// The clicks a rollup file was counted from, from its name.
+pub fn rollup_clicks(path: &str) -> Option<i64> {
+    let name = path.rsplit('/').next()?;
+    let rest = name.split_once("-c")?.1;
+    rest.split_once('-')?.0.parse().ok()
 }
 
 #[cfg(test)]
@@ -426,7 +436,7 @@ mod tests {
     use snowlink_events::ClickEvent;
 
     use super::*;
-    use crate::write_clicks;
+    use crate::{encode_clicks, sorted_batches};
 
     fn click(
         i: i64,
@@ -452,49 +462,33 @@ mod tests {
         }
     }
 
-    /// The rows of a rollup file as (code, dimension, value) -> (clicks, uniques).
-    fn read_dims(path: &Path) -> BTreeMap<(String, String, Option<String>), (i64, i64)> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+    fn file(events: &[ClickEvent]) -> bytes::Bytes {
+        encode_clicks(&sorted_batches(events).unwrap())
             .unwrap()
-            .build()
-            .unwrap();
+            .bytes
+            .into()
+    }
+
+    /// The rows of a dims batch as (code, dimension, value) -> (clicks, uniques).
+    fn dims_rows(b: &RecordBatch) -> BTreeMap<(String, String, Option<String>), (i64, i64)> {
+        let s = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().unwrap();
+        let n = |i: usize| b.column(i).as_any().downcast_ref::<Int64Array>().unwrap();
+        let (code, dim, value, clicks, uniques) = (s(0), s(1), s(2), n(3), n(4));
         let mut out = BTreeMap::new();
         let mut previous: Option<(String, String)> = None;
-        for batch in reader {
-            let b = batch.unwrap();
-            let s = |i: usize| {
-                b.column(i)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap()
-                    .clone()
-            };
-            let n = |i: usize| {
-                b.column(i)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .clone()
-            };
-            let (code, dim, value, clicks, uniques) = (s(0), s(1), s(2), n(3), n(4));
-            for i in 0..b.num_rows() {
-                let key = (code.value(i).to_owned(), dim.value(i).to_owned());
-                // Sorted by code, then dimension.
-                assert!(previous.as_ref().is_none_or(|p| *p <= key));
-                previous = Some(key.clone());
-                let value = (!value.is_null(i)).then(|| value.value(i).to_owned());
-                out.insert((key.0, key.1, value), (clicks.value(i), uniques.value(i)));
-            }
+        for i in 0..b.num_rows() {
+            let key = (code.value(i).to_owned(), dim.value(i).to_owned());
+            // Sorted by code, then dimension.
+            assert!(previous.as_ref().is_none_or(|p| *p <= key));
+            previous = Some(key.clone());
+            let value = (!value.is_null(i)).then(|| value.value(i).to_owned());
+            out.insert((key.0, key.1, value), (clicks.value(i), uniques.value(i)));
         }
         out
     }
 
     #[test]
     fn dims_count_clicks_and_distinct_visitors_per_value_across_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::new(dir.path());
-        let _lock = lake.lock().unwrap();
-        let date = "2026-11-20";
         // Two files of the same day: counts span both.
         let first = vec![
             click(1, "a", Some("x.com"), Some("DE"), "v1"),
@@ -505,12 +499,11 @@ mod tests {
             click(4, "a", Some("x.com"), Some("FR"), "v3"),
             click(5, "b", Some(""), Some("DE"), "v1"),
         ];
-        write_clicks(&lake, date, None, 1, 3, &first).unwrap();
-        write_clicks(&lake, date, None, 4, 5, &second).unwrap();
-        let stats = rebuild_daily(&lake, date).unwrap();
+        let (_daily, dims, stats) = count_day(vec![file(&first), file(&second)])
+            .unwrap()
+            .unwrap();
         assert_eq!((stats.codes, stats.clicks), (2, 5));
-
-        let dims = read_dims(&lake.dims_file(date));
+        let dims = dims_rows(&dims);
         let get = |code: &str, dim: &str, value: Option<&str>| {
             dims.get(&(code.into(), dim.into(), value.map(Into::into)))
                 .copied()
@@ -531,12 +524,14 @@ mod tests {
                 .sum();
             assert_eq!(total, 4, "{name}");
         }
+        assert!(count_day(vec![]).unwrap().is_none());
+    }
 
-        // A day whose clicks are gone loses its rollups.
-        std::fs::remove_dir_all(lake.clicks_dir(date)).unwrap();
-        std::fs::create_dir_all(lake.clicks_dir(date)).unwrap();
-        rebuild_daily(&lake, date).unwrap();
-        assert!(!lake.dims_file(date).exists());
-        assert!(!lake.daily_file(date).exists());
+    #[test]
+    fn rollup_names_carry_their_clicks() {
+        let n = rollup_file_name("daily", 1234);
+        assert_eq!(rollup_clicks(&n), Some(1234));
+        assert_eq!(rollup_clicks(&format!("date=2026-01-01/{n}")), Some(1234));
+        assert_eq!(rollup_clicks("daily.parquet"), None);
     }
 }

@@ -1,8 +1,6 @@
 //! The one Parquet writer for click events.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -13,8 +11,7 @@ use parquet::schema::types::ColumnPath;
 use snowlink_events::arrow::{click_schema, to_record_batch_of};
 use snowlink_events::ClickEvent;
 
-use crate::layout::sync_dir;
-use crate::{io_err, range_file_name, Lake, LakeResult};
+use crate::LakeResult;
 
 /// Rows per row group: big enough for fast scans, small enough that the
 /// `code` statistics of a sorted file let a one-link query skip most groups.
@@ -23,13 +20,6 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Column indexes of the sort key in [`click_schema`].
 const CODE_COL: i32 = 2;
 const TS_COL: i32 = 3;
-
-#[derive(Debug, Clone)]
-pub struct WrittenFile {
-    pub path: PathBuf,
-    pub rows: usize,
-    pub bytes: u64,
-}
 
 pub(crate) fn click_writer_properties() -> WriterProperties {
     WriterProperties::builder()
@@ -55,48 +45,17 @@ pub(crate) fn click_writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes `batches` to `final_path` through a staging file: write, fsync,
-/// rename, fsync the folder. Returns the file's size.
-pub(crate) fn write_atomically(
-    lake: &Lake,
-    final_path: &Path,
+/// Encodes `batches` as one Parquet file in memory.
+pub(crate) fn encode_parquet(
     batches: &[RecordBatch],
     schema: arrow_schema::SchemaRef,
     props: WriterProperties,
-) -> LakeResult<u64> {
-    let dir = final_path.parent().expect("lake files live in a folder");
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let staging = lake.staging();
-    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-    let tmp = staging.join(format!(
-        "{}.{}.tmp",
-        final_path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("file"),
-        std::process::id()
-    ));
-    let bytes = write_parquet(&tmp, batches, schema, props)?;
-    std::fs::rename(&tmp, final_path).map_err(io_err(final_path))?;
-    sync_dir(dir)?;
-    Ok(bytes)
-}
-
-/// Writes `batches` to a new file at `path` and fsyncs it; returns its size.
-pub(crate) fn write_parquet(
-    path: &Path,
-    batches: &[RecordBatch],
-    schema: arrow_schema::SchemaRef,
-    props: WriterProperties,
-) -> LakeResult<u64> {
-    let file = File::create(path).map_err(io_err(path))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+) -> LakeResult<Vec<u8>> {
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
     for batch in batches {
         writer.write(batch)?;
     }
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(io_err(path))?;
-    Ok(file.metadata().map_err(io_err(path))?.len())
+    Ok(writer.into_inner()?)
 }
 
 /// Sorts events by `(code, ts, event_id)`, the lake's order, and cuts them
@@ -130,45 +89,81 @@ pub fn sorted_batches(events: &[ClickEvent]) -> LakeResult<Vec<RecordBatch>> {
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Writes one day's events from the source range `first..=last` to
-/// `clicks/date=<date>/clicks-[<source>-]<first>-<last>.parquet`, sorted by
-/// `(code, ts, event_id)`. Writing the same range again yields the same name
-/// and the same content, replacing the file.
-pub fn write_clicks(
-    lake: &Lake,
-    date: &str,
-    source: Option<&str>,
-    first: i64,
-    last: i64,
-    events: &[ClickEvent],
-) -> LakeResult<WrittenFile> {
-    let batches = sorted_batches(events)?;
-    write_sorted_clicks(lake, date, source, first, last, &batches)
+/// A click file encoded and described, ready to upload: its bytes, rows
+/// and Delta statistics (`numRecords`, and the least and greatest `code`
+/// and `ts`, which let a reader skip files that cannot hold a link or a
+/// time).
+pub struct EncodedClicks {
+    pub bytes: Vec<u8>,
+    pub rows: i64,
+    pub stats: String,
 }
 
-/// [`write_clicks`] for events already made into batches by
-/// [`sorted_batches`] (on another thread, say).
-pub fn write_sorted_clicks(
-    lake: &Lake,
-    date: &str,
-    source: Option<&str>,
-    first: i64,
-    last: i64,
-    batches: &[RecordBatch],
-) -> LakeResult<WrittenFile> {
-    let path = lake
-        .clicks_dir(date)
-        .join(range_file_name(source, first, last));
-    let bytes = write_atomically(
-        lake,
-        &path,
-        batches,
-        click_schema(),
-        click_writer_properties(),
-    )?;
-    Ok(WrittenFile {
-        path,
-        rows: batches.iter().map(|b| b.num_rows()).sum(),
+/// Encodes batches made by [`sorted_batches`] (sorted by code, then time).
+pub fn encode_clicks(batches: &[RecordBatch]) -> LakeResult<EncodedClicks> {
+    let bytes = encode_parquet(batches, click_schema(), click_writer_properties())?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    Ok(EncodedClicks {
         bytes,
+        rows: rows as i64,
+        stats: click_stats(batches, rows),
     })
+}
+
+fn click_stats(batches: &[RecordBatch], rows: usize) -> String {
+    use arrow_array::{Array, StringArray, TimestampMillisecondArray};
+    let strings = |b: &RecordBatch| {
+        b.column(CODE_COL as usize)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+    };
+    let first_code = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(strings)
+        .map(|a| a.value(0).to_owned());
+    let last_code = batches
+        .iter()
+        .rev()
+        .find(|b| b.num_rows() > 0)
+        .and_then(strings)
+        .map(|a| a.value(a.len() - 1).to_owned());
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for b in batches {
+        if let Some(ts) = b
+            .column(TS_COL as usize)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+        {
+            for v in ts.values().iter() {
+                lo = lo.min(*v);
+                hi = hi.max(*v);
+            }
+        }
+    }
+    let mut stats = serde_json::json!({ "numRecords": rows });
+    if let (Some(a), Some(z)) = (first_code, last_code) {
+        if lo <= hi {
+            let iso = |ms: i64| {
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string()
+            };
+            stats["minValues"] = serde_json::json!({ "code": a, "ts": iso(lo) });
+            stats["maxValues"] = serde_json::json!({ "code": z, "ts": iso(hi) });
+            stats["nullCount"] = serde_json::json!({ "code": 0, "ts": 0 });
+        }
+    }
+    stats.to_string()
+}
+
+/// The name of a click file: the stream and range it holds, then a unique
+/// part, so no two writers ever write the same object.
+pub fn click_file_name(stream: &str, first: i64, last: i64) -> String {
+    format!(
+        "clicks-{stream}-{first:020}-{last:020}-{}.parquet",
+        uuid::Uuid::new_v4().simple()
+    )
 }

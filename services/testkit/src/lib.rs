@@ -184,7 +184,16 @@ pub struct Server {
     child: Option<Child>,
     /// Longest wait for the port to answer after a start.
     ready_within: Duration,
+    /// Extra environment of the process.
+    env: Vec<(String, String)>,
 }
+
+/// The bucket of [`Server::s3`].
+pub const S3_BUCKET: &str = "snowlink";
+/// The access key of [`Server::s3`] (a test credential).
+pub const S3_ACCESS_KEY: &str = "snowlink-test";
+/// The secret key of [`Server::s3`] (a test credential).
+pub const S3_SECRET_KEY: &str = "snowlink-test-secret";
 
 impl Server {
     fn new(
@@ -203,6 +212,7 @@ impl Server {
             dir,
             child: None,
             ready_within,
+            env: Vec::new(),
         }
     }
 
@@ -332,6 +342,53 @@ impl Server {
         Some(server)
     }
 
+    /// An S3-compatible server (versitygw on a folder) with one bucket,
+    /// [`S3_BUCKET`], keys [`S3_ACCESS_KEY`] and [`S3_SECRET_KEY`]. Objects
+    /// survive [`Server::kill`] and [`Server::start`].
+    pub fn s3(test: &str) -> Option<Server> {
+        if !engine_ready("s3") {
+            return missing("versitygw (S3)", test, "scripts/engines fetch");
+        }
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = vec![
+            "s3".into(),
+            dir.path().join("s3").display().to_string(),
+            port.to_string(),
+            S3_BUCKET.into(),
+        ];
+        let mut server = Server::new(
+            "versitygw",
+            engines_script(),
+            args,
+            port,
+            dir,
+            Duration::from_secs(30),
+        );
+        server.env = vec![
+            ("S3_ACCESS_KEY".into(), S3_ACCESS_KEY.into()),
+            ("S3_SECRET_KEY".into(), S3_SECRET_KEY.into()),
+        ];
+        server.start();
+        Some(server)
+    }
+
+    /// The S3 endpoint of [`Server::s3`].
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment a lake client needs for [`Server::s3`]: the AWS
+    /// variables, path-style through the endpoint.
+    pub fn s3_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ENDPOINT_URL".into(), self.s3_endpoint()),
+        ]
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -385,6 +442,7 @@ impl Server {
             .expect("server log");
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -655,11 +713,21 @@ pub fn produce_raw(bootstrap: &str, topic: &str, messages: impl IntoIterator<Ite
 /// module is missing, says so and returns `None`, unless `./scripts/test`
 /// (which installs them) set `SNOWLINK_REQUIRE_PY_READERS`: then it fails.
 pub fn python_readers(script: &str, args: &[&str]) -> Option<String> {
+    python_readers_env(script, args, &[])
+}
+
+/// [`python_readers`] with extra environment.
+pub fn python_readers_env(
+    script: &str,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Option<String> {
     let required = std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_some();
     match Command::new("python3")
         .arg("-c")
         .arg(script)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
     {
         Ok(out) if out.status.success() => {
@@ -669,7 +737,7 @@ pub fn python_readers(script: &str, args: &[&str]) -> Option<String> {
             if !required
                 && String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") =>
         {
-            say("skipped: pyarrow, duckdb or confluent-kafka is not installed (scripts/test installs them)");
+            say("skipped: pyarrow, duckdb, deltalake or confluent-kafka is not installed (scripts/test installs them)");
             None
         }
         Ok(out) => panic!(
@@ -738,6 +806,57 @@ for i, c in zip(t.column("event_id").to_pylist(), t.column("code").to_pylist()):
     print(i, c)
 "#;
     let out = python_readers(SCRIPT, &[lake.to_str().expect("UTF-8 path")])?;
+    let mut lines = out.lines();
+    let duckdb_rows = lines
+        .next()
+        .expect("duckdb count")
+        .parse()
+        .expect("a count");
+    let rows = lines
+        .map(|l| {
+            let (id, code) = l.split_once(' ').expect("event_id code");
+            (id.parse().expect("an event id"), code.to_owned())
+        })
+        .collect();
+    Some((rows, duckdb_rows))
+}
+
+/// Every click of a Delta lake as readers nobody here wrote see it:
+/// `(event_id, code)` per row from Python's `deltalake`, and the row count
+/// DuckDB finds in the files the Delta log lists (read through pyarrow's
+/// S3 filesystem when the lake is on S3). `env` holds the S3 settings
+/// ([`Server::s3_env`]), if any.
+pub fn delta_clicks_read_independently(
+    lake_uri: &str,
+    env: &[(String, String)],
+) -> Option<(Vec<(i64, String)>, u64)> {
+    const SCRIPT: &str = r#"
+import os, sys
+import duckdb, pyarrow.dataset as ds, pyarrow.fs as pafs
+from deltalake import DeltaTable
+uri = sys.argv[1].rstrip("/") + "/clicks"
+opts = {}
+fs = None
+if uri.startswith("s3://"):
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    opts = {"AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+            "AWS_REGION": os.environ["AWS_REGION"], "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    fs = pafs.S3FileSystem(access_key=opts["AWS_ACCESS_KEY_ID"], secret_key=opts["AWS_SECRET_ACCESS_KEY"],
+                           endpoint_override=endpoint, scheme="http", region=opts["AWS_REGION"])
+dt = DeltaTable(uri, storage_options=opts)
+t = dt.to_pyarrow_table(columns=["event_id", "code"])
+files = dt.file_uris()
+if fs is not None:
+    files = [f[len("s3://"):] for f in files]
+arrow = ds.dataset(files, format="parquet", filesystem=fs).to_table(columns=["event_id"])
+n = duckdb.sql("SELECT COUNT(*) FROM arrow").fetchall()[0][0] if files else 0
+print(n)
+for i, c in zip(t.column("event_id").to_pylist(), t.column("code").to_pylist()):
+    print(i, c)
+"#;
+    let out = python_readers_env(SCRIPT, &[lake_uri], env)?;
     let mut lines = out.lines();
     let duckdb_rows = lines
         .next()
