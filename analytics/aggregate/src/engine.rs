@@ -158,18 +158,33 @@ pub trait Source: Send {
     fn resync(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>>;
 }
 
-/// A place in the write path where a test may stop the process
-/// (`SNOWLINK_AGGREGATE_PAUSE_AT`), to kill it there: `upload` (one file of
-/// a batch uploaded, the others not), `commit` (every file uploaded,
-/// nothing committed) or `committed` (committed, not acknowledged).
+/// A place in the write path where a test may hold the process, to kill
+/// or stall it there: `upload` (one file of a batch uploaded, the others
+/// not), `commit` (every file uploaded, nothing committed) or `committed`
+/// (committed, not acknowledged). With `SNOWLINK_AGGREGATE_PAUSE_AT` the
+/// process waits there for ever; with `SNOWLINK_AGGREGATE_STOP_AT` it
+/// stops itself there once (SIGSTOP), to go on when sent SIGCONT.
 fn pause_point(at: &str) {
-    static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let wanted = WANTED.get_or_init(|| std::env::var("SNOWLINK_AGGREGATE_PAUSE_AT").ok());
-    if wanted.as_deref() == Some(at) {
+    static WANTED: std::sync::OnceLock<(Option<String>, Option<String>)> =
+        std::sync::OnceLock::new();
+    static STOPPED: AtomicBool = AtomicBool::new(false);
+    let (pause, stop) = WANTED.get_or_init(|| {
+        (
+            std::env::var("SNOWLINK_AGGREGATE_PAUSE_AT").ok(),
+            std::env::var("SNOWLINK_AGGREGATE_STOP_AT").ok(),
+        )
+    });
+    if pause.as_deref() == Some(at) {
         eprintln!("paused at {at}");
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
+    }
+    if stop.as_deref() == Some(at) && !STOPPED.swap(true, Ordering::SeqCst) {
+        eprintln!("stopping at {at}");
+        // SAFETY: raising a signal on this process has no memory effects.
+        unsafe { libc::raise(libc::SIGSTOP) };
+        eprintln!("continuing after {at}");
     }
 }
 

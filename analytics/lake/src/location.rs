@@ -92,7 +92,17 @@ impl Location {
         match self {
             Location::Local(_) => Ok(Arc::new(LocalFileSystem::new())),
             Location::S3 { bucket, .. } => {
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // A few quick retries, then the error: a store that stays
+                // down is reported by the caller (and retried at its next
+                // round), not waited for in silence.
+                let retry = object_store::RetryConfig {
+                    max_retries: 4,
+                    retry_timeout: std::time::Duration::from_secs(20),
+                    ..Default::default()
+                };
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry);
                 if let Some(endpoint) = s3_endpoint() {
                     builder = builder.with_allow_http(endpoint.starts_with("http://"));
                 }

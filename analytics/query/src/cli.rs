@@ -10,8 +10,9 @@ use crate::print::{print, Format};
 
 /// Query the Snowlink click lake.
 ///
-/// Reads the Parquet lake written by snowlink-aggregate (tables `clicks` and
-/// `daily`, partitioned by `date`) and answers with DataFusion. Time bounds
+/// Reads the Delta tables written by snowlink-aggregate (`clicks`, and the
+/// rollups `daily` and `dims`, partitioned by `date`) from a folder or S3, and
+/// answers with DataFusion. Time bounds
 /// (--since, --until) take a duration back from now (7d, 24h, 30m), a date
 /// (2026-11-01, midnight UTC) or an RFC 3339 time; they prune whole days.
 ///
@@ -22,12 +23,15 @@ use crate::print::{print, Format};
 ///   snowlink-analytics --lake ./lake stats docs --since 30d --by day
 ///   snowlink-analytics --lake ./lake clicks docs --since 2026-11-01 > docs-clicks.csv
 ///   snowlink-analytics --lake ./lake sql "SELECT date, SUM(clicks) FROM daily GROUP BY date ORDER BY date"
+///   snowlink-analytics --lake s3://clicks/lake serve --socket /run/snowlink/analytics.sock
 #[derive(Debug, Parser)]
 #[command(name = "snowlink-analytics", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// Root folder of the lake.
+    /// The lake: a folder, a file:// URL or s3://bucket/prefix (S3 settings
+    /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
+    /// AWS_ENDPOINT_URL).
     #[arg(long, env = "SNOWLINK_LAKE", default_value = "./lake", global = true)]
-    pub lake: PathBuf,
+    pub lake: String,
 
     /// Output: an aligned table for people, CSV, or a JSON array of objects for programs.
     #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
@@ -95,18 +99,38 @@ pub enum Command {
         #[command(flatten)]
         range: Range,
     },
-    /// Any SQL over the tables `clicks` and `daily`.
+    /// Any SQL over the tables `clicks`, `daily` and `dims`.
     Sql {
         /// The query, e.g. "SELECT code, COUNT(*) FROM clicks GROUP BY code".
         query: String,
     },
+    /// Answer questions over a Unix socket from a session kept open, so no
+    /// question pays for a process start or for reading the tables' logs
+    /// (the service's stats routes use it). Each connection sends one line
+    /// of JSON, {"args": [ARGS...], "stdin": TEXT}, where ARGS are this
+    /// command's arguments after --lake; the answer is one line of JSON,
+    /// {"ok": true} or {"ok": false, "error": MESSAGE}, then the output.
+    Serve {
+        /// Where to listen.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Read the tables' new versions this often (match the aggregate's
+        /// --every).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", value_name = "DURATION")]
+        refresh: std::time::Duration,
+    },
 }
 
-/// Codes one per line, blank lines skipped; `-` is standard input.
-fn read_codes(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+/// Codes one per line, blank lines skipped; `-` is standard input, or
+/// `input` when a request brought its own.
+fn read_codes(path: &std::path::Path, input: Option<&str>) -> anyhow::Result<Vec<String>> {
     use anyhow::Context;
     let text = if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading codes from standard input")?
+        match input {
+            Some(text) => text.to_owned(),
+            None => std::io::read_to_string(std::io::stdin())
+                .context("reading codes from standard input")?,
+        }
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
@@ -123,44 +147,64 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let ctx = crate::lake::open(&cli.lake).await?;
-        let now = chrono::Utc::now();
-        let output = match cli.command {
-            Command::Top {
-                range,
-                limit,
-                codes_from,
-            } => {
-                let only = codes_from.as_deref().map(read_codes).transpose()?;
-                commands::top(&ctx, &cli.lake, &range, limit, only.as_deref(), now).await?
-            }
-            Command::Clicks { code, range } => {
-                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                crate::export::clicks_csv(&ctx, &cli.lake, &code, &range, now, &mut out).await?;
-                return Ok(());
-            }
-            Command::Timeseries { code, by, range } => {
-                commands::timeseries(&ctx, &cli.lake, &code, by, &range, now).await?
-            }
-            Command::Breakdown { code, by, range } => {
-                commands::breakdown(&ctx, &cli.lake, &code, by, &range, now).await?
-            }
-            Command::Sql { query } => commands::sql(&ctx, &query).await?,
-            Command::Stats {
-                code,
-                by,
-                include_bots,
-                range,
-            } => {
-                let stats =
-                    crate::stats::link_stats(&ctx, &code, by, include_bots, &range, now).await?;
-                let mut out = std::io::stdout().lock();
-                serde_json::to_writer(&mut out, &stats)?;
-                use std::io::Write;
-                writeln!(out)?;
-                return Ok(());
-            }
-        };
-        print(&output, cli.format, &mut std::io::stdout().lock())
+        if let Command::Serve { socket, refresh } = &cli.command {
+            return crate::serve::serve(&cli.lake, socket, *refresh).await;
+        }
+        let lake = crate::lake::Lake::open(&cli.lake).await?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        execute(&lake, cli.command, cli.format, None, &mut out).await?;
+        use std::io::Write;
+        out.flush()?;
+        Ok(())
     })
+}
+
+/// Answers one command from an open lake, writing the answer to `out`.
+/// `input` stands for standard input (`--codes-from -`) when given.
+pub async fn execute(
+    lake: &crate::lake::Lake,
+    command: Command,
+    format: Format,
+    input: Option<&str>,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let ctx = &lake.ctx;
+    let now = chrono::Utc::now();
+    let output = match command {
+        Command::Top {
+            range,
+            limit,
+            codes_from,
+        } => {
+            let only = codes_from
+                .as_deref()
+                .map(|p| read_codes(p, input))
+                .transpose()?;
+            commands::top(lake, &range, limit, only.as_deref(), now).await?
+        }
+        Command::Clicks { code, range } => {
+            crate::export::clicks_csv(lake, &code, &range, now, out).await?;
+            return Ok(());
+        }
+        Command::Timeseries { code, by, range } => {
+            commands::timeseries(lake, &code, by, &range, now).await?
+        }
+        Command::Breakdown { code, by, range } => {
+            commands::breakdown(lake, &code, by, &range, now).await?
+        }
+        Command::Sql { query } => commands::sql(ctx, &query).await?,
+        Command::Stats {
+            code,
+            by,
+            include_bots,
+            range,
+        } => {
+            let stats = crate::stats::link_stats(ctx, &code, by, include_bots, &range, now).await?;
+            serde_json::to_writer(&mut *out, &stats)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        Command::Serve { .. } => anyhow::bail!("serve answers questions; it is not one"),
+    };
+    print(&output, format, out)
 }

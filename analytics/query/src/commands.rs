@@ -1,6 +1,6 @@
 //! The questions the CLI answers.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -10,7 +10,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
+use crate::lake::Lake;
 use crate::model::{Bucket, Dimension, Output, Range};
+use snowlink_lake::{DayState, TableKind};
 use snowlink_time::{date_of, parse_time};
 
 pub(crate) struct Bounds {
@@ -127,50 +129,36 @@ pub(crate) enum Rollup {
 }
 
 impl Rollup {
-    /// Its file for `date`, where the lake crate writes it.
-    fn file(self, lake: &Path, date: &str) -> std::path::PathBuf {
-        let lake = snowlink_lake::Lake::new(lake);
+    fn kind(self) -> TableKind {
         match self {
-            Rollup::Daily => lake.daily_file(date),
-            Rollup::Dims => lake.dims_file(date),
+            Rollup::Daily => TableKind::Daily,
+            Rollup::Dims => TableKind::Dims,
         }
     }
 }
 
 /// Which days of the lake a range touches, split into the days a rollup
-/// can answer (whole days inside the range, with a rollup at least
-/// as new as every click file of the day) and the days that need the raw
-/// clicks (days cut by a bound, or without a fresh rollup).
+/// can answer (whole days inside the range whose rollup was counted from
+/// exactly the day's clicks: complete days, rolled up since their last
+/// late click) and the days that need the raw clicks (days cut by a bound,
+/// open days, and days whose rollup is missing or stale).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DayPlan {
     pub from_rollup: Vec<String>,
     pub from_clicks: Vec<String>,
 }
 
-fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
-        .max()
-}
-
-fn plan_days(lake: &Path, bounds: &Bounds, rollup: Rollup) -> Result<DayPlan> {
+pub(crate) fn plan_days(
+    days: &BTreeMap<String, DayState>,
+    bounds: &Bounds,
+    rollup: Rollup,
+) -> Result<DayPlan> {
     let mut plan = DayPlan::default();
-    let Ok(entries) = std::fs::read_dir(lake.join("clicks")) else {
-        return Ok(plan);
-    };
-    let mut dates: Vec<String> = entries
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("date=")
-                .map(str::to_owned)
-        })
-        .collect();
-    dates.sort();
-    for date in dates {
-        let Ok(day) = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d") else {
+    for (date, state) in days {
+        if state.click_files.is_empty() {
+            continue;
+        }
+        let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
             continue;
         };
         let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
@@ -182,27 +170,18 @@ fn plan_days(lake: &Path, bounds: &Bounds, rollup: Rollup) -> Result<DayPlan> {
         }
         let whole =
             bounds.since.is_none_or(|s| s <= start) && bounds.until.is_none_or(|u| u >= end);
-        let rollup = rollup.file(lake, &date);
-        let fresh = whole
-            && match (
-                std::fs::metadata(&rollup).and_then(|m| m.modified()).ok(),
-                newest_mtime(&lake.join("clicks").join(format!("date={date}"))),
-            ) {
-                (Some(r), Some(c)) => r >= c,
-                _ => false,
-            };
-        if fresh {
-            plan.from_rollup.push(date);
+        if whole && state.rollup_fresh(rollup.kind()) {
+            plan.from_rollup.push(date.clone());
         } else {
-            plan.from_clicks.push(date);
+            plan.from_clicks.push(date.clone());
         }
     }
     Ok(plan)
 }
 
 /// Every day of the lake the range touches, oldest first.
-pub(crate) fn dates_in_range(lake: &Path, bounds: &Bounds) -> Result<Vec<String>> {
-    let plan = plan_days(lake, bounds, Rollup::Daily)?;
+pub(crate) fn dates_in_range(lake: &Lake, bounds: &Bounds) -> Result<Vec<String>> {
+    let plan = plan_days(&lake.days, bounds, Rollup::Daily)?;
     let mut dates = plan.from_rollup;
     dates.extend(plan.from_clicks);
     dates.sort();
@@ -225,15 +204,18 @@ fn date_list(dates: &[String]) -> String {
 /// With `only`, links outside that set are left out before the limit (the
 /// service passes one owner's codes).
 pub async fn top(
-    ctx: &SessionContext,
-    lake: &Path,
+    lake: &Lake,
     range: &Range,
     limit: u64,
     only: Option<&[String]>,
     now: DateTime<Utc>,
 ) -> Result<Output> {
     let bounds = Bounds::parse(range, now)?;
-    let plan = plan_days(lake, &bounds, Rollup::Daily)?;
+    let ctx = &lake.ctx;
+    let plan = plan_days(&lake.days, &bounds, Rollup::Daily)?;
+    // A name of this question's own: a long-lived session answers several
+    // at once.
+    let wanted = format!("wanted_codes_{}", uuid_like());
     let filter = match only {
         Some(codes) => {
             let schema = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, false)]));
@@ -244,10 +226,10 @@ pub async fn top(
                 )],
             )?;
             let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
-            ctx.register_table("wanted_codes", Arc::new(table))?;
-            " AND code IN (SELECT code FROM wanted_codes)"
+            ctx.register_table(wanted.as_str(), Arc::new(table))?;
+            format!(" AND code IN (SELECT code FROM {wanted})")
         }
-        None => "",
+        None => String::new(),
     };
     let mut parts = Vec::new();
     if !plan.from_rollup.is_empty() {
@@ -272,7 +254,7 @@ pub async fn top(
                 .to_owned(),
         );
     }
-    query(
+    let answer = query(
         ctx,
         &format!(
             "SELECT code, CAST(SUM(clicks) AS BIGINT) AS clicks, \
@@ -281,7 +263,18 @@ pub async fn top(
             parts.join(" UNION ALL ")
         ),
     )
-    .await
+    .await;
+    if only.is_some() {
+        let _ = ctx.deregister_table(wanted.as_str());
+    }
+    answer
+}
+
+/// A name no other question of this process uses at the same time.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Most buckets in one time series (over eleven years of hours).
@@ -349,8 +342,7 @@ pub(crate) fn gap_fill(
 /// from the daily rollups (the link's one row per day) and days cut by a
 /// bound from the clicks.
 pub async fn timeseries(
-    ctx: &SessionContext,
-    lake: &Path,
+    lake: &Lake,
     code: &str,
     by: Bucket,
     range: &Range,
@@ -359,8 +351,9 @@ pub async fn timeseries(
     let bounds = Bounds::parse(range, now)?;
     let step = step_ms(by);
     let code_sql = quoted_code(code)?;
+    let ctx = &lake.ctx;
     let plan = match by {
-        Bucket::Day => plan_days(lake, &bounds, Rollup::Daily)?,
+        Bucket::Day => plan_days(&lake.days, &bounds, Rollup::Daily)?,
         Bucket::Hour => DayPlan::default(),
     };
     let mut parts = Vec::new();
@@ -446,8 +439,7 @@ pub async fn timeseries(
 /// days come from the `dims` rollups, days cut by a bound from the clicks;
 /// visitor ids rotate daily, so the days' distinct visitors add up exactly.
 pub async fn breakdown(
-    ctx: &SessionContext,
-    lake: &Path,
+    lake: &Lake,
     code: &str,
     by: Dimension,
     range: &Range,
@@ -467,7 +459,8 @@ pub async fn breakdown(
         .map(|(name, _)| *name)
         .context("a dimension of the rollup")?;
     let code_sql = quoted_code(code)?;
-    let plan = plan_days(lake, &bounds, Rollup::Dims)?;
+    let ctx = &lake.ctx;
+    let plan = plan_days(&lake.days, &bounds, Rollup::Dims)?;
     let mut parts = Vec::new();
     if !plan.from_rollup.is_empty() {
         parts.push(format!(
@@ -527,36 +520,46 @@ pub async fn sql(ctx: &SessionContext, sql: &str) -> Result<Output> {
 mod tests {
     use super::*;
 
-    fn touch(path: &Path) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, b"x").unwrap();
+    fn day(clicks: i64, daily: Option<i64>) -> DayState {
+        let file = |path: String| snowlink_lake::LiveFile {
+            path,
+            size: 1,
+            rows: Some(clicks),
+        };
+        DayState {
+            clicks,
+            click_files: vec![file("date=x/clicks-a.parquet".into())],
+            daily_files: daily
+                .map(|n| vec![file(snowlink_lake::rollup_file_name("daily", n))])
+                .unwrap_or_default(),
+            dims_files: vec![],
+        }
     }
 
     #[test]
     fn whole_days_with_fresh_rollups_come_from_rollup() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = dir.path();
-        for d in ["2026-11-01", "2026-11-02", "2026-11-03"] {
-            touch(&lake.join(format!("clicks/date={d}/clicks-1-2.parquet")));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        // 11-01 and 11-02 have rollups newer than their clicks; 11-03 none.
-        touch(&lake.join("daily/date=2026-11-01/daily.parquet"));
-        touch(&lake.join("daily/date=2026-11-02/daily.parquet"));
-        // 11-02 gets a new click file after its rollup: stale.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        touch(&lake.join("clicks/date=2026-11-02/clicks-3-4.parquet"));
-
+        // 11-01 rolled up from its clicks; 11-02 got late clicks since its
+        // rollup; 11-03 has none (open).
+        let days = BTreeMap::from([
+            ("2026-11-01".to_string(), day(10, Some(10))),
+            ("2026-11-02".to_string(), day(12, Some(9))),
+            ("2026-11-03".to_string(), day(5, None)),
+        ]);
         let all = Bounds {
             since: None,
             until: None,
         };
         assert_eq!(
-            plan_days(lake, &all, Rollup::Daily).unwrap(),
+            plan_days(&days, &all, Rollup::Daily).unwrap(),
             DayPlan {
                 from_rollup: vec!["2026-11-01".into()],
                 from_clicks: vec!["2026-11-02".into(), "2026-11-03".into()],
             }
+        );
+        // The dims rollup of 11-01 is missing: its clicks answer.
+        assert_eq!(
+            plan_days(&days, &all, Rollup::Dims).unwrap().from_rollup,
+            Vec::<String>::new()
         );
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         // A bound inside 11-01 cuts it; 11-03 is outside the range.
@@ -565,7 +568,7 @@ mod tests {
             until: Some(t("2026-11-03T00:00:00Z")),
         };
         assert_eq!(
-            plan_days(lake, &cut, Rollup::Daily).unwrap(),
+            plan_days(&days, &cut, Rollup::Daily).unwrap(),
             DayPlan {
                 from_rollup: vec![],
                 from_clicks: vec!["2026-11-01".into(), "2026-11-02".into()],

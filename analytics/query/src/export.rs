@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, BooleanArray, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::commands::{dates_in_range, quoted_code, Bounds};
@@ -24,8 +23,7 @@ pub const CSV_HEADER: &str = "time,code,referrer,referrer_host,country,browser,o
 /// Writes the header, then every click of `code` in the range, oldest first
 /// (ties in event order). Returns the number of clicks written.
 pub async fn clicks_csv(
-    ctx: &SessionContext,
-    lake: &std::path::Path,
+    lake: &crate::lake::Lake,
     code: &str,
     range: &Range,
     now: DateTime<Utc>,
@@ -35,6 +33,7 @@ pub async fn clicks_csv(
     let quoted = quoted_code(code)?;
     writeln!(out, "{CSV_HEADER}")?;
     let mut written = 0u64;
+    let ctx = &lake.ctx;
     for date in dates_in_range(lake, &bounds)? {
         let sql = format!(
             "SELECT ts, referrer, referrer_host, country, browser, os, device, is_bot \

@@ -1,73 +1,164 @@
-//! The DataFusion session over the lake.
+//! The DataFusion session over the lake's Delta tables.
+//!
+//! `clicks`, `daily` and `dims` are registered from their latest Delta
+//! versions (the files the log lists, nothing else in their folders), each
+//! with its `date` partition column, so a `date` filter prunes whole days
+//! and the files' statistics let a one-link question skip most files. The
+//! same code reads a local folder and an S3 bucket. [`Lake::days`] tells,
+//! per date, how many clicks the day holds and whether its rollups were
+//! counted from exactly those clicks: the query plans decide from it which
+//! days come from a rollup and which from the raw clicks.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{ensure, Context, Result};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::ListingOptions;
+use anyhow::{Context, Result};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use snowlink_lake::deltalake_core::DeltaTable;
+use snowlink_lake::{DayState, TableKind};
 
-/// A session with `clicks`, `daily` and `dims` registered. Each has a `date`
-/// column (`YYYY-MM-DD` string) taken from the folder names.
-pub async fn open(root: &Path) -> Result<SessionContext> {
-    ensure!(root.is_dir(), "the lake {} does not exist", root.display());
-    // The layout is the lake crate's: the same folders the writer uses.
-    let lake = snowlink_lake::Lake::new(root);
+/// A session over the lake, and what each day holds.
+pub struct Lake {
+    pub ctx: SessionContext,
+    pub days: BTreeMap<String, DayState>,
+    /// The loaded tables (kept to refresh them).
+    tables: Vec<(TableKind, Option<DeltaTable>)>,
+    lake: snowlink_lake::Lake,
+}
+
+/// The session settings every query runs with.
+fn session() -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    let ctx = SessionContext::new_with_config(config);
-    register(
-        &ctx,
-        "clicks",
-        &lake.clicks_root(),
-        snowlink_events::arrow::click_schema(),
-    )
-    .await?;
-    register(
-        &ctx,
-        "daily",
-        &lake.daily_root(),
-        snowlink_lake::daily_schema(),
-    )
-    .await?;
-    register(
-        &ctx,
-        "dims",
-        &lake.dims_root(),
-        snowlink_lake::dims_schema(),
-    )
-    .await?;
-    Ok(ctx)
+    SessionContext::new_with_config(config)
 }
 
-async fn register(ctx: &SessionContext, name: &str, dir: &Path, schema: SchemaRef) -> Result<()> {
-    let has_files = std::fs::read_dir(dir)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
-    if !has_files {
-        // An empty lake answers with no rows rather than an error.
-        let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(datafusion::arrow::datatypes::Field::new(
-            "date",
-            DataType::Utf8,
-            false,
-        ));
-        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-        let table = MemTable::try_new(schema, vec![vec![]])?;
-        ctx.register_table(name, Arc::new(table))?;
-        return Ok(());
+impl Lake {
+    /// Opens the lake at a path, `file://` or `s3://` URL. A lake in any
+    /// other layout is refused with the command that converts it; a lake
+    /// with no tables yet answers with no rows.
+    pub async fn open(spec: &str) -> Result<Lake> {
+        let lake = snowlink_lake::Lake::open(spec)?;
+        if let snowlink_lake::Location::Local(root) = lake.location() {
+            anyhow::ensure!(root.is_dir(), "the lake {} does not exist", root.display());
+        }
+        lake.check_layout().await?;
+        let mut tables = Vec::new();
+        for kind in TableKind::ALL {
+            let table = lake
+                .load(kind)
+                .await
+                .with_context(|| format!("opening the {} table of {}", kind.name(), lake.display()))?;
+            tables.push((kind, table));
+        }
+        let mut this = Lake {
+            ctx: session(),
+            days: BTreeMap::new(),
+            tables,
+            lake,
+        };
+        this.register().await?;
+        Ok(this)
     }
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
-    let url = format!("{}/", dir.canonicalize()?.display());
-    ctx.register_listing_table(name, url, options, Some(schema), None)
+
+    /// A session over every table's latest version (for a long-lived
+    /// reader); this one stays as it is until dropped.
+    pub async fn reloaded(&self) -> Result<Lake> {
+        let mut tables = self.tables.clone();
+        for (kind, table) in &mut tables {
+            match table {
+                Some(t) => t.update_incremental(None).await?,
+                None => *table = self.lake.load(*kind).await?,
+            }
+        }
+        let mut new = Lake {
+            ctx: session(),
+            days: BTreeMap::new(),
+            tables,
+            lake: self.lake.clone(),
+        };
+        new.register().await?;
+        Ok(new)
+    }
+
+    fn table(&self, kind: TableKind) -> Option<&DeltaTable> {
+        self.tables
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, t)| t.as_ref())
+    }
+
+    async fn register(&mut self) -> Result<()> {
+        for (kind, table) in &self.tables {
+            register(&self.ctx, *kind, table.as_ref()).await?;
+        }
+        self.days = match self.table(TableKind::Clicks) {
+            Some(clicks) => snowlink_lake::day_states(
+                clicks,
+                self.table(TableKind::Daily),
+                self.table(TableKind::Dims),
+            )?,
+            None => BTreeMap::new(),
+        };
+        Ok(())
+    }
+}
+
+/// The columns of a table as queries see them: the file columns, then
+/// `date` as a string.
+fn table_schema(kind: TableKind) -> SchemaRef {
+    let mut fields: Vec<Field> = kind
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("date", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+async fn register(ctx: &SessionContext, kind: TableKind, table: Option<&DeltaTable>) -> Result<()> {
+    let name = kind.name();
+    let Some(table) = table else {
+        // An empty lake answers with no rows rather than an error.
+        let empty = MemTable::try_new(table_schema(kind), vec![vec![]])?;
+        ctx.register_table(name, Arc::new(empty))?;
+        return Ok(());
+    };
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table
+        .table_provider()
+        .build()
         .await
-        .with_context(|| format!("opening table {name} at {}", dir.display()))?;
+        .with_context(|| format!("reading the {name} table"))?;
+    let delta_name = format!("delta_{name}");
+    ctx.register_table(delta_name.as_str(), Arc::new(provider))?;
+    // The view gives every column the type the files hold: Delta's
+    // timestamps are microseconds, the lake's are milliseconds.
+    let columns: Vec<String> = table_schema(kind)
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(_, _) => format!(
+                "arrow_cast({0}, 'Timestamp(Millisecond, Some(\"UTC\"))') AS {0}",
+                quote(f.name())
+            ),
+            _ => quote(f.name()),
+        })
+        .collect();
+    ctx.sql(&format!(
+        "CREATE VIEW {name} AS SELECT {} FROM {delta_name}",
+        columns.join(", ")
+    ))
+    .await?;
     Ok(())
 }
+
+fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+

@@ -1,9 +1,15 @@
-//! Link statistics over HTTP, answered by the analytics CLI.
+//! Link statistics over HTTP, answered by the analytics CLI's code.
 //!
-//! The service does not link DataFusion: each question runs
-//! `snowlink-analytics --lake LAKE stats ...` as a child process, with at
-//! most `--stats-concurrency` at once and a time limit, and passes on the
-//! one JSON document it prints. The CLI and the API therefore give the same
+//! The service does not link DataFusion. Stats and top questions go to one
+//! long-lived child, `snowlink-analytics --lake LAKE serve`, over a Unix
+//! socket in a private folder: it keeps the lake's table snapshots in
+//! memory, refreshes them every `--stats-refresh`, and answers each
+//! question with the CLI's own code, so a question costs its query, not a
+//! process start and a read of the Delta logs. At most
+//! `--stats-concurrency` questions run at once, each with a time limit. A
+//! child that dies is started again at the next question. CSV exports,
+//! which stream for as long as the client reads, still run one child each
+//! (`snowlink-analytics clicks`). The CLI and the API give the same
 //! numbers by construction, the service's build stays free of the query
 //! engine, and a query that runs out of memory takes down a child, never
 //! the redirect path. ARCHITECTURE.md weighs this against the alternatives.
@@ -22,11 +28,21 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `stats` section of the settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatsSettings {
-    /// The click lake written by snowlink-aggregate: serves GET /api/v1/links/{code}/stats from it
-    /// [default: none, the stats routes answer 503 stats_unavailable]. Stats lag the redirects by at most
-    /// one aggregate interval.
-    #[arg(long, env = "SNOWLINK_LAKE", value_name = "DIR")]
-    pub lake: Option<PathBuf>,
+    /// The click lake written by snowlink-aggregate (a folder, a file:// URL or s3://bucket/prefix, with
+    /// the AWS_* settings in the environment): serves GET /api/v1/links/{code}/stats from it [default: none,
+    /// the stats routes answer 503 stats_unavailable]. Stats lag the redirects by at most one aggregate
+    /// interval and one --stats-refresh.
+    #[arg(long, env = "SNOWLINK_LAKE", value_name = "DIR|URL")]
+    pub lake: Option<String>,
+    /// How often the stats server reads the lake's new table versions.
+    #[arg(
+        long,
+        env = "SNOWLINK_STATS_REFRESH",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = humantime::parse_duration
+    )]
+    pub stats_refresh: Duration,
     /// The snowlink-analytics binary that answers stats questions [default: the one next to this binary,
     /// else snowlink-analytics on PATH].
     #[arg(long, env = "SNOWLINK_ANALYTICS_BIN", value_name = "FILE")]
@@ -69,8 +85,13 @@ pub enum StatsError {
 /// Runs stats questions against the lake.
 #[derive(Debug)]
 pub struct StatsEngine {
-    lake: PathBuf,
+    lake: String,
     bin: PathBuf,
+    refresh: Duration,
+    /// The private folder of the server's socket (mode 0700).
+    socket_dir: PathBuf,
+    /// The long-lived query server, once started.
+    server: tokio::sync::Mutex<Option<tokio::process::Child>>,
     slots: Semaphore,
     /// CSV exports hold theirs while the client reads, so they have their
     /// own: a slow download never keeps a stats question waiting.
@@ -97,8 +118,11 @@ impl StatsEngine {
         let Some(lake) = &settings.lake else {
             return Ok(None);
         };
-        std::fs::create_dir_all(lake)
-            .map_err(|e| anyhow::anyhow!("creating the lake {}: {e}", lake.display()))?;
+        if !lake.contains("://") || lake.starts_with("file://") {
+            let dir = lake.strip_prefix("file://").unwrap_or(lake);
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating the lake {dir}: {e}"))?;
+        }
         let bin = match &settings.analytics_bin {
             Some(bin) => bin.clone(),
             None => default_bin(),
@@ -106,6 +130,9 @@ impl StatsEngine {
         Ok(Some(Arc::new(Self {
             lake: lake.clone(),
             bin,
+            refresh: settings.stats_refresh,
+            socket_dir: private_dir()?,
+            server: tokio::sync::Mutex::new(None),
             slots: Semaphore::new(settings.stats_concurrency as usize),
             export_slots: Arc::new(Semaphore::new(settings.stats_concurrency as usize)),
             public_rate: settings.public_stats_rate,
@@ -207,36 +234,150 @@ impl StatsEngine {
         StatsError::Spawn(self.bin.display().to_string(), e)
     }
 
-    /// Runs the CLI with `args` (and `input` on its standard input) and
-    /// returns what it printed.
+    fn socket(&self) -> PathBuf {
+        self.socket_dir.join("analytics.sock")
+    }
+
+    /// Starts the query server unless it runs, and waits until it listens.
+    async fn ensure_server(&self) -> Result<(), StatsError> {
+        let mut server = self.server.lock().await;
+        if let Some(child) = server.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+            tracing::warn!("the stats server exited; starting it again");
+        }
+        let _ = std::fs::remove_file(self.socket());
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl in the child before exec touches no shared state.
+        unsafe {
+            // The server dies with the service, however the service ends.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .arg("--lake")
+            .arg(&self.lake)
+            .arg("serve")
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--refresh")
+            .arg(humantime::format_duration(self.refresh).to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        *server = Some(child);
+        let deadline = tokio::time::Instant::now() + STATS_TIMEOUT;
+        loop {
+            if tokio::net::UnixStream::connect(self.socket()).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = server.as_mut().map(|c| c.try_wait()) {
+                *server = None;
+                return Err(StatsError::Failed(format!(
+                    "the stats server exited with {status} (its error is in the service's log)"
+                )));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(StatsError::Timeout(STATS_TIMEOUT));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Asks the query server `args` (the CLI's arguments after `--lake`,
+    /// with `input` as its standard input) and returns what it answered.
     async fn run(&self, args: &[String], input: Option<Vec<u8>>) -> Result<Vec<u8>, StatsError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| StatsError::Failed("shutting down".into()))?;
-        let mut cmd = self.command(args);
-        if input.is_some() {
-            cmd.stdin(Stdio::piped());
+        let request = serde_json::json!({
+            "args": args,
+            "stdin": input.map(|i| String::from_utf8_lossy(&i).into_owned()),
+        });
+        let mut line = serde_json::to_vec(&request).expect("a JSON request");
+        line.push(b'\n');
+        tokio::time::timeout(STATS_TIMEOUT, async {
+            // A server that died since the last question is started again,
+            // once.
+            let mut attempt = 0;
+            loop {
+                self.ensure_server().await?;
+                match ask(&self.socket(), &line).await {
+                    Ok(answer) => return answer,
+                    Err(e) if attempt == 0 => {
+                        tracing::warn!(error = %e, "the stats server did not answer; starting it again");
+                        if let Some(mut child) = self.server.lock().await.take() {
+                            let _ = child.kill().await;
+                        }
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(StatsError::Failed(e.to_string())),
+                }
+            }
+        })
+        .await
+        .map_err(|_| StatsError::Timeout(STATS_TIMEOUT))?
+    }
+}
+
+/// One question over the socket: the answer's bytes, or the server's
+/// error. An I/O error means the server is gone.
+async fn ask(
+    socket: &std::path::Path,
+    request: &[u8],
+) -> std::io::Result<Result<Vec<u8>, StatsError>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::UnixStream::connect(socket).await?;
+    conn.write_all(request).await?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await?;
+    let Some(end) = answer.iter().position(|&b| b == b'\n') else {
+        return Err(std::io::Error::other("the stats server closed without answering"));
+    };
+    let header: serde_json::Value = serde_json::from_slice(&answer[..end])
+        .map_err(|e| std::io::Error::other(format!("the stats server's answer: {e}")))?;
+    if header["ok"] == true {
+        Ok(Ok(answer.split_off(end + 1)))
+    } else {
+        Ok(Err(StatsError::Failed(
+            header["error"].as_str().unwrap_or("failed").to_owned(),
+        )))
+    }
+}
+
+/// A new folder only this user may enter, for the server's socket: other
+/// local users must not ask the lake questions.
+fn private_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for _ in 0..16 {
+        let dir = base.join(format!(
+            "snowlink-stats-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => anyhow::bail!("creating {}: {e}", dir.display()),
         }
-        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            use tokio::io::AsyncWriteExt;
-            // Written while the child runs; it reads all of it before it answers.
-            tokio::spawn(async move {
-                let _ = stdin.write_all(&input).await;
-            });
-        }
-        let out = tokio::time::timeout(STATS_TIMEOUT, child.wait_with_output())
-            .await
-            .map_err(|_| StatsError::Timeout(STATS_TIMEOUT))?
-            .map_err(|e| StatsError::Failed(e.to_string()))?;
-        if !out.status.success() {
-            return Err(StatsError::Failed(
-                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            ));
-        }
-        Ok(out.stdout)
+    }
+    anyhow::bail!("no free folder for the stats socket in {}", base.display())
+}
+
+impl Drop for StatsEngine {
+    fn drop(&mut self) {
+        // The child is killed with its handle; its folder goes too.
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
     }
 }
 
