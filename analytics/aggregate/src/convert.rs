@@ -49,11 +49,9 @@ fn ledger_state(root: &Path) -> anyhow::Result<LedgerState> {
     if !path.is_file() {
         return Ok((HashMap::new(), Vec::new()));
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .with_context(|| format!("opening {}", path.display()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("opening {}", path.display()))?;
     let mut stmt = conn
         .prepare("SELECT stream, next FROM streams")
         .with_context(|| format!("reading {}", path.display()))?;

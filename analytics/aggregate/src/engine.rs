@@ -520,7 +520,12 @@ fn write_prepared(
             encoded.rows,
             Some(encoded.stats),
         ))?;
-        tracing::debug!(path = file.path, rows = file.rows, bytes = file.size, "uploaded");
+        tracing::debug!(
+            path = file.path,
+            rows = file.rows,
+            bytes = file.size,
+            "uploaded"
+        );
         staged.push(file);
         if i == 0 && many {
             pause_point("upload");

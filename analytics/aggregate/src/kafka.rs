@@ -27,9 +27,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
-use snowlink_events::kafka::{HEADER_SEQ, HEADER_SPOOL};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use snowlink_events::kafka::{HEADER_SEQ, HEADER_SPOOL};
 
 use crate::engine::{LakeIo, Record, Source};
 
@@ -88,7 +88,11 @@ impl LakeContext {
             match self.io.positions(&streams) {
                 Ok(p) => return Some(p),
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), attempt, "reading the partitions' positions from the lake failed");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        attempt,
+                        "reading the partitions' positions from the lake failed"
+                    );
                     std::thread::sleep(Duration::from_millis(500 << attempt));
                 }
             }
@@ -145,7 +149,10 @@ impl ConsumerContext for LakeContext {
                     }
                 }
                 if lost {
-                    tracing::warn!(?partitions, "partitions lost (this worker was silent longer than the session timeout)");
+                    tracing::warn!(
+                        ?partitions,
+                        "partitions lost (this worker was silent longer than the session timeout)"
+                    );
                 } else {
                     tracing::info!(?partitions, "partitions revoked");
                 }
@@ -190,7 +197,9 @@ impl KafkaSource {
             )
             .set(
                 "heartbeat.interval.ms",
-                (settings.session_timeout.as_millis() / 6).max(500).to_string(),
+                (settings.session_timeout.as_millis() / 6)
+                    .max(500)
+                    .to_string(),
             )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -224,8 +233,15 @@ impl KafkaSource {
 
     /// Forgets revoked partitions; returns them.
     fn take_revoked(&mut self) -> Vec<i32> {
-        let revoked =
-            std::mem::take(&mut self.consumer.context().shared.lock().expect("state").revoked);
+        let revoked = std::mem::take(
+            &mut self
+                .consumer
+                .context()
+                .shared
+                .lock()
+                .expect("state")
+                .revoked,
+        );
         for p in &revoked {
             self.targets.remove(p);
             self.read.remove(p);
@@ -314,8 +330,15 @@ impl Source for KafkaSource {
 
     fn assigned(&mut self) -> Vec<(String, Option<i64>)> {
         self.take_revoked();
-        let assigned =
-            std::mem::take(&mut self.consumer.context().shared.lock().expect("state").assigned);
+        let assigned = std::mem::take(
+            &mut self
+                .consumer
+                .context()
+                .shared
+                .lock()
+                .expect("state")
+                .assigned,
+        );
         let mut out = Vec::with_capacity(assigned.len());
         for (p, at) in assigned {
             if self.settings.until_end {
@@ -328,7 +351,9 @@ impl Source for KafkaSource {
                         self.targets.insert(p, high);
                         self.read.insert(p, at.unwrap_or(low));
                     }
-                    Err(e) => tracing::warn!(partition = p, error = %e, "reading a partition's end failed"),
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "reading a partition's end failed")
+                    }
                 }
             }
             out.push((self.stream(p), at));
@@ -382,8 +407,7 @@ impl Source for KafkaSource {
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
                 None => {
-                    if (self.settings.until_end && self.caught_up())
-                        || stop.load(Ordering::Relaxed)
+                    if (self.settings.until_end && self.caught_up()) || stop.load(Ordering::Relaxed)
                     {
                         break;
                     }

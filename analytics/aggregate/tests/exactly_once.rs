@@ -36,16 +36,26 @@ fn killed_at_any_moment_then_rerun_gives_every_event_once() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    assert!(kills_mid_run > 0, "at least one run was killed while working");
+    assert!(
+        kills_mid_run > 0,
+        "at least one run was killed while working"
+    );
 
-    let summary = run_ok(&mut aggregate(&data, &lake, &["--once", "--batch-size", "1500"]));
+    let summary = run_ok(&mut aggregate(
+        &data,
+        &lake,
+        &["--once", "--batch-size", "1500"],
+    ));
     assert!(summary.starts_with("aggregated "), "{summary}");
     assert_exactly_once(&lake, &[], 0..N);
-    assert_rollups_fresh(&lake);
+    assert_rollups_fresh(&lake, &[]);
 
     // Nothing left; a rerun changes nothing.
     let summary = run_ok(&mut aggregate(&data, &lake, &["--once"]));
-    assert!(summary.starts_with("aggregated 0 events into 0 files"), "{summary}");
+    assert!(
+        summary.starts_with("aggregated 0 events into 0 files"),
+        "{summary}"
+    );
     assert_exactly_once(&lake, &[], 0..N);
     let spool = ClickSpool::open(data.join("spool.db")).unwrap();
     assert_eq!(spool.backlog().unwrap(), 0);
@@ -88,13 +98,22 @@ fn killed_at_each_step_of_a_commit_then_rerun_gives_every_event_once() {
     let args = ["--once", "--batch-size", "2000"];
     fill_spool(&data, 0..4_000);
     kill_at(&data, &lake, "upload", &args);
-    assert!(lake_events(&lake).is_empty(), "an uncommitted upload is invisible");
+    assert!(
+        lake_events(&lake, &[]).is_empty(),
+        "an uncommitted upload is invisible"
+    );
     kill_at(&data, &lake, "commit", &args);
-    assert!(lake_events(&lake).is_empty(), "uploads without their commit are invisible");
+    assert!(
+        lake_events(&lake, &[]).is_empty(),
+        "uploads without their commit are invisible"
+    );
     let uploaded = count_parquet(&Path::new(&lake).join("clicks"));
-    assert!(uploaded >= 4, "the killed runs left {uploaded} files behind");
+    assert!(
+        uploaded >= 4,
+        "the killed runs left {uploaded} files behind"
+    );
     kill_at(&data, &lake, "committed", &args);
-    let visible = lake_events(&lake).len();
+    let visible = lake_events(&lake, &[]).len();
     assert!(
         visible > 0 && visible < 4_000,
         "the first batch is visible once committed, though its rows were never released: {visible}"
@@ -109,7 +128,7 @@ fn killed_at_each_step_of_a_commit_then_rerun_gives_every_event_once() {
         "the committed batch is not written again: {summary}"
     );
     assert_exactly_once(&lake, &[], 0..4_000);
-    assert_rollups_fresh(&lake);
+    assert_rollups_fresh(&lake, &[]);
 
     // Vacuum deletes what the killed runs uploaded, and nothing else.
     let out = run_ok(&mut aggregate(&data, &lake, &["vacuum", "--retain", "0s"]));
@@ -140,11 +159,17 @@ fn tables_are_delta_partitioned_by_date_and_compaction_keeps_every_row() {
     let (data, lake) = (dir.path().join("data"), lake_of(dir.path()));
     const N: i64 = 9_000;
     fill_spool(&data, 0..N);
-    run_ok(&mut aggregate(&data, &lake, &["--once", "--batch-size", "1000"]));
+    run_ok(&mut aggregate(
+        &data,
+        &lake,
+        &["--once", "--batch-size", "1000"],
+    ));
     let root = Path::new(&lake);
     for table in ["clicks", "daily", "dims"] {
         assert!(
-            root.join(table).join("_delta_log/00000000000000000000.json").is_file(),
+            root.join(table)
+                .join("_delta_log/00000000000000000000.json")
+                .is_file(),
             "{table} is a Delta table"
         );
     }
@@ -154,8 +179,11 @@ fn tables_are_delta_partitioned_by_date_and_compaction_keeps_every_row() {
         .filter(|n| n.starts_with("date="))
         .collect();
     dates.sort();
-    assert_eq!(dates, ["date=2026-11-20", "date=2026-11-21", "date=2026-11-22"]);
-    assert_rollups_fresh(&lake);
+    assert_eq!(
+        dates,
+        ["date=2026-11-20", "date=2026-11-21", "date=2026-11-22"]
+    );
+    assert_rollups_fresh(&lake, &[]);
     let before = count_parquet(&root.join("clicks"));
     assert!(before > 3, "several files per day before compaction");
 
@@ -163,7 +191,7 @@ fn tables_are_delta_partitioned_by_date_and_compaction_keeps_every_row() {
     assert!(out.starts_with("compacted 3 days"), "{out}");
     assert_exactly_once(&lake, &[], 0..N);
     // Same clicks: the rollups are still fresh, not rebuilt.
-    assert_rollups_fresh(&lake);
+    assert_rollups_fresh(&lake, &[]);
     let out = run_ok(&mut aggregate(&data, &lake, &["rollups"]));
     assert!(out.starts_with("rebuilt the rollups of 0 days"), "{out}");
     // Again: nothing to do.
@@ -175,7 +203,7 @@ fn tables_are_delta_partitioned_by_date_and_compaction_keeps_every_row() {
     fill_spool(&data, N..N + 500);
     run_ok(&mut aggregate(&data, &lake, &["--once"]));
     assert_exactly_once(&lake, &[], 0..N + 500);
-    assert_rollups_fresh(&lake);
+    assert_rollups_fresh(&lake, &[]);
 }
 
 #[test]
@@ -183,7 +211,11 @@ fn compaction_while_a_worker_appends_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (data, lake) = (dir.path().join("data"), lake_of(dir.path()));
     fill_spool(&data, 0..6_000);
-    run_ok(&mut aggregate(&data, &lake, &["--once", "--batch-size", "500"]));
+    run_ok(&mut aggregate(
+        &data,
+        &lake,
+        &["--once", "--batch-size", "500"],
+    ));
     fill_spool(&data, 6_000..40_000);
     let appender = aggregate(&data, &lake, &["--once", "--batch-size", "500"])
         .spawn()
@@ -194,10 +226,14 @@ fn compaction_while_a_worker_appends_loses_and_doubles_nothing() {
         compactions += 1;
     }
     let out = appender.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(compactions, 3);
     assert_exactly_once(&lake, &[], 0..40_000);
-    assert_rollups_fresh(&lake);
+    assert_rollups_fresh(&lake, &[]);
 }
 
 #[test]
@@ -247,7 +283,11 @@ fn old_layout_lake(root: &Path) {
     write("2026-11-20", &name(Some("spool.ab"), 101, 300), 100..300);
     write("2026-11-21", &name(Some("spool.ab"), 301, 500), 300..500);
     // Never recorded: at the ledger's position.
-    write("2026-11-21", &name(Some("spool.ab"), 501, 600), 1_000..1_100);
+    write(
+        "2026-11-21",
+        &name(Some("spool.ab"), 501, 600),
+        1_000..1_100,
+    );
     std::fs::create_dir_all(root.join("daily/date=2026-11-20")).unwrap();
     std::fs::write(root.join("daily/date=2026-11-20/daily.parquet"), b"stale").unwrap();
     std::fs::create_dir_all(root.join("_ledger")).unwrap();
@@ -283,7 +323,7 @@ fn a_lake_of_the_old_layout_is_refused_then_converted_once() {
     assert!(out.contains("3 click files (500 clicks)"), "{out}");
     assert!(out.contains("1 unrecorded files left out"), "{out}");
     assert_exactly_once(&lake, &[], 0..500);
-    assert_rollups_fresh(&lake);
+    assert_rollups_fresh(&lake, &[]);
     // Converting again changes nothing.
     let out = run_ok(&mut aggregate(dir.path(), &lake, &["convert"]));
     assert!(out.contains("already converted"), "{out}");

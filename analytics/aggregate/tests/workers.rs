@@ -22,7 +22,6 @@ fn engines(test: &str) -> Option<(Server, Server)> {
     let kafka = Server::kafka(test)?;
     kafka.create_topic(TOPIC, 4);
     let s3 = Server::s3(test)?;
-    use_env(&s3.s3_env());
     Some((kafka, s3))
 }
 
@@ -82,7 +81,11 @@ impl Worker {
         self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "a worker did not stop: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "a worker did not stop: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         self.log()
@@ -103,11 +106,19 @@ impl Drop for Worker {
 
 /// Waits until the lake holds at least `n` clicks; fails on more than
 /// `max`, or after `within`.
-fn wait_for_clicks(n: usize, max: usize, within: Duration, workers: &[&Worker]) {
+fn wait_for_clicks(s3: &Server, n: usize, max: usize, within: Duration, workers: &[&Worker]) {
     let deadline = Instant::now() + within;
     loop {
-        let have = lake_events(LAKE).len();
-        assert!(have <= max, "{have} clicks in the lake, more than the {max} sent");
+        let have = lake_events(LAKE, &s3.s3_env()).len();
+        assert!(
+            have <= max,
+            "{have} clicks in the lake, more than the {max} sent; logs:\n{}",
+            workers
+                .iter()
+                .map(|w| w.log())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
         if have >= n {
             return;
         }
@@ -133,7 +144,7 @@ fn workers_joining_leaving_and_killed_count_every_click_once() {
     produce(&kafka, 0..20_000);
     let w1 = Worker::start(&kafka, &s3, "w1", &[]);
     let w2 = Worker::start(&kafka, &s3, "w2", &[]);
-    wait_for_clicks(3_000, 20_000, Duration::from_secs(120), &[&w1, &w2]);
+    wait_for_clicks(&s3, 3_000, 20_000, Duration::from_secs(120), &[&w1, &w2]);
     // A third joins while the first two work.
     let w3 = Worker::start(&kafka, &s3, "w3", &[]);
     produce(&kafka, 20_000..40_000);
@@ -142,12 +153,21 @@ fn workers_joining_leaving_and_killed_count_every_click_once() {
     w1.kill();
     let w4 = Worker::start(&kafka, &s3, "w4", &[]);
     produce(&kafka, 40_000..60_000);
-    wait_for_clicks(60_000, 60_000, Duration::from_secs(240), &[&w2, &w3, &w4]);
+    wait_for_clicks(
+        &s3,
+        60_000,
+        60_000,
+        Duration::from_secs(240),
+        &[&w2, &w3, &w4],
+    );
     let logs: Vec<String> = [w2, w3, w4].into_iter().map(Worker::stop).collect();
-    let committed = logs.iter().filter(|l| l.contains("partitions assigned")).count();
+    let committed = logs
+        .iter()
+        .filter(|l| l.contains("partitions assigned"))
+        .count();
     assert!(committed >= 2, "several workers held partitions: {logs:?}");
     assert_exactly_once(LAKE, &s3.s3_env(), 0..60_000);
-    assert_rollups_fresh(LAKE);
+    assert_rollups_fresh(LAKE, &s3.s3_env());
 }
 
 /// A worker stopped (SIGSTOP) between its uploads and its commit for longer
@@ -175,7 +195,13 @@ fn a_paused_worker_is_refused_and_nothing_is_doubled() {
     let other = Worker::start(&kafka, &s3, "other", &[]);
     // Longer than the session timeout: the other takes every partition and
     // commits all of them, the sleeper's uploaded batch included.
-    wait_for_clicks(12_000, 12_000, Duration::from_secs(180), &[&other]);
+    wait_for_clicks(
+        &s3,
+        12_000,
+        12_000,
+        Duration::from_secs(180),
+        &[&other, &sleeper],
+    );
     sleeper.signal(libc::SIGCONT);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !sleeper.log().contains("commit refused") {
@@ -186,10 +212,20 @@ fn a_paused_worker_is_refused_and_nothing_is_doubled() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(lake_events(LAKE).len(), 12_000, "nothing doubled");
+    assert_eq!(
+        lake_events(LAKE, &s3.s3_env()).len(),
+        12_000,
+        "nothing doubled"
+    );
     // Both work on afterwards.
     produce(&kafka, 12_000..15_000);
-    wait_for_clicks(15_000, 15_000, Duration::from_secs(180), &[&other, &sleeper]);
+    wait_for_clicks(
+        &s3,
+        15_000,
+        15_000,
+        Duration::from_secs(180),
+        &[&other, &sleeper],
+    );
     let _ = other.stop();
     let _ = sleeper.stop();
     assert_exactly_once(LAKE, &s3.s3_env(), 0..15_000);
@@ -206,7 +242,7 @@ fn the_s3_server_lost_mid_run_loses_and_doubles_nothing() {
     produce(&kafka, 0..20_000);
     let w1 = Worker::start(&kafka, &s3, "w1", &[]);
     let w2 = Worker::start(&kafka, &s3, "w2", &[]);
-    wait_for_clicks(2_000, 20_000, Duration::from_secs(120), &[&w1, &w2]);
+    wait_for_clicks(&s3, 2_000, 20_000, Duration::from_secs(120), &[&w1, &w2]);
     s3.kill();
     produce(&kafka, 20_000..30_000);
     std::thread::sleep(Duration::from_secs(25));
@@ -216,7 +252,7 @@ fn the_s3_server_lost_mid_run_loses_and_doubles_nothing() {
         "the workers say what is wrong: {said}"
     );
     s3.start();
-    wait_for_clicks(30_000, 30_000, Duration::from_secs(240), &[&w1, &w2]);
+    wait_for_clicks(&s3, 30_000, 30_000, Duration::from_secs(240), &[&w1, &w2]);
     let _ = w1.stop();
     let _ = w2.stop();
     assert_exactly_once(LAKE, &s3.s3_env(), 0..30_000);
@@ -232,16 +268,20 @@ fn compaction_on_s3_while_workers_append() {
     produce(&kafka, 0..30_000);
     let w1 = Worker::start(&kafka, &s3, "w1", &[]);
     let w2 = Worker::start(&kafka, &s3, "w2", &[]);
-    wait_for_clicks(3_000, 30_000, Duration::from_secs(120), &[&w1, &w2]);
+    wait_for_clicks(&s3, 3_000, 30_000, Duration::from_secs(120), &[&w1, &w2]);
     for _ in 0..3 {
         let out = Command::new(BIN)
             .args(["compact", "--lake", LAKE])
             .envs(s3.s3_env())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    wait_for_clicks(30_000, 30_000, Duration::from_secs(240), &[&w1, &w2]);
+    wait_for_clicks(&s3, 30_000, 30_000, Duration::from_secs(240), &[&w1, &w2]);
     let _ = w1.stop();
     let _ = w2.stop();
     assert_exactly_once(LAKE, &s3.s3_env(), 0..30_000);
@@ -273,7 +313,10 @@ fn bad_s3_settings_are_clear_errors() {
     wrong[1].1 = "not-the-secret".into();
     let err = run(LAKE, wrong);
     assert!(err.contains("the credentials were refused"), "{err}");
-    assert!(!err.contains("not-the-secret"), "the secret is never printed: {err}");
+    assert!(
+        !err.contains("not-the-secret"),
+        "the secret is never printed: {err}"
+    );
     let err = run("ftp://host/lake", s3.s3_env());
     assert!(err.contains("unknown scheme"), "{err}");
     let bucket = s3.dir().join("s3/root/snowlink");
@@ -298,4 +341,3 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
-

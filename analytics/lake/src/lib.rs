@@ -59,8 +59,14 @@ pub enum LakeError {
     /// nothing of this commit is visible.
     #[error("commit refused: {0}")]
     Conflict(String),
-    #[error("delta: {0}")]
-    Delta(#[from] deltalake_core::DeltaTableError),
+    #[error("{hint}delta: {source}")]
+    Delta {
+        /// What the failure means, when it can be told ("the storage
+        /// server cannot be reached: "), else empty.
+        hint: &'static str,
+        #[source]
+        source: deltalake_core::DeltaTableError,
+    },
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -70,3 +76,13 @@ pub enum LakeError {
 }
 
 pub type LakeResult<T> = Result<T, LakeError>;
+
+impl From<deltalake_core::DeltaTableError> for LakeError {
+    fn from(source: deltalake_core::DeltaTableError) -> Self {
+        let hint = match table::explain(&source.to_string()) {
+            Some(h) => h,
+            None => "",
+        };
+        LakeError::Delta { hint, source }
+    }
+}

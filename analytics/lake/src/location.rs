@@ -89,6 +89,15 @@ impl Location {
     /// The object store of the whole file system or bucket (the root of
     /// `url()`'s scheme and host), built from the environment for S3.
     pub fn root_store(&self) -> LakeResult<Arc<dyn ObjectStore>> {
+        self.root_store_with(&[])
+    }
+
+    /// [`Location::root_store`] with S3 settings (`AWS_*` names) over those
+    /// of the environment.
+    pub fn root_store_with(
+        &self,
+        settings: &[(String, String)],
+    ) -> LakeResult<Arc<dyn ObjectStore>> {
         match self {
             Location::Local(_) => Ok(Arc::new(LocalFileSystem::new())),
             Location::S3 { bucket, .. } => {
@@ -103,7 +112,17 @@ impl Location {
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry);
-                if let Some(endpoint) = s3_endpoint() {
+                let mut endpoint = s3_endpoint();
+                for (key, value) in settings {
+                    let key = key.to_ascii_lowercase();
+                    if key.starts_with("aws_endpoint") {
+                        endpoint = Some(value.clone());
+                    }
+                    if let Ok(k) = key.parse::<object_store::aws::AmazonS3ConfigKey>() {
+                        builder = builder.with_config(k, value);
+                    }
+                }
+                if let Some(endpoint) = endpoint {
                     builder = builder.with_allow_http(endpoint.starts_with("http://"));
                 }
                 builder

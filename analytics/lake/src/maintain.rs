@@ -9,8 +9,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::table::{commit, files_by_date, recorded, Advance, Change, LiveFile, TableKind};
 use crate::{
-    count_day, encode_clicks, encode_rollup, rollup_clicks, rollup_file_name, sorted_batches,
-    Lake, LakeError, LakeResult, RollupStats,
+    count_day, encode_clicks, encode_rollup, rollup_clicks, rollup_file_name, sorted_batches, Lake,
+    LakeError, LakeResult, RollupStats,
 };
 
 /// Parallel reads of one day's files.

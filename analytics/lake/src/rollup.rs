@@ -406,11 +406,7 @@ pub fn count_day(
 
 /// A rollup file encoded: `daily` or `dims` of one day.
 pub fn encode_rollup(batch: &RecordBatch) -> LakeResult<Vec<u8>> {
-    crate::write::encode_parquet(
-        std::slice::from_ref(batch),
-        batch.schema(),
-        rollup_props(),
-    )
+    crate::write::encode_parquet(std::slice::from_ref(batch), batch.schema(), rollup_props())
 }
 
 /// A rollup file's name: the number of clicks it was counted from, then a
@@ -418,7 +414,10 @@ pub fn encode_rollup(batch: &RecordBatch) -> LakeResult<Vec<u8>> {
 /// day's clicks in the `clicks` table: late clicks make it stale until the
 /// next rebuild.
 pub fn rollup_file_name(table: &str, clicks: i64) -> String {
-    format!("{table}-c{clicks}-{}.parquet", uuid::Uuid::new_v4().simple())
+    format!(
+        "{table}-c{clicks}-{}.parquet",
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// The clicks a rollup file was counted from, from its name.

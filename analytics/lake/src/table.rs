@@ -193,8 +193,20 @@ impl Lake {
     /// A lake at a path, `file://` or `s3://` URL. Nothing is read or
     /// written yet.
     pub fn open(spec: &str) -> LakeResult<Lake> {
+        Self::open_with(spec, &[])
+    }
+
+    /// [`Lake::open`] with S3 settings (`AWS_*` names) given here, over
+    /// those of the environment.
+    pub fn open_with(spec: &str, settings: &[(String, String)]) -> LakeResult<Lake> {
         let location = Location::parse(spec)?;
-        Self::at(location)
+        register_s3_log_store();
+        let store = location.root_store_with(settings)?;
+        Ok(Lake {
+            url: location.url(),
+            location,
+            store,
+        })
     }
 
     pub fn at(location: Location) -> LakeResult<Lake> {
@@ -278,9 +290,8 @@ impl Lake {
             return Ok(t);
         }
         if let Some(dir) = self.local_dir(kind) {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                LakeError::Location(format!("creating {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| LakeError::Location(format!("creating {}: {e}", dir.display())))?;
         }
         let table = self.builder(kind)?.build()?;
         let created = deltalake_core::operations::create::CreateBuilder::new()
@@ -386,20 +397,7 @@ impl Lake {
 
     /// An object store error, said in words a person can act on.
     pub fn store_error(&self, e: object_store::Error) -> LakeError {
-        let text = e.to_string();
-        let hint = if text.contains("NoSuchBucket") {
-            "the bucket does not exist"
-        } else if text.contains("InvalidAccessKeyId")
-            || text.contains("SignatureDoesNotMatch")
-            || text.contains("AccessDenied")
-            || text.contains("403")
-        {
-            "the credentials were refused (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
-        } else if text.contains("error sending request") || text.contains("Connection refused") {
-            "the storage server cannot be reached"
-        } else {
-            "the store failed"
-        };
+        let hint = explain(&e.to_string()).unwrap_or("the store failed");
         LakeError::Store {
             lake: self.display(),
             hint,
@@ -438,6 +436,23 @@ impl Lake {
         let p = self.table_path(kind, rel);
         let got = self.store.get(&p).await.map_err(|e| self.store_error(e))?;
         got.bytes().await.map_err(|e| self.store_error(e))
+    }
+}
+
+/// What a store's error text means, in words a person can act on.
+pub(crate) fn explain(text: &str) -> Option<&'static str> {
+    if text.contains("NoSuchBucket") {
+        Some("the bucket does not exist")
+    } else if text.contains("InvalidAccessKeyId")
+        || text.contains("SignatureDoesNotMatch")
+        || text.contains("AccessDenied")
+        || text.contains("403")
+    {
+        Some("the credentials were refused (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+    } else if text.contains("error sending request") || text.contains("Connection refused") {
+        Some("the storage server cannot be reached")
+    } else {
+        None
     }
 }
 
@@ -558,7 +573,11 @@ pub async fn commit(
                 predicate: None,
             },
         ),
-        Change::ReplaceDate { date, remove: r, add } => {
+        Change::ReplaceDate {
+            date,
+            remove: r,
+            add,
+        } => {
             let mut a = remove(r, date, true);
             a.extend(add.iter().map(|f| f.add(true)));
             (
@@ -570,7 +589,11 @@ pub async fn commit(
                 },
             )
         }
-        Change::Rewrite { date, remove: r, add } => {
+        Change::Rewrite {
+            date,
+            remove: r,
+            add,
+        } => {
             let mut a = remove(r, date, false);
             a.extend(add.iter().map(|f| f.add(false)));
             (

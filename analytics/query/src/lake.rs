@@ -49,10 +49,9 @@ impl Lake {
         lake.check_layout().await?;
         let mut tables = Vec::new();
         for kind in TableKind::ALL {
-            let table = lake
-                .load(kind)
-                .await
-                .with_context(|| format!("opening the {} table of {}", kind.name(), lake.display()))?;
+            let table = lake.load(kind).await.with_context(|| {
+                format!("opening the {} table of {}", kind.name(), lake.display())
+            })?;
             tables.push((kind, table));
         }
         let mut this = Lake {
@@ -161,4 +160,3 @@ async fn register(ctx: &SessionContext, kind: TableKind, table: Option<&DeltaTab
 fn quote(name: &str) -> String {
     format!("\"{name}\"")
 }
-

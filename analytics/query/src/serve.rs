@@ -108,8 +108,14 @@ async fn answer(conn: UnixStream, lake: &Lake) -> Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
         let mut out: Vec<u8> = Vec::new();
-        crate::cli::execute(lake, cli.command, cli.format, request.stdin.as_deref(), &mut out)
-            .await?;
+        crate::cli::execute(
+            lake,
+            cli.command,
+            cli.format,
+            request.stdin.as_deref(),
+            &mut out,
+        )
+        .await?;
         Ok::<_, anyhow::Error>(out)
     }
     .await;
@@ -119,7 +125,8 @@ async fn answer(conn: UnixStream, lake: &Lake) -> Result<()> {
             write.write_all(&out).await?;
         }
         Err(e) => {
-            let header = serde_json::json!({ "ok": false, "error": format!("{e:#}").replace('\n', " ") });
+            let header =
+                serde_json::json!({ "ok": false, "error": format!("{e:#}").replace('\n', " ") });
             write.write_all(format!("{header}\n").as_bytes()).await?;
         }
     }

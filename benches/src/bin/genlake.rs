@@ -1,23 +1,23 @@
 //! Writes a synthetic lake for the query benchmark: N clicks spread evenly
 //! over D days, L links with a Zipf(1.0) popularity, one file per day (as
-//! after `snowlink-aggregate compact`) and the daily rollups.
+//! after `snowlink-aggregate compact`), committed to the Delta tables, and
+//! the daily rollups. `--out` is a folder or an s3:// URL.
 //!
 //!   cargo run --release -p snowlink-benches --bin genlake -- --out LAKE \
 //!       [--clicks 10000000] [--days 30] [--links 100000]
 //!
 //! Prints one JSON object: what was written, and the hottest code.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
 use snowlink_benches::{code_of_rank, ClickGen};
-use snowlink_lake::Lake;
+use snowlink_lake::{Advance, Change, Lake, TableKind};
 
 #[derive(Parser)]
 struct Args {
     #[arg(long)]
-    out: PathBuf,
+    out: String,
     #[arg(long, default_value_t = 10_000_000)]
     clicks: u64,
     #[arg(long, default_value_t = 30)]
@@ -35,34 +35,65 @@ fn main() -> anyhow::Result<()> {
         args.days > 0 && args.clicks >= args.days,
         "need at least one click per day"
     );
-    let lake = Lake::new(&args.out);
-    let _lock = lake.lock()?;
+    let lake = Lake::open(&args.out)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let started = Instant::now();
     let per_day = args.clicks / args.days;
     let mut bytes = 0u64;
     let mut written = 0u64;
-    for day in 0..args.days {
-        let n = if day + 1 == args.days {
-            args.clicks - per_day * (args.days - 1)
-        } else {
-            per_day
-        };
-        let t0 = args.start_ms + day as i64 * 86_400_000;
-        let events: Vec<_> = ClickGen::new(1000 + day, n, args.links, t0, 86_400_000).collect();
-        let date = events[0].date();
-        let file = snowlink_lake::write_clicks(
-            &lake,
-            &date,
-            None,
-            written as i64 + 1,
-            (written + n) as i64,
-            &events,
-        )?;
-        bytes += file.bytes;
-        written += n;
-        snowlink_lake::rebuild_daily(&lake, &date)?;
-        eprintln!("{date}: {n} clicks, {} bytes", file.bytes);
-    }
+    runtime.block_on(async {
+        let mut clicks = lake.table(TableKind::Clicks).await?;
+        let mut daily = lake.table(TableKind::Daily).await?;
+        let mut dims = lake.table(TableKind::Dims).await?;
+        for day in 0..args.days {
+            let n = if day + 1 == args.days {
+                args.clicks - per_day * (args.days - 1)
+            } else {
+                per_day
+            };
+            let t0 = args.start_ms + day as i64 * 86_400_000;
+            let events: Vec<_> = ClickGen::new(1000 + day, n, args.links, t0, 86_400_000).collect();
+            let date = events[0].date();
+            let encoded = snowlink_lake::encode_clicks(&snowlink_lake::sorted_batches(&events)?)?;
+            drop(events);
+            let size = encoded.bytes.len() as u64;
+            let first = written as i64 + 1;
+            let last = (written + n) as i64;
+            let name = snowlink_lake::click_file_name("genlake", first, last);
+            let file = lake
+                .upload(
+                    TableKind::Clicks,
+                    &date,
+                    &name,
+                    encoded.bytes,
+                    encoded.rows,
+                    Some(encoded.stats),
+                )
+                .await?;
+            let expected = (day > 0).then_some(first);
+            snowlink_lake::commit(
+                &mut clicks,
+                Change::Append(std::slice::from_ref(&file)),
+                &[Advance {
+                    app_id: "genlake".into(),
+                    expected,
+                    next: last + 1,
+                }],
+                &[],
+            )
+            .await?;
+            bytes += size;
+            written += n;
+            let state = snowlink_lake::day_states(&clicks, None, None)?
+                .remove(&date)
+                .expect("the day just written");
+            snowlink_lake::rebuild_day(&lake, &date, &state, &mut daily, &mut dims).await?;
+            eprintln!("{date}: {n} clicks, {size} bytes");
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
     println!(
         "{}",
         serde_json::json!({

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use snowlink_aggregate::engine;
 use snowlink_aggregate::kafka::{KafkaSettings, KafkaSource};
 use snowlink_benches::ClickGen;
-use snowlink_lake::Lake;
 use snowlink_testkit::Server;
 
 /// The allocator `snowlink-aggregate` runs with.
@@ -41,20 +40,29 @@ fn main() -> anyhow::Result<()> {
     let produce_seconds = produce_start.elapsed().as_secs_f64();
 
     let dir = tempfile::tempdir()?;
-    let lake = Lake::new(dir.path().join("lake"));
+    let lake = dir.path().join("lake").display().to_string();
+    let io = engine::LakeIo::open(&lake)?;
     let start = Instant::now();
-    let mut source = KafkaSource::new(KafkaSettings {
-        brokers: broker.bootstrap(),
-        topic: "clicks".into(),
-        group: "bench".into(),
-        batch_wait: Duration::from_secs(2),
-    })?;
+    let mut source = KafkaSource::new(
+        KafkaSettings {
+            brokers: broker.bootstrap(),
+            topic: "clicks".into(),
+            group: "bench".into(),
+            batch_wait: Duration::from_secs(2),
+            session_timeout: Duration::from_secs(45),
+            until_end: true,
+        },
+        io.clone(),
+    )?;
     let summary = engine::run(
         &mut source,
-        &lake,
-        250_000,
-        &AtomicBool::new(false),
-        &indicatif::ProgressBar::hidden(),
+        &io,
+        engine::RunOptions {
+            batch_size: 250_000,
+            stop: &AtomicBool::new(false),
+            bar: &indicatif::ProgressBar::hidden(),
+            rollups_every: None,
+        },
     )?;
     let seconds = start.elapsed().as_secs_f64();
     anyhow::ensure!(summary.events == n, "moved {} of {n}", summary.events);

@@ -1,4 +1,4 @@
-//! Pipeline: events per second from the spool to Parquet, in one run over
+//! Pipeline: events per second from the spool to the Delta lake on a local folder, in one run over
 //! the same events spooled three ways: as the service spools them (binary
 //! rows, one spool row per batch of `EVENTS_PER_ROW`), one binary row per
 //! event, and one JSON row per event (what spools held before). Also bytes
@@ -14,7 +14,6 @@ use std::time::Instant;
 use snowlink_aggregate::engine;
 use snowlink_aggregate::spool::SpoolSource;
 use snowlink_benches::ClickGen;
-use snowlink_lake::Lake;
 use snowlink_spool::ClickSpool;
 
 /// The allocator `snowlink-aggregate` runs with.
@@ -39,15 +38,19 @@ fn run(rows: &[Vec<u8>], per_row: usize) -> anyhow::Result<(f64, f64, f64)> {
     }
     let spool_bytes = std::fs::metadata(&spool_path)?.len()
         + std::fs::metadata(spool_path.with_extension("db-wal")).map_or(0, |m| m.len());
-    let lake = Lake::new(dir.path().join("lake"));
+    let lake = dir.path().join("lake").display().to_string();
+    let io = engine::LakeIo::open(&lake)?;
     let start = Instant::now();
-    let mut source = SpoolSource::new(spool, &spool_path, lake.root())?;
+    let mut source = SpoolSource::new(spool, &spool_path, &lake)?;
     let summary = engine::run(
         &mut source,
-        &lake,
-        250_000,
-        &AtomicBool::new(false),
-        &indicatif::ProgressBar::hidden(),
+        &io,
+        engine::RunOptions {
+            batch_size: 250_000,
+            stop: &AtomicBool::new(false),
+            bar: &indicatif::ProgressBar::hidden(),
+            rollups_every: None,
+        },
     )?;
     let seconds = start.elapsed().as_secs_f64();
     let n = rows.len();

@@ -341,7 +341,9 @@ async fn ask(
     let mut answer = Vec::new();
     conn.read_to_end(&mut answer).await?;
     let Some(end) = answer.iter().position(|&b| b == b'\n') else {
-        return Err(std::io::Error::other("the stats server closed without answering"));
+        return Err(std::io::Error::other(
+            "the stats server closed without answering",
+        ));
     };
     let header: serde_json::Value = serde_json::from_slice(&answer[..end])
         .map_err(|e| std::io::Error::other(format!("the stats server's answer: {e}")))?;

@@ -717,11 +717,7 @@ pub fn python_readers(script: &str, args: &[&str]) -> Option<String> {
 }
 
 /// [`python_readers`] with extra environment.
-pub fn python_readers_env(
-    script: &str,
-    args: &[&str],
-    env: &[(String, String)],
-) -> Option<String> {
+pub fn python_readers_env(script: &str, args: &[&str], env: &[(String, String)]) -> Option<String> {
     let required = std::env::var_os("SNOWLINK_REQUIRE_PY_READERS").is_some();
     match Command::new("python3")
         .arg("-c")
@@ -789,36 +785,6 @@ c.close()
             })
             .collect(),
     )
-}
-
-/// Every click in a lake as pyarrow and DuckDB read it: `(event_id, code)`
-/// per row from pyarrow, and DuckDB's row count.
-pub fn lake_clicks_read_independently(lake: &Path) -> Option<(Vec<(i64, String)>, u64)> {
-    const SCRIPT: &str = r#"
-import sys
-import pyarrow.dataset as ds
-import duckdb
-lake = sys.argv[1]
-t = ds.dataset(lake + "/clicks", format="parquet", partitioning="hive").to_table(columns=["event_id", "code"])
-n = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{lake}/clicks/*/*.parquet', hive_partitioning=true)").fetchall()[0][0]
-print(n)
-for i, c in zip(t.column("event_id").to_pylist(), t.column("code").to_pylist()):
-    print(i, c)
-"#;
-    let out = python_readers(SCRIPT, &[lake.to_str().expect("UTF-8 path")])?;
-    let mut lines = out.lines();
-    let duckdb_rows = lines
-        .next()
-        .expect("duckdb count")
-        .parse()
-        .expect("a count");
-    let rows = lines
-        .map(|l| {
-            let (id, code) = l.split_once(' ').expect("event_id code");
-            (id.parse().expect("an event id"), code.to_owned())
-        })
-        .collect();
-    Some((rows, duckdb_rows))
 }
 
 /// Every click of a Delta lake as readers nobody here wrote see it:

@@ -84,20 +84,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Sets the S3 variables of `env` in this process, for readers that go
-/// through the lake crate (which reads them from the environment).
-pub fn use_env(env: &[(String, String)]) {
-    for (k, v) in env {
-        // SAFETY: set before any thread of the test reads the environment;
-        // every S3 test sets the same values for the same server.
-        unsafe { std::env::set_var(k, v) };
-    }
-}
-
 /// Every event of the lake's `clicks` table at its latest version, with
-/// repeats, read through the lake crate.
-pub fn lake_events(lake: &str) -> Vec<ClickEvent> {
-    let lake = Lake::open(lake).unwrap();
+/// repeats, read through the lake crate (`env`: the S3 settings, if any).
+pub fn lake_events(lake: &str, env: &[(String, String)]) -> Vec<ClickEvent> {
+    let lake = Lake::open_with(lake, env).unwrap();
     runtime().block_on(async {
         let Some(table) = lake.load(TableKind::Clicks).await.unwrap() else {
             return Vec::new();
@@ -112,7 +102,9 @@ pub fn lake_events(lake: &str) -> Vec<ClickEvent> {
                         .build()
                         .unwrap();
                 for batch in reader {
-                    events.extend(snowlink_events::arrow::from_record_batch(&batch.unwrap()).unwrap());
+                    events.extend(
+                        snowlink_events::arrow::from_record_batch(&batch.unwrap()).unwrap(),
+                    );
                 }
             }
         }
@@ -122,10 +114,10 @@ pub fn lake_events(lake: &str) -> Vec<ClickEvent> {
 
 /// Per date, the clicks the `daily` rollup counts and the clicks the
 /// `clicks` table holds.
-pub fn rollup_vs_clicks(lake: &str) -> Vec<(String, i64, i64)> {
+pub fn rollup_vs_clicks(lake: &str, env: &[(String, String)]) -> Vec<(String, i64, i64)> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
-    let lake = Lake::open(lake).unwrap();
+    let lake = Lake::open_with(lake, env).unwrap();
     runtime().block_on(async {
         let clicks = lake.load(TableKind::Clicks).await.unwrap().unwrap();
         let daily = lake.load(TableKind::Daily).await.unwrap().unwrap();
@@ -135,10 +127,11 @@ pub fn rollup_vs_clicks(lake: &str) -> Vec<(String, i64, i64)> {
             let mut total = 0;
             for f in &day.daily_files {
                 let bytes = lake.read(TableKind::Daily, &f.path).await.unwrap();
-                for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .unwrap()
-                    .build()
-                    .unwrap()
+                for batch in
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                        .unwrap()
+                        .build()
+                        .unwrap()
                 {
                     total += batch
                         .unwrap()
@@ -177,7 +170,7 @@ pub fn expected_per_code(range: std::ops::Range<i64>) -> HashMap<String, u64> {
 /// (all the test's days are complete) add up to the clicks.
 pub fn assert_exactly_once(lake: &str, env: &[(String, String)], range: std::ops::Range<i64>) {
     let n = range.end - range.start;
-    let events = lake_events(lake);
+    let events = lake_events(lake, env);
     let ids: HashSet<i64> = events.iter().map(|e| e.event_id).collect();
     assert_eq!(events.len() as i64, n, "every event once (lake crate)");
     assert_eq!(ids.len() as i64, n, "no event twice (lake crate)");
@@ -187,14 +180,18 @@ pub fn assert_exactly_once(lake: &str, env: &[(String, String)], range: std::ops
         assert_eq!(rows.len() as i64, n, "python deltalake: every event once");
         let ids: HashSet<i64> = rows.iter().map(|(i, _)| *i).collect();
         assert_eq!(ids.len() as i64, n, "python deltalake: no event twice");
-        assert_eq!(per_code(rows.iter().map(|(_, c)| c)), want, "python deltalake per code");
+        assert_eq!(
+            per_code(rows.iter().map(|(_, c)| c)),
+            want,
+            "python deltalake per code"
+        );
         assert_eq!(duckdb as i64, n, "DuckDB over the files the log lists");
     }
 }
 
 /// The daily rollup of every day adds up to the day's clicks.
-pub fn assert_rollups_fresh(lake: &str) {
-    for (date, rolled, clicks) in rollup_vs_clicks(lake) {
+pub fn assert_rollups_fresh(lake: &str, env: &[(String, String)]) {
+    for (date, rolled, clicks) in rollup_vs_clicks(lake, env) {
         assert_eq!(rolled, clicks, "daily rollup of {date}");
     }
 }

@@ -528,25 +528,24 @@ async fn without_a_worker_id_lease_the_service_refuses_to_start() {
     assert!(err.contains("worker id"), "{err}");
 }
 
-/// Every row of the lake's click files.
-fn lake_events(lake: &Path) -> Vec<snowlink_events::ClickEvent> {
-    let mut out = Vec::new();
-    let Ok(days) = std::fs::read_dir(lake.join("clicks")) else {
-        return out;
+/// Every row of the lake's `clicks` table, through its Delta log.
+async fn lake_events(lake: &Path) -> Vec<snowlink_events::ClickEvent> {
+    use snowlink_lake::{Lake, TableKind};
+    let lake = Lake::open(lake.to_str().unwrap()).unwrap();
+    let Some(table) = lake.load(TableKind::Clicks).await.unwrap() else {
+        return Vec::new();
     };
-    for day in days {
-        for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            let path = f.unwrap().path();
-            if path.extension().is_some_and(|e| e == "parquet") {
-                let file = std::fs::File::open(&path).unwrap();
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                        .unwrap()
-                        .build()
-                        .unwrap();
-                for batch in reader {
-                    out.extend(snowlink_events::arrow::from_record_batch(&batch.unwrap()).unwrap());
-                }
+    let mut out = Vec::new();
+    for files in snowlink_lake::files_by_date(&table).unwrap().values() {
+        for f in files {
+            let bytes = lake.read(TableKind::Clicks, &f.path).await.unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                out.extend(snowlink_events::arrow::from_record_batch(&batch.unwrap()).unwrap());
             }
         }
     }
@@ -656,7 +655,7 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
         .await
         .unwrap()
         .expect("aggregate from kafka");
-    let events = lake_events(lake.path());
+    let events = lake_events(lake.path()).await;
     let ids: HashSet<i64> = events.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), events.len(), "no event twice");
     assert_eq!(
@@ -665,8 +664,9 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
         "exact counts per link"
     );
 
-    // The lake, as pyarrow and DuckDB read it.
-    if let Some((rows, duckdb_rows)) = snowlink_testkit::lake_clicks_read_independently(lake.path())
+    // The lake, as Python's deltalake and DuckDB read it.
+    if let Some((rows, duckdb_rows)) =
+        snowlink_testkit::delta_clicks_read_independently(lake.path().to_str().unwrap(), &[])
     {
         assert_eq!(duckdb_rows, total, "DuckDB counts every click once");
         let ids: HashSet<i64> = rows.iter().map(|(id, _)| *id).collect();
@@ -685,7 +685,7 @@ async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
         .await
         .unwrap()
         .expect("second aggregate");
-    assert_eq!(lake_events(lake.path()).len(), events.len());
+    assert_eq!(lake_events(lake.path()).await.len(), events.len());
     let daily = lake.path().join("daily");
     assert!(daily.is_dir(), "daily rollups written");
 }
@@ -778,6 +778,7 @@ async fn resent_events_are_dropped_by_the_aggregate() {
         .unwrap()
         .expect("aggregate");
     let mut ids: Vec<i64> = lake_events(lake.path())
+        .await
         .iter()
         .map(|e| e.event_id)
         .collect();
