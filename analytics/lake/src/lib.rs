@@ -59,10 +59,10 @@ pub enum LakeError {
     /// nothing of this commit is visible.
     #[error("commit refused: {0}")]
     Conflict(String),
-    #[error("{hint}delta: {source}")]
+    #[error("{}delta: {source}", with_colon(.hint))]
     Delta {
         /// What the failure means, when it can be told ("the storage
-        /// server cannot be reached: "), else empty.
+        /// server cannot be reached"), else empty.
         hint: &'static str,
         #[source]
         source: deltalake_core::DeltaTableError,
@@ -77,12 +77,17 @@ pub enum LakeError {
 
 pub type LakeResult<T> = Result<T, LakeError>;
 
+fn with_colon(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!("{hint}: ")
+    }
+}
+
 impl From<deltalake_core::DeltaTableError> for LakeError {
     fn from(source: deltalake_core::DeltaTableError) -> Self {
-        let hint = match table::explain(&source.to_string()) {
-            Some(h) => h,
-            None => "",
-        };
+        let hint = table::explain(&source.to_string()).unwrap_or_default();
         LakeError::Delta { hint, source }
     }
 }
