@@ -26,7 +26,8 @@ mod write;
 
 pub use location::{s3_endpoint, Location};
 pub use maintain::{
-    compact, day_states, rebuild_day, refresh_rollups, vacuum, CompactStats, DayState,
+    compact, day_states, read_all_clicks, rebuild_day, refresh_rollups, vacuum, CompactStats,
+    DayState,
 };
 pub use rollup::{
     count_day, daily_schema, dims_schema, encode_rollup, rollup_clicks, rollup_file_name,

@@ -69,6 +69,27 @@ pub fn day_states(
     Ok(days)
 }
 
+/// Every click event of the `clicks` table at its latest version (none
+/// for a lake without one), in file order. For checks and small lakes: it
+/// holds all of them in memory.
+pub async fn read_all_clicks(lake: &Lake) -> LakeResult<Vec<snowlink_events::ClickEvent>> {
+    let Some(table) = lake.load(TableKind::Clicks).await? else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    for files in files_by_date(&table)?.values() {
+        for bytes in read_all(lake, TableKind::Clicks, files).await? {
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
+                    .build()?;
+            for batch in reader {
+                events.extend(snowlink_events::arrow::from_record_batch(&batch?)?);
+            }
+        }
+    }
+    Ok(events)
+}
+
 /// Reads every file of a list, a few at once, in order.
 async fn read_all(
     lake: &Lake,

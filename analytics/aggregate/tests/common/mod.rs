@@ -88,28 +88,9 @@ fn runtime() -> tokio::runtime::Runtime {
 /// repeats, read through the lake crate (`env`: the S3 settings, if any).
 pub fn lake_events(lake: &str, env: &[(String, String)]) -> Vec<ClickEvent> {
     let lake = Lake::open_with(lake, env).unwrap();
-    runtime().block_on(async {
-        let Some(table) = lake.load(TableKind::Clicks).await.unwrap() else {
-            return Vec::new();
-        };
-        let mut events = Vec::new();
-        for files in snowlink_lake::files_by_date(&table).unwrap().values() {
-            for f in files {
-                let bytes = lake.read(TableKind::Clicks, &f.path).await.unwrap();
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                        .unwrap()
-                        .build()
-                        .unwrap();
-                for batch in reader {
-                    events.extend(
-                        snowlink_events::arrow::from_record_batch(&batch.unwrap()).unwrap(),
-                    );
-                }
-            }
-        }
-        events
-    })
+    runtime()
+        .block_on(snowlink_lake::read_all_clicks(&lake))
+        .unwrap()
 }
 
 /// Per date, the clicks the `daily` rollup counts and the clicks the

@@ -530,26 +530,8 @@ async fn without_a_worker_id_lease_the_service_refuses_to_start() {
 
 /// Every row of the lake's `clicks` table, through its Delta log.
 async fn lake_events(lake: &Path) -> Vec<snowlink_events::ClickEvent> {
-    use snowlink_lake::{Lake, TableKind};
-    let lake = Lake::open(lake.to_str().unwrap()).unwrap();
-    let Some(table) = lake.load(TableKind::Clicks).await.unwrap() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for files in snowlink_lake::files_by_date(&table).unwrap().values() {
-        for f in files {
-            let bytes = lake.read(TableKind::Clicks, &f.path).await.unwrap();
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .unwrap()
-                    .build()
-                    .unwrap();
-            for batch in reader {
-                out.extend(snowlink_events::arrow::from_record_batch(&batch.unwrap()).unwrap());
-            }
-        }
-    }
-    out
+    let lake = snowlink_lake::Lake::open(lake.to_str().unwrap()).unwrap();
+    snowlink_lake::read_all_clicks(&lake).await.unwrap()
 }
 
 fn aggregate(brokers: &str, lake: &Path) -> anyhow::Result<()> {
