@@ -221,27 +221,22 @@ impl KafkaSource {
         source_name(&self.settings.topic, p)
     }
 
-    fn owned(&self) -> HashSet<i32> {
+    /// What the rebalance callback has told this source.
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.consumer
             .context()
             .shared
             .lock()
             .expect("rebalance state")
-            .owned
-            .clone()
+    }
+
+    fn owned(&self) -> HashSet<i32> {
+        self.shared().owned.clone()
     }
 
     /// Forgets revoked partitions; returns them.
     fn take_revoked(&mut self) -> Vec<i32> {
-        let revoked = std::mem::take(
-            &mut self
-                .consumer
-                .context()
-                .shared
-                .lock()
-                .expect("state")
-                .revoked,
-        );
+        let revoked = std::mem::take(&mut self.shared().revoked);
         for p in &revoked {
             self.targets.remove(p);
             self.read.remove(p);
@@ -330,15 +325,7 @@ impl Source for KafkaSource {
 
     fn assigned(&mut self) -> Vec<(String, Option<i64>)> {
         self.take_revoked();
-        let assigned = std::mem::take(
-            &mut self
-                .consumer
-                .context()
-                .shared
-                .lock()
-                .expect("state")
-                .assigned,
-        );
+        let assigned = std::mem::take(&mut self.shared().assigned);
         let mut out = Vec::with_capacity(assigned.len());
         for (p, at) in assigned {
             if self.settings.until_end {
