@@ -68,6 +68,10 @@ impl RedisSettings {
         };
         // The URL may hold a password: messages never repeat it.
         let invalid = |e: redis::RedisError| anyhow::anyhow!("redis_url is invalid: {e}");
+        // rustls picks its crypto provider from its features, and cannot
+        // when a build enables two (the lake's HTTP client brings aws-lc-rs):
+        // the service names ring once, before the first TLS connection.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = match &self.ca_file {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| {
