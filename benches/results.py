@@ -162,17 +162,17 @@ sp = p.get("pipeline_spool_to_parquet", {})
 jr = sp.get("json_rows_events_per_sec")
 sr = sp.get("single_rows_events_per_sec")
 if sr:
-    row(f"pipeline: spool → Parquet, one spool row per {sp['events_per_row']} events, as the service writes (events/s)",
+    row(f"pipeline: spool → Delta lake on a folder, one spool row per {sp['events_per_row']} events, as the service writes (events/s)",
         f(sp["events_per_sec"]), f"{f(sr)} (the same events, one binary row each)", ratio(sp["events_per_sec"], sr),
         "≥ 300,000/s", sp["events_per_sec"] >= 300_000)
-    row("pipeline: spool → Parquet, one JSON row per event (events/s)", f(jr),
+    row("pipeline: spool → Delta lake on a folder, one JSON row per event (events/s)", f(jr),
         f"{f(sp['events_per_sec'])} (batch rows, same run)", ratio(jr, sp["events_per_sec"]), "reported", None)
-elif not sp and any(w.startswith(("pipeline: spool → Parquet", "spool size")) for w in previous):
+elif not sp and any(w.startswith(("pipeline: spool →", "spool size")) for w in previous):
     # Not run: the previous run's rows, whatever their labels were.
-    for what in [w for w in previous if w.startswith(("pipeline: spool → Parquet", "spool size"))]:
+    for what in [w for w in previous if w.startswith(("pipeline: spool →", "spool size"))]:
         row(what, "not run", "-", None, "", None)
 else:
-    row("pipeline: spool → Parquet (events/s)", f(sp.get("events_per_sec")),
+    row("pipeline: spool → Delta lake on a folder (events/s)", f(sp.get("events_per_sec")),
         f"{f(jr)} (the same events as JSON rows)" if jr else "-", ratio(sp.get("events_per_sec"), jr), "≥ 300,000/s",
         None if not sp else sp["events_per_sec"] >= 300_000)
 if sp.get("spool_bytes_per_event"):
@@ -183,10 +183,20 @@ row("lake size (bytes/event)", f(sp.get("parquet_bytes_per_event"), digits=1),
     f"{f(sp.get('json_bytes_per_event'), digits=1)} (JSON lines)",
     ratio(sp.get("parquet_bytes_per_event"), sp.get("json_bytes_per_event")), "< 40 bytes",
     None if not sp else sp["parquet_bytes_per_event"] < 40)
-kp = p.get("pipeline_kafka_to_parquet", {})
-row("pipeline: Apache Kafka → Parquet (events/s)", f(kp.get("events_per_sec")),
-    f"{f(sp.get('events_per_sec'))} (spool path, same run)", ratio(kp.get("events_per_sec"), sp.get("events_per_sec")),
-    "≥ 300,000/s", None if not kp else kp["events_per_sec"] >= 300_000)
+kp = p.get("pipeline_kafka_to_delta", {})
+kafka_s3 = kp.get("s3_events_per_sec")
+row("pipeline: Apache Kafka → Delta lake on the S3 server, one worker (events/s)", f(kafka_s3),
+    f"{f(sp.get('events_per_sec'))} (spool → lake on a folder, same run)", ratio(kafka_s3, sp.get("events_per_sec")),
+    "≥ 300,000/s", None if kafka_s3 is None else kafka_s3 >= 300_000)
+row("pipeline: Apache Kafka → Delta lake on a local folder, one worker (events/s)", f(kp.get("local_events_per_sec")),
+    f"{f(kafka_s3)} (the same on the S3 server)", ratio(kp.get("local_events_per_sec"), kafka_s3), "reported", None)
+workers = kp.get("s3_workers_events_per_sec")
+row(f"pipeline: Apache Kafka → Delta lake on S3, {kp.get('workers', 2)} workers on {kp.get('partitions', 4)} partitions (events/s)",
+    f(workers), f"{f(kafka_s3)} (one worker, same run)", ratio(workers, kafka_s3), "≥ 1.6× one worker",
+    None if workers is None or not kafka_s3 else workers / kafka_s3 >= 1.6)
+raw_h, raw_p = kp.get("raw_headers_per_sec"), kp.get("raw_payload_per_sec")
+row("Kafka consumer alone, reading each message's headers as the worker does (messages/s)", f(raw_h),
+    f"{f(raw_p)} (the same consumer, payloads only)", ratio(raw_h, raw_p), "reported", None)
 fw = p.get("forward_spool_to_kafka", {})
 row("forwarder: spool → Apache Kafka, one transaction per 20,000 (events/s)", f(fw.get("events_per_sec")),
     f"{f(sp.get('events_per_sec'))} (spool → Parquet, same run)", ratio(fw.get("events_per_sec"), sp.get("events_per_sec")),
@@ -200,6 +210,14 @@ row("CQL create with `IF NOT EXISTS` against a plain `INSERT`", f(st.get("cql_pe
     f"{f(st.get('cql_plain_insert_per_sec'))} (plain INSERT, same run)",
     ratio(st.get("cql_per_sec"), st.get("cql_plain_insert_per_sec")), "cost reported", None)
 
+lk = load("lake.jsonl").get("aggregate_round_cost", {})
+row(f"aggregate round: {f(lk.get('round_clicks'))} new clicks into a day holding {f(lk.get('big_day_clicks'))}"
+    f" ({lk.get('storage', 's3')}; s)",
+    f(lk.get("big_round_seconds"), digits=2),
+    f"{f(lk.get('small_round_seconds'), digits=2)} (into a day holding {f(lk.get('small_day_clicks'))}, same run; median of "
+    f"{len(lk.get('big_rounds', []))} rounds each)",
+    lk.get("ratio"), "≤ 1.5×", None if not lk else lk["ratio"] <= 1.5)
+
 q = load("query.jsonl")
 big = load("query-large.jsonl")
 QUESTIONS = [("query_top", "top 10 links"), ("query_timeseries", "daily time series of one link"),
@@ -212,6 +230,30 @@ for name, label in QUESTIONS:
     met = d["ratio"] <= 0.5 and d["snowlink_ms"] < 100 and d["same_answer"]
     row(f"query: {label} (whole invocation)", f"{d['snowlink_ms']:.1f} ms", f"{d['duckdb_ms']:.1f} ms (DuckDB)",
         d["ratio"], "≤ 0.50 of DuckDB, < 100 ms" + ("" if d["same_answer"] else " (ANSWERS DIFFER)"), met)
+for name, label in QUESTIONS:
+    d = q.get(name)
+    if not d or "s3_ms" not in d:
+        row(f"query on the S3 server: {label} (whole invocation)", "not run", "-", None, "≤ 2× the local lake", None)
+        continue
+    met = d["s3_ratio"] <= 2 and d["s3_same_answer"]
+    row(f"query on the S3 server: {label} (whole invocation)", f"{d['s3_ms']:.1f} ms",
+        f"{d['snowlink_ms']:.1f} ms (the same lake on a local folder)", d["s3_ratio"],
+        "≤ 2× the local lake" + ("" if d["s3_same_answer"] else " (ANSWERS DIFFER)"), met)
+stats = {}
+for line in open(os.path.join(out, "stats.jsonl")) if os.path.exists(os.path.join(out, "stats.jsonl")) else []:
+    if line.startswith("{"):
+        d = json.loads(line)
+        stats[d["lake"]] = d
+for where, label in [("local", "a local folder"), ("s3", "the S3 server")]:
+    d = stats.get(where)
+    if not d:
+        row(f"stats route, warm: the hottest link over 30 days, lake on {label}", "not run", "-", None, "< 100 ms", None)
+        continue
+    row(f"stats route, warm: the hottest link over 30 days ({d['clicks']:,} clicks), lake on {label}",
+        f"{d['warm_ms']:.1f} ms (max {d['warm_max_ms']:.1f}, first {d['cold_ms']:.0f})",
+        f"{d['process_ms']:.1f} ms (one snowlink-analytics process per question, as before)",
+        ratio(d["warm_ms"], d["process_ms"]),
+        "< 100 ms" + ("" if d["same_answer"] else " (ANSWERS DIFFER)"), d["warm_ms"] < 100 and d["same_answer"])
 for name, label in QUESTIONS:
     d = big.get(name)
     if not d:

@@ -116,6 +116,37 @@ fn seen_app_id(stream: &str, origin: &str) -> String {
     format!("seen/{stream}/{origin}")
 }
 
+/// The highest sequence met per stream and origin. Two levels, so that a
+/// record is looked up by reference: there are few streams and few
+/// origins, and many records.
+#[derive(Default)]
+struct Seen(HashMap<String, HashMap<String, i64>>);
+
+impl Seen {
+    fn get(&self, stream: &str, origin: &str) -> Option<i64> {
+        self.0.get(stream)?.get(origin).copied()
+    }
+
+    fn set(&mut self, stream: &str, origin: &str, seq: i64) {
+        let origins = match self.0.get_mut(stream) {
+            Some(o) => o,
+            None => self.0.entry(stream.to_owned()).or_default(),
+        };
+        match origins.get_mut(origin) {
+            Some(at) => *at = seq,
+            None => {
+                origins.insert(origin.to_owned(), seq);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, i64)> {
+        self.0
+            .iter()
+            .flat_map(|(s, o)| o.iter().map(move |(o, q)| (s.as_str(), o.as_str(), *q)))
+    }
+}
+
 /// Where click events come from. `Send`: the engine reads, parses and
 /// acknowledges on one thread while it writes on another.
 pub trait Source: Send {
@@ -210,7 +241,7 @@ pub fn run(source: &mut dyn Source, io: &LakeIo, opts: RunOptions<'_>) -> anyhow
     let mut clicks = io.block_on(io.lake.table(TableKind::Clicks))?;
     let mut claimed = Claimed {
         next: source.resume(io)?,
-        seen: HashMap::new(),
+        seen: Seen::default(),
         rejected: 0,
     };
     if let Some(n) = source.remaining() {
@@ -246,7 +277,7 @@ pub fn run(source: &mut dyn Source, io: &LakeIo, opts: RunOptions<'_>) -> anyhow
                 }
                 if resync {
                     claimed.next = source.resync(io)?;
-                    claimed.seen.clear();
+                    claimed.seen = Seen::default();
                 }
                 claimed.take_assigned(source);
                 if !more {
@@ -345,7 +376,7 @@ struct Claimed {
     next: HashMap<String, Option<i64>>,
     /// Per stream and origin, the highest sequence read so far (looked up
     /// in the table the first time a pair is met).
-    seen: HashMap<(String, String), i64>,
+    seen: Seen,
     /// Invalid records met so far in the run.
     rejected: u64,
 }
@@ -355,7 +386,7 @@ impl Claimed {
     /// positions.
     fn take_assigned(&mut self, source: &mut dyn Source) {
         for (stream, at) in source.assigned() {
-            self.seen.retain(|(s, _), _| *s != stream);
+            self.seen.0.remove(&stream);
             self.next.insert(stream, at);
         }
     }
@@ -363,11 +394,11 @@ impl Claimed {
     /// Looks up the recorded sequence of every (stream, origin) of `batch`
     /// not met before.
     fn look_up_origins(&mut self, io: &LakeIo, batch: &[Record]) -> anyhow::Result<()> {
-        let mut missing: Vec<(String, String)> = Vec::new();
+        let mut missing: Vec<(&str, &str)> = Vec::new();
         for r in batch {
             if let Some((origin, _)) = &r.origin {
-                let key = (r.stream.clone(), origin.clone());
-                if !self.seen.contains_key(&key) && !missing.contains(&key) {
+                let key = (r.stream.as_str(), origin.as_str());
+                if self.seen.get(key.0, key.1).is_none() && !missing.contains(&key) {
                     missing.push(key);
                 }
             }
@@ -377,9 +408,9 @@ impl Claimed {
         }
         let ids: Vec<String> = missing.iter().map(|(s, o)| seen_app_id(s, o)).collect();
         let recorded = io.recorded(ids.iter().map(String::as_str))?;
-        for (key, id) in missing.into_iter().zip(ids) {
+        for ((stream, origin), id) in missing.into_iter().zip(ids) {
             let at = recorded.get(&id).copied().flatten().unwrap_or(i64::MIN);
-            self.seen.insert(key, at);
+            self.seen.set(stream, origin, at);
         }
         Ok(())
     }
@@ -394,7 +425,7 @@ struct Prepared {
     /// Per stream and UTC day: the file's rows, in the lake's order.
     files: Vec<(String, String, Vec<RecordBatch>)>,
     /// The highest origin sequences the batch writes, per (stream, origin).
-    seen_now: BTreeMap<(String, String), i64>,
+    seen_now: Seen,
     rejected: u64,
     duplicates: u64,
     skipped: u64,
@@ -410,7 +441,7 @@ fn prepare(
 ) -> anyhow::Result<Prepared> {
     let mut ranges: BTreeMap<String, (Option<i64>, i64, i64)> = BTreeMap::new();
     let mut groups: BTreeMap<(String, i64), Vec<ClickEvent>> = BTreeMap::new();
-    let mut seen_now: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut seen_now = Seen::default();
     let (mut rejected, mut duplicates, mut skipped) = (0u64, 0u64, 0u64);
     for (r, event) in batch.into_iter().zip(parsed) {
         let recorded = claimed.next.get(&r.stream).copied().flatten();
@@ -445,18 +476,16 @@ fn prepare(
                 continue;
             }
         };
-        if let Some((origin, seq)) = r.origin {
-            let key = (r.stream.clone(), origin);
+        if let Some((origin, seq)) = &r.origin {
             let high = seen_now
-                .get(&key)
-                .or_else(|| claimed.seen.get(&key))
-                .copied()
+                .get(&r.stream, origin)
+                .or_else(|| claimed.seen.get(&r.stream, origin))
                 .unwrap_or(i64::MIN);
-            if seq <= high {
+            if *seq <= high {
                 duplicates += 1;
                 continue;
             }
-            seen_now.insert(key, seq);
+            seen_now.set(&r.stream, origin, *seq);
         }
         // Grouped by the day's number; its `YYYY-MM-DD` is made once per file.
         groups
@@ -473,9 +502,9 @@ fn prepare(
     for (stream, (_, _, last)) in &ranges {
         claimed.next.insert(stream.clone(), Some(last + 1));
     }
-    claimed
-        .seen
-        .extend(seen_now.iter().map(|(k, v)| (k.clone(), *v)));
+    for (stream, origin, seq) in seen_now.iter() {
+        claimed.seen.set(stream, origin, seq);
+    }
     Ok(Prepared {
         ranges,
         files,
@@ -544,7 +573,7 @@ fn write_prepared(
     // no check of their own.
     let marks: Vec<(String, i64)> = seen_now
         .iter()
-        .map(|((stream, origin), seq)| (seen_app_id(stream, origin), *seq))
+        .map(|(stream, origin, seq)| (seen_app_id(stream, origin), seq))
         .collect();
     match io.block_on(snowlink_lake::commit(
         clicks,

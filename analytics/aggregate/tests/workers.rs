@@ -327,6 +327,38 @@ fn bad_s3_settings_are_clear_errors() {
     assert_eq!(spool.backlog().unwrap(), 10);
 }
 
+/// A server that overwrites an object written with `If-None-Match: *`
+/// (moto 4.2, from before S3 had conditional writes) would let two
+/// workers commit the same version: the worker refuses it at start, says
+/// why, writes nothing and keeps the spool.
+#[test]
+fn a_server_that_overwrites_conditional_writes_is_refused() {
+    let Some(s3) = Server::s3_overwriting("a_server_that_overwrites_conditional_writes_is_refused")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    fill_spool(dir.path(), 0..10);
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--lake", LAKE, "--once"])
+        .envs(s3.s3_env())
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "must fail: {err}");
+    assert!(
+        err.contains("overwrote an object written with If-None-Match: *"),
+        "{err}"
+    );
+    let listing = s3.s3_plain_request("GET", "/snowlink?list-type=2");
+    assert!(listing.starts_with("HTTP/1.1 200"), "{listing}");
+    assert!(!listing.contains("<Key>"), "nothing written: {listing}");
+    let spool = snowlink_spool::ClickSpool::open(dir.path().join("spool.db")).unwrap();
+    assert_eq!(spool.backlog().unwrap(), 10);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {

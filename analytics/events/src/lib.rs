@@ -128,7 +128,7 @@ fn invalid<T>(why: impl Into<String>) -> Result<T, InvalidEvent> {
 impl ClickEvent {
     /// Parses and validates an event read from outside the process.
     pub fn parse(s: &str, now_ms: i64) -> Result<Self, InvalidEvent> {
-        let e = Self::json_event(s)?;
+        let e = Self::json_event(s.as_bytes())?;
         e.validate(now_ms)?;
         Ok(e)
     }
@@ -206,11 +206,7 @@ impl ClickEvent {
                 }
                 Ok(e)
             }
-            Some(b) if b.is_ascii_whitespace() || *b == b'{' => {
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|_| InvalidEvent("a JSON event that is not UTF-8".into()))?;
-                Self::json_event(text)
-            }
+            Some(b) if b.is_ascii_whitespace() || *b == b'{' => Self::json_event(bytes),
             Some(b) => invalid(format!(
                 "unknown click event row format {b} (this build reads {ROW_V1} and JSON)"
             )),
@@ -259,9 +255,10 @@ impl ClickEvent {
         serde_json::from_str(s)
     }
 
-    /// A JSON event, not validated, its error said the one way.
-    fn json_event(s: &str) -> Result<Self, InvalidEvent> {
-        Self::from_json(s).map_err(|e| InvalidEvent(format!("not a click event: {e}")))
+    /// A JSON event, not validated, its error said the one way. serde_json
+    /// checks UTF-8 inside the strings it reads, in the same pass.
+    fn json_event(bytes: &[u8]) -> Result<Self, InvalidEvent> {
+        serde_json::from_slice(bytes).map_err(|e| InvalidEvent(format!("not a click event: {e}")))
     }
 
     /// The UTC date of the click, `YYYY-MM-DD`: the lake partition it goes to.

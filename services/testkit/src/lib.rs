@@ -373,6 +373,49 @@ impl Server {
         Some(server)
     }
 
+    /// moto's S3 server (4.2, in memory, any credentials), which predates
+    /// conditional writes: it overwrites an object written with
+    /// `If-None-Match: *`. A lake must refuse it. Its bucket
+    /// [`S3_BUCKET`] is created.
+    pub fn s3_overwriting(test: &str) -> Option<Server> {
+        if !engine_ready("moto") {
+            return missing("moto (S3)", test, "scripts/engines fetch");
+        }
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::new(
+            "moto",
+            engines_script(),
+            vec!["moto".into(), port.to_string()],
+            port,
+            dir,
+            Duration::from_secs(30),
+        );
+        server.start();
+        let answer = server.s3_plain_request("PUT", &format!("/{S3_BUCKET}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "creating the bucket: {answer}"
+        );
+        Some(server)
+    }
+
+    /// One unsigned request to an S3 server that takes them (moto): the
+    /// whole answer.
+    pub fn s3_plain_request(&self, method: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            conn,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("send");
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).expect("read");
+        answer
+    }
+
     /// The S3 endpoint of [`Server::s3`].
     pub fn s3_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
