@@ -461,14 +461,46 @@ Query lake: {query_lake or 'not generated'}.
   value instead of per row): 367k/387k/388k against 382k/395k/389k
   without, the same CPU time. Rollups still take about 0.6 s of a 1M-event
   run at the end.
-- **Apache Kafka → Parquet below 300k events/s (0.33 of the spool path).**
-  The same engine and writer as the spool path; the difference is the
-  consumer: librdkafka fetches, decompresses (lz4) and hands over one
-  message at a time, each copied into a record with its headers parsed
-  and its JSON decoded, while the broker's JVM shares the same 2 cores.
-  The spool path gained from batch rows and binary rows, which Kafka
-  messages (JSON, one per event) do not have; 98k–139k events/s on
-  2026-12-06 against 125k on 2026-11-24's faster machine. Not profiled.
+- **The lake at scale (2026-12-07): what is met and what is not.** The
+  pipeline and lake rows are from the 16:05 run, the query and stats-route
+  rows from the 16:13 run (the first run's stats-route step stopped on a
+  link alias of a generated code's shape; bench codes are `link-NNNNNN`
+  since). Met: spool → Delta lake on a folder at 342k events/s (1.26 of
+  one row per event), and an aggregate round into a day of 10M clicks at
+  1.20× a day of 100k (a round reads no earlier file of an open day).
+  Not met, each with what was measured:
+  - **Kafka → Delta, one worker: 139k events/s on S3, 126k on a folder.**
+    Per 250k-message batch (timed by hand in one run): poll 0.7–2.0 s,
+    parse 0.2–0.4 s, sort 0.2 s, encode+upload+commit 0.25 s (on the
+    other thread). The poll is the bottleneck, and in it librdkafka's
+    header parsing: the bare consumer with the worker's settings reads
+    613k messages/s copying payloads, and 191k/s when it also reads each
+    message's headers (`rd_kafka_message_headers`, about 4 µs a message),
+    which the worker does to find the forwarding spool and sequence of
+    each event (the resend rule). The machine is not busy meanwhile (a
+    perf profile of one worker's pass: under one core of two in use).
+    Next: carry the origin where reading it is cheap (the key), or show
+    that the forwarder's transactions, which already store its spool
+    position with `send_offsets_to_transaction`, make resends impossible
+    and stop reading headers. Parsing and sorting on several threads was
+    tried and gained nothing for one worker (14.7 s for 2M either way).
+  - **Two workers: 0.71× one worker in this run, 1.48× in an earlier run
+    the same day (201k against 136k).** Both workers, the broker and the
+    S3 server share the 2 cores, and each pass starts two group members at
+    once: the cooperative rebalance that moves two partitions to the
+    second member lands inside the first member's 2-second polls, and a
+    2M-event pass lasts 10–20 s, so the join dominates. Not yet measured
+    apart from the join.
+  - **Queries, whole invocation: 129–256 ms on a folder (18–64 ms on
+    2026-11-24, before Delta), 2.5–2.7× that on S3.** Each process loads
+    three Delta snapshots (31 commits each in the bench lake, no
+    checkpoint: delta-rs checkpoints every 100 commits by default) before
+    it plans; on S3 each commit file is a request. Not profiled further.
+  - **The stats route, warm: 636 ms on a folder, 965 ms on S3** (the
+    process per question: 879 and 1294 ms). Keeping the session warm
+    saves the snapshot loads; what is left is the stats query itself
+    (series, unique visitors over 30 days of the hot link's 690k clicks,
+    five breakdowns). Not profiled yet.
 - **Creates: links keyed by id (2026-12-06 16:30).** Until then the
   SQLite table was keyed by code. Codes are a keyed permutation of ids, so
   each create landed on its own random leaf page: about 30 WAL frames per
@@ -540,6 +572,6 @@ Each part on its own: `cargo bench -p snowlink-benches --bench ids`,
 `target/release/store-creates [CREATES] [CONCURRENCY]` (Kafka and Cassandra
 from `scripts/engines fetch`),
 `target/release/genlake --out LAKE` then
-`benches/query.py target/release/snowlink-analytics LAKE c0000000001`.
+`benches/query.py target/release/snowlink-analytics LAKE link-000001`.
 Raw JSON lines of this run are in `target/bench-results/`.
 """)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 snowlink, analytics, lake, code, first_day = sys.argv[1:6]
@@ -40,8 +41,11 @@ def request(url, key, body=None):
     if body is not None:
         req.add_header("Content-Type", "application/json")
     start = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=120) as r:
-        data = r.read()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            data = r.read()
+    except urllib.error.HTTPError as e:
+        sys.exit(f"{url}: {e.code} {e.read().decode(errors='replace')}")
     return time.perf_counter() - start, data
 
 

@@ -17,9 +17,11 @@ const AGENTS: &[(&str, &str, &str, &str, bool)] = &[
 ];
 const COUNTRIES: &[&str] = &["US", "FR", "DE", "JP", "GB", "BR", "IN", "CA", "ES", "IT"];
 
-/// The code of the link with popularity rank `rank` (1 = most clicked).
+/// The code of the link with popularity rank `rank` (1 = most clicked):
+/// an alias (`link-000001`), so that a bench can create the link in a
+/// service (a code with a generated code's shape cannot be asked for).
 pub fn code_of_rank(rank: u64) -> String {
-    format!("c{rank:010}")
+    format!("link-{rank:06}")
 }
 
 /// The visitor id of visitor `v` on the UTC day of `ts`: like the service's
