@@ -93,3 +93,87 @@ impl Iterator for ClickGen {
         })
     }
 }
+
+/// Milliseconds since the epoch of today's UTC midnight: clicks from it on
+/// belong to the open day a running worker writes.
+pub fn today_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now.div_euclid(86_400_000) * 86_400_000
+}
+
+/// The `i`th command-line argument as a number, or `default`.
+pub fn arg(i: usize, default: u64) -> anyhow::Result<u64> {
+    Ok(std::env::args()
+        .nth(i)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(default))
+}
+
+/// Points this process's lake clients at `s3`: they read the AWS settings
+/// from the environment.
+pub fn use_s3(s3: &snowlink_testkit::Server) {
+    for (k, v) in s3.s3_env() {
+        std::env::set_var(k, v);
+    }
+}
+
+/// Moves everything `source` holds into `io`'s lake, as `snowlink-aggregate
+/// --once` does (batches of 250,000, no progress bar).
+pub fn drain(
+    source: &mut dyn snowlink_aggregate::engine::Source,
+    io: &snowlink_aggregate::engine::LakeIo,
+) -> anyhow::Result<snowlink_aggregate::Summary> {
+    snowlink_aggregate::engine::run(
+        source,
+        io,
+        snowlink_aggregate::engine::RunOptions {
+            batch_size: 250_000,
+            stop: &std::sync::atomic::AtomicBool::new(false),
+            bar: &indicatif::ProgressBar::hidden(),
+            rollups_every: None,
+        },
+    )
+}
+
+/// Writes `events` (positions `first..=last` of the stream `app`) as one
+/// file of the `clicks` table and commits it with the stream's position.
+/// Returns the file's size.
+pub async fn append_file(
+    lake: &snowlink_lake::Lake,
+    clicks: &mut snowlink_lake::deltalake_core::DeltaTable,
+    events: &[ClickEvent],
+    app: &str,
+    first: i64,
+    last: i64,
+) -> anyhow::Result<u64> {
+    use snowlink_lake::{Advance, Change, TableKind};
+    let date = events[0].date();
+    let encoded = snowlink_lake::encode_clicks(&snowlink_lake::sorted_batches(events)?)?;
+    let size = encoded.bytes.len() as u64;
+    let name = snowlink_lake::click_file_name(app, first, last);
+    let file = lake
+        .upload(
+            TableKind::Clicks,
+            &date,
+            &name,
+            encoded.bytes,
+            encoded.rows,
+            Some(encoded.stats),
+        )
+        .await?;
+    snowlink_lake::commit(
+        clicks,
+        Change::Append(std::slice::from_ref(&file)),
+        &[Advance {
+            app_id: app.into(),
+            expected: (first > 1).then_some(first),
+            next: last + 1,
+        }],
+        &[],
+    )
+    .await?;
+    Ok(size)
+}

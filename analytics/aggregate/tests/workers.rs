@@ -320,7 +320,7 @@ fn bad_s3_settings_are_clear_errors() {
     let err = run("ftp://host/lake", s3.s3_env());
     assert!(err.contains("unknown scheme"), "{err}");
     let bucket = s3.dir().join("s3/root/snowlink");
-    let written: Vec<_> = walk(&bucket);
+    let written: Vec<_> = snowlink_testkit::files_under(&bucket);
     assert!(written.is_empty(), "nothing written: {written:?}");
     // The spool still holds every click.
     let spool = snowlink_spool::ClickSpool::open(dir.path().join("spool.db")).unwrap();
@@ -357,19 +357,4 @@ fn a_server_that_overwrites_conditional_writes_is_refused() {
     assert!(!listing.contains("<Key>"), "nothing written: {listing}");
     let spool = snowlink_spool::ClickSpool::open(dir.path().join("spool.db")).unwrap();
     assert_eq!(spool.backlog().unwrap(), 10);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

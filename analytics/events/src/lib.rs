@@ -381,7 +381,9 @@ mod tests {
         bad.code = "a/b".into();
         assert!(why(&bad.to_row()).contains("code"));
         assert!(why(b"{\"code\": 1}").contains("not a click event"));
-        assert!(why(&[b'{', 0xff]).contains("UTF-8"));
+        // Bytes that are not UTF-8, inside a string or out of one.
+        assert!(why(&[b'{', 0xff]).contains("not a click event"));
+        assert!(why(b"{\"code\": \"\xff\"}").contains("not a click event"));
     }
 
     #[test]

@@ -462,7 +462,7 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     assert_eq!(csv.lines().count(), 4);
 
     // No raw IP anywhere in the lake or the spool.
-    for f in walk(dir.path()) {
+    for f in snowlink_testkit::files_under(dir.path()) {
         let bytes = std::fs::read(&f).unwrap();
         assert!(
             !contains(&bytes, b"127.0.0.1"),
@@ -500,19 +500,6 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
         .contains("does not exist"));
 
     other_readers_agree(&lake, 47);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use snowlink_benches::{code_of_rank, ClickGen};
-use snowlink_lake::{Advance, Change, Lake, TableKind};
+use snowlink_lake::{Lake, TableKind};
 
 #[derive(Parser)]
 struct Args {
@@ -56,34 +56,12 @@ fn main() -> anyhow::Result<()> {
             let t0 = args.start_ms + day as i64 * 86_400_000;
             let events: Vec<_> = ClickGen::new(1000 + day, n, args.links, t0, 86_400_000).collect();
             let date = events[0].date();
-            let encoded = snowlink_lake::encode_clicks(&snowlink_lake::sorted_batches(&events)?)?;
-            drop(events);
-            let size = encoded.bytes.len() as u64;
             let first = written as i64 + 1;
             let last = (written + n) as i64;
-            let name = snowlink_lake::click_file_name("genlake", first, last);
-            let file = lake
-                .upload(
-                    TableKind::Clicks,
-                    &date,
-                    &name,
-                    encoded.bytes,
-                    encoded.rows,
-                    Some(encoded.stats),
-                )
-                .await?;
-            let expected = (day > 0).then_some(first);
-            snowlink_lake::commit(
-                &mut clicks,
-                Change::Append(std::slice::from_ref(&file)),
-                &[Advance {
-                    app_id: "genlake".into(),
-                    expected,
-                    next: last + 1,
-                }],
-                &[],
-            )
-            .await?;
+            let size =
+                snowlink_benches::append_file(&lake, &mut clicks, &events, "genlake", first, last)
+                    .await?;
+            drop(events);
             bytes += size;
             written += n;
             let state = snowlink_lake::day_states(&clicks, None, None)?

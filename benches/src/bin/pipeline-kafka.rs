@@ -18,12 +18,11 @@
 //!
 //! `PIPELINE_ONLY=local|s3|workers|raw` runs that pass only (to profile it).
 
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use snowlink_aggregate::engine;
 use snowlink_aggregate::kafka::{KafkaSettings, KafkaSource};
-use snowlink_benches::ClickGen;
+use snowlink_benches::{arg, ClickGen};
 use snowlink_testkit::Server;
 
 /// The allocator `snowlink-aggregate` runs with.
@@ -51,16 +50,7 @@ fn worker(brokers: &str, group: &str, lake: &str) -> anyhow::Result<Moved> {
         },
         io.clone(),
     )?;
-    let summary = engine::run(
-        &mut source,
-        &io,
-        engine::RunOptions {
-            batch_size: 250_000,
-            stop: &AtomicBool::new(false),
-            bar: &indicatif::ProgressBar::hidden(),
-            rollups_every: None,
-        },
-    )?;
+    let summary = snowlink_benches::drain(&mut source, &io)?;
     Ok(Moved {
         events: summary.events,
         bytes: summary.bytes,
@@ -135,13 +125,6 @@ fn raw_rate(brokers: &str, group: &str, n: u64, headers: bool) -> anyhow::Result
 
 fn main() -> anyhow::Result<()> {
     snowlink_aggregate::keep_freed_memory();
-    let arg = |i: usize, default: u64| -> anyhow::Result<u64> {
-        Ok(std::env::args()
-            .nth(i)
-            .map(|s| s.parse())
-            .transpose()?
-            .unwrap_or(default))
-    };
     let n = arg(1, 1_000_000)?;
     let workers = arg(2, 2)? as usize;
     let partitions = arg(3, 4)? as i32;
@@ -154,18 +137,12 @@ fn main() -> anyhow::Result<()> {
     let Some(s3) = Server::s3("pipeline-kafka") else {
         anyhow::bail!("versitygw is not built: run scripts/engines fetch");
     };
-    // The lake's S3 client reads the AWS settings from the environment.
-    for (k, v) in s3.s3_env() {
-        std::env::set_var(k, v);
-    }
+    snowlink_benches::use_s3(&s3);
     broker.create_topic("clicks", partitions);
     // Clicks of today (UTC), the open day a running worker writes: no
     // day's rollup is due at the end of a pass (the spool bench's clicks
     // are of a past day, and its figure includes that day's rollup).
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let t0 = now_ms.div_euclid(86_400_000) * 86_400_000;
+    let t0 = snowlink_benches::today_ms();
     let produce_start = Instant::now();
     let events = ClickGen::new(7, n, 10_000, t0, 43_200_000).enumerate();
     snowlink_testkit::produce_clicks(

@@ -8,7 +8,6 @@
 //!
 //! `PIPELINE_NO_BASELINES=1` runs the first pass only (to profile it).
 
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use snowlink_aggregate::engine;
@@ -42,16 +41,7 @@ fn run(rows: &[Vec<u8>], per_row: usize) -> anyhow::Result<(f64, f64, f64)> {
     let io = engine::LakeIo::open(&lake)?;
     let start = Instant::now();
     let mut source = SpoolSource::new(spool, &spool_path, &lake)?;
-    let summary = engine::run(
-        &mut source,
-        &io,
-        engine::RunOptions {
-            batch_size: 250_000,
-            stop: &AtomicBool::new(false),
-            bar: &indicatif::ProgressBar::hidden(),
-            rollups_every: None,
-        },
-    )?;
+    let summary = snowlink_benches::drain(&mut source, &io)?;
     let seconds = start.elapsed().as_secs_f64();
     let n = rows.len();
     anyhow::ensure!(
@@ -68,16 +58,8 @@ fn run(rows: &[Vec<u8>], per_row: usize) -> anyhow::Result<(f64, f64, f64)> {
 
 fn main() -> anyhow::Result<()> {
     snowlink_aggregate::keep_freed_memory();
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
-    let per_row: usize = std::env::args()
-        .nth(2)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(256);
+    let n = snowlink_benches::arg(1, 1_000_000)? as usize;
+    let per_row = snowlink_benches::arg(2, 256)? as usize;
     let t0: i64 = 1_795_132_800_000;
     let events: Vec<_> = ClickGen::new(7, n as u64, 10_000, t0, 86_400_000).collect();
     let rows: Vec<Vec<u8>> = events.iter().map(|e| e.to_row()).collect();

@@ -13,13 +13,12 @@
 //! On `s3` (the default) both lakes are on the S3 server (versitygw, from
 //! `scripts/engines`), started for the run.
 
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use snowlink_aggregate::engine;
 use snowlink_aggregate::spool::SpoolSource;
-use snowlink_benches::ClickGen;
-use snowlink_lake::{Advance, Change, Lake, TableKind};
+use snowlink_benches::{arg, ClickGen};
+use snowlink_lake::{Lake, TableKind};
 use snowlink_spool::ClickSpool;
 use snowlink_testkit::Server;
 
@@ -42,31 +41,8 @@ fn fill(lake: &str, n: u64, t0: i64) -> anyhow::Result<()> {
             let k = (n - written).min(1_000_000);
             seed += 1;
             let events: Vec<_> = ClickGen::new(seed, k, 10_000, t0, DAY_MS / 2).collect();
-            let date = events[0].date();
-            let encoded = snowlink_lake::encode_clicks(&snowlink_lake::sorted_batches(&events)?)?;
             let (first, last) = (written as i64 + 1, (written + k) as i64);
-            let name = snowlink_lake::click_file_name("fill", first, last);
-            let file = lake
-                .upload(
-                    TableKind::Clicks,
-                    &date,
-                    &name,
-                    encoded.bytes,
-                    encoded.rows,
-                    Some(encoded.stats),
-                )
-                .await?;
-            snowlink_lake::commit(
-                &mut clicks,
-                Change::Append(std::slice::from_ref(&file)),
-                &[Advance {
-                    app_id: "fill".into(),
-                    expected: (written > 0).then_some(first),
-                    next: last + 1,
-                }],
-                &[],
-            )
-            .await?;
+            snowlink_benches::append_file(&lake, &mut clicks, &events, "fill", first, last).await?;
             written += k;
         }
         Ok::<_, anyhow::Error>(())
@@ -89,16 +65,7 @@ fn round(lake: &str, n: u64, t0: i64, seed: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     let io = engine::LakeIo::open(lake)?;
     let mut source = SpoolSource::new(spool, &spool_path, lake)?;
-    let summary = engine::run(
-        &mut source,
-        &io,
-        engine::RunOptions {
-            batch_size: 250_000,
-            stop: &AtomicBool::new(false),
-            bar: &indicatif::ProgressBar::hidden(),
-            rollups_every: None,
-        },
-    )?;
+    let summary = snowlink_benches::drain(&mut source, &io)?;
     let seconds = start.elapsed().as_secs_f64();
     anyhow::ensure!(summary.events == n, "moved {} of {n}", summary.events);
     Ok(seconds)
@@ -111,13 +78,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     snowlink_aggregate::keep_freed_memory();
-    let arg = |i: usize, default: u64| -> anyhow::Result<u64> {
-        Ok(std::env::args()
-            .nth(i)
-            .map(|s| s.parse())
-            .transpose()?
-            .unwrap_or(default))
-    };
     let (big, small, per_round, rounds) = (
         arg(1, 10_000_000)?,
         arg(2, 100_000)?,
@@ -130,10 +90,7 @@ fn main() -> anyhow::Result<()> {
         let Some(s3) = Server::s3("round-cost") else {
             anyhow::bail!("versitygw is not built: run scripts/engines fetch");
         };
-        // The lake's S3 client reads the AWS settings from the environment.
-        for (k, v) in s3.s3_env() {
-            std::env::set_var(k, v);
-        }
+        snowlink_benches::use_s3(&s3);
         Some(s3)
     } else {
         None
@@ -144,10 +101,7 @@ fn main() -> anyhow::Result<()> {
     };
     let (big_lake, small_lake) = (lake_at("big"), lake_at("small"));
     // Today, UTC: an open day, as the day a running worker writes to.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let t0 = now_ms.div_euclid(DAY_MS) * DAY_MS;
+    let t0 = snowlink_benches::today_ms();
     let filling = Instant::now();
     fill(&big_lake, big, t0)?;
     fill(&small_lake, small, t0)?;
