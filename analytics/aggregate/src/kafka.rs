@@ -72,9 +72,6 @@ pub struct LakeContext {
     io: LakeIo,
     topic: String,
     shared: Mutex<Shared>,
-    /// Set when partitions are revoked, so that the poll loop takes the
-    /// lock only when there is something to take.
-    revoked_any: AtomicBool,
 }
 
 impl ClientContext for LakeContext {}
@@ -150,7 +147,6 @@ impl ConsumerContext for LakeContext {
                         shared.owned.remove(&p);
                         shared.revoked.push(p);
                     }
-                    self.revoked_any.store(true, Ordering::SeqCst);
                 }
                 if lost {
                     tracing::warn!(
@@ -178,8 +174,6 @@ pub struct KafkaSource {
     read: HashMap<i32, i64>,
     started: Instant,
     idle_since: Option<Instant>,
-    /// Each partition's stream name, made once.
-    names: HashMap<i32, String>,
 }
 
 /// How long a `--once` worker waits for its first partitions.
@@ -191,7 +185,6 @@ impl KafkaSource {
             io,
             topic: settings.topic.clone(),
             shared: Mutex::new(Shared::default()),
-            revoked_any: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<LakeContext> = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
@@ -221,15 +214,11 @@ impl KafkaSource {
             read: HashMap::new(),
             started: Instant::now(),
             idle_since: None,
-            names: HashMap::new(),
         })
     }
 
-    fn stream(&mut self, p: i32) -> String {
-        self.names
-            .entry(p)
-            .or_insert_with(|| source_name(&self.settings.topic, p))
-            .clone()
+    fn stream(&self, p: i32) -> String {
+        source_name(&self.settings.topic, p)
     }
 
     /// What the rebalance callback has told this source.
@@ -247,17 +236,7 @@ impl KafkaSource {
 
     /// Forgets revoked partitions; returns them.
     fn take_revoked(&mut self) -> Vec<i32> {
-        if !self.consumer.context().revoked_any.load(Ordering::SeqCst) {
-            return Vec::new();
-        }
-        let revoked = {
-            let mut shared = self.shared();
-            self.consumer
-                .context()
-                .revoked_any
-                .store(false, Ordering::SeqCst);
-            std::mem::take(&mut shared.revoked)
-        };
+        let revoked = std::mem::take(&mut self.shared().revoked);
         for p in &revoked {
             self.targets.remove(p);
             self.read.remove(p);
@@ -370,7 +349,7 @@ impl Source for KafkaSource {
     }
 
     fn poll(&mut self, max: usize, stop: &AtomicBool) -> anyhow::Result<Vec<Record>> {
-        let mut batch: Vec<Record> = Vec::with_capacity(max.min(1 << 20));
+        let mut batch: Vec<Record> = Vec::new();
         let deadline = Instant::now() + self.settings.batch_wait;
         while batch.len() < max && Instant::now() < deadline {
             let polled = self.consumer.poll(Duration::from_millis(100)).map(|m| {

@@ -108,16 +108,19 @@ impl Drop for Worker {
 /// `max`, or after `within`.
 fn wait_for_clicks(s3: &Server, n: usize, max: usize, within: Duration, workers: &[&Worker]) {
     let deadline = Instant::now() + within;
+    let logs = || {
+        workers
+            .iter()
+            .map(|w| w.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
     loop {
         let have = lake_events(LAKE, &s3.s3_env()).len();
         assert!(
             have <= max,
             "{have} clicks in the lake, more than the {max} sent; logs:\n{}",
-            workers
-                .iter()
-                .map(|w| w.log())
-                .collect::<Vec<_>>()
-                .join("\n---\n")
+            logs()
         );
         if have >= n {
             return;
@@ -125,11 +128,7 @@ fn wait_for_clicks(s3: &Server, n: usize, max: usize, within: Duration, workers:
         assert!(
             Instant::now() < deadline,
             "only {have} of {n} clicks after {within:?}; logs:\n{}",
-            workers
-                .iter()
-                .map(|w| w.log())
-                .collect::<Vec<_>>()
-                .join("\n---\n")
+            logs()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
