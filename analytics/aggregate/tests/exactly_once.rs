@@ -61,6 +61,29 @@ fn killed_at_any_moment_then_rerun_gives_every_event_once() {
     assert_eq!(spool.backlog().unwrap(), 0);
 }
 
+#[test]
+fn every_tenth_commit_writes_a_checkpoint_that_readers_start_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, lake) = (dir.path().join("data"), lake_of(dir.path()));
+    let interval = snowlink_lake::CHECKPOINT_INTERVAL as i64;
+    // One commit of clicks per run (version 0 creates the table).
+    for run in 0..interval + 2 {
+        fill_spool(&data, run * 100..(run + 1) * 100);
+        run_ok(&mut aggregate(&data, &lake, &["--once"]));
+    }
+    let log = Path::new(&lake).join("clicks/_delta_log");
+    let checkpoint = log.join(format!("{:020}.checkpoint.parquet", interval - 1));
+    assert!(
+        checkpoint.is_file() && log.join("_last_checkpoint").is_file(),
+        "a checkpoint of version {}: {:?}",
+        interval - 1,
+        snowlink_testkit::files_under(&log)
+    );
+    // Every reader (this crate's, Python's deltalake, DuckDB over the
+    // files it lists) sees every click once, through the checkpoint.
+    assert_exactly_once(&lake, &[], 0..(interval + 2) * 100);
+}
+
 /// Starts a run that stops itself at `at` (a test hook of the engine),
 /// waits until it says so, and kills it there with SIGKILL.
 fn kill_at(data: &Path, lake: &str, at: &str, extra: &[&str]) {

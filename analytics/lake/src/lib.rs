@@ -35,6 +35,7 @@ pub use rollup::{
 };
 pub use table::{
     commit, files_by_date, recorded, Advance, Change, Lake, LiveFile, StagedFile, TableKind,
+    CHECKPOINT_INTERVAL,
 };
 pub use write::{click_file_name, encode_clicks, sorted_batches, EncodedClicks};
 

@@ -299,6 +299,10 @@ impl Lake {
             .with_table_name(kind.name())
             .with_columns(kind.columns())
             .with_partition_columns(["date"])
+            .with_configuration_property(
+                deltalake_core::TableProperty::CheckpointInterval,
+                Some(CHECKPOINT_INTERVAL.to_string()),
+            )
             .with_save_mode(SaveMode::Ignore)
             .await;
         match created {
@@ -611,10 +615,14 @@ pub async fn commit(
         .chain(marks.iter().map(|(id, v)| (id, *v)))
         .map(|(id, v)| Transaction::new_with_last_update(id, v, Some(now_ms())))
         .collect();
+    // Checkpoints and log cleanup are done below, where a failure cannot
+    // make a commit that happened look like one that did not.
     let finalized = CommitBuilder::from(
         CommitProperties::default()
             .with_application_transactions(txns)
-            .with_max_retries(100),
+            .with_max_retries(100)
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false)),
     )
     .with_actions(actions)
     .build(Some(table.snapshot()?), table.log_store(), operation)
@@ -623,6 +631,7 @@ pub async fn commit(
         Ok(done) => {
             let version = done.version();
             table.update_incremental(Some(version)).await?;
+            checkpoint_if_due(table, version).await;
             Ok(version as i64)
         }
         Err(DeltaTableError::Transaction {
@@ -634,6 +643,38 @@ pub async fn commit(
             other => other.to_string(),
         })),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Commits between checkpoints of a table this lake creates (Delta's
+/// `delta.checkpointInterval`; Spark's default). A reader loads the latest
+/// checkpoint and at most this many commits after it, so opening a table
+/// and looking up a stream's position cost the same after a year of
+/// commits as after a day.
+pub const CHECKPOINT_INTERVAL: u64 = 10;
+
+/// Writes a checkpoint of `version` when the table's interval says so,
+/// then removes log entries older than the table's log retention. The
+/// commit is done either way: a failure here is logged, and the next
+/// checkpoint covers it.
+async fn checkpoint_if_due(table: &DeltaTable, version: u64) {
+    use deltalake_core::table::config::TablePropertiesExt as _;
+    let Ok(snapshot) = table.snapshot() else {
+        return;
+    };
+    let config = snapshot.table_config();
+    if !(version + 1).is_multiple_of(config.checkpoint_interval().get()) {
+        return;
+    }
+    let cleanup = config.enable_expired_log_cleanup();
+    if let Err(e) = deltalake_core::checkpoints::create_checkpoint(table, None).await {
+        tracing::warn!(version, error = %e, "writing a checkpoint failed; the commit stands, and the next checkpoint covers it");
+        return;
+    }
+    if cleanup {
+        if let Err(e) = deltalake_core::checkpoints::cleanup_metadata(table, None).await {
+            tracing::warn!(version, error = %e, "removing expired log entries failed");
+        }
     }
 }
 

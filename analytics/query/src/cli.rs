@@ -199,7 +199,8 @@ pub async fn execute(
             include_bots,
             range,
         } => {
-            let stats = crate::stats::link_stats(ctx, &code, by, include_bots, &range, now).await?;
+            let stats =
+                crate::stats::link_stats(lake, &code, by, include_bots, &range, now).await?;
             serde_json::to_writer(&mut *out, &stats)?;
             writeln!(out)?;
             return Ok(());

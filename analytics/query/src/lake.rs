@@ -19,21 +19,32 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use snowlink_lake::deltalake_core::DeltaTable;
 use snowlink_lake::{DayState, TableKind};
 
+use crate::stats::{StatsCache, STATS_CACHE_BYTES};
+
 /// A session over the lake, and what each day holds.
 pub struct Lake {
     pub ctx: SessionContext,
     pub days: BTreeMap<String, DayState>,
     /// The loaded tables (kept to refresh them).
     tables: Vec<(TableKind, Option<DeltaTable>)>,
+    /// Days counted for `stats`, shared by the sessions a refresh makes.
+    pub stats_cache: Arc<StatsCache>,
     lake: snowlink_lake::Lake,
 }
 
-/// The session settings every query runs with.
+/// The session settings every query runs with. DataFusion's own settings
+/// can be tuned from the environment, as in datafusion-cli
+/// (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`).
 fn session() -> SessionContext {
-    let config = SessionConfig::new()
+    let config = SessionConfig::from_env()
+        .unwrap_or_default()
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-        .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        .set_bool("datafusion.execution.parquet.reorder_filters", true)
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
     SessionContext::new_with_config(config)
 }
 
@@ -58,6 +69,7 @@ impl Lake {
             ctx: session(),
             days: BTreeMap::new(),
             tables,
+            stats_cache: Arc::new(StatsCache::new(STATS_CACHE_BYTES)),
             lake,
         };
         this.register().await?;
@@ -78,6 +90,7 @@ impl Lake {
             ctx: session(),
             days: BTreeMap::new(),
             tables,
+            stats_cache: self.stats_cache.clone(),
             lake: self.lake.clone(),
         };
         new.register().await?;
@@ -129,8 +142,12 @@ async fn register(ctx: &SessionContext, kind: TableKind, table: Option<&DeltaTab
         return Ok(());
     };
     table.update_datafusion_session(&ctx.state())?;
+    // The snapshot already in memory, files and statistics included, seeds
+    // every scan: a question reads no part of the Delta log again.
     let provider = table
         .table_provider()
+        .with_eager_snapshot(table.snapshot()?.snapshot().clone())
+        .with_session(Arc::new(ctx.state()))
         .build()
         .await
         .with_context(|| format!("reading the {name} table"))?;
