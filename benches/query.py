@@ -27,7 +27,7 @@ import duckdb
 binary, lake, code = sys.argv[1], sys.argv[2], sys.argv[3]
 runs = int(sys.argv[4]) if len(sys.argv) > 4 else 5
 s3_lake = sys.argv[5] if len(sys.argv) > 5 else None
-files = f"read_parquet('{lake}/clicks/*/*.parquet', hive_partitioning = true)"
+files = f"read_parquet('{lake}/clicks/date=*/*.parquet', hive_partitioning = true)"
 
 QUESTIONS = [
     (

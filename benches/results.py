@@ -67,6 +67,12 @@ if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
 
 
 def row(what, figure, baseline, r, target, met=None):
+    if figure == "not run" and what not in previous and "not run" in what:
+        # A label that names this run's parameters: the previous row of the
+        # same measurement, by the words before its colon.
+        same = [k for k in previous if k.split(":")[0] == what.split(":")[0]]
+        if len(same) == 1:
+            what = same[0]
     if figure == "not run" and what in previous:
         cells, label = previous[what]
         rows.append("| " + " | ".join([label] + cells[1:]) + " |")

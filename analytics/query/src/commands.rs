@@ -148,28 +148,34 @@ pub struct DayPlan {
     pub from_clicks: Vec<String>,
 }
 
+/// The days of the lake with clicks that the range touches, each with
+/// whether the range holds it whole (not cut by a bound).
+pub(crate) fn days_in_range<'a>(
+    days: &'a BTreeMap<String, DayState>,
+    bounds: &'a Bounds,
+) -> impl Iterator<Item = (&'a String, &'a DayState, bool)> + 'a {
+    days.iter().filter_map(move |(date, state)| {
+        if state.click_files.is_empty() {
+            return None;
+        }
+        let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+        let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        let end = start + chrono::Duration::days(1);
+        let overlaps =
+            bounds.since.is_none_or(|s| s < end) && bounds.until.is_none_or(|u| u > start);
+        let whole =
+            bounds.since.is_none_or(|s| s <= start) && bounds.until.is_none_or(|u| u >= end);
+        overlaps.then_some((date, state, whole))
+    })
+}
+
 pub(crate) fn plan_days(
     days: &BTreeMap<String, DayState>,
     bounds: &Bounds,
     rollup: Rollup,
 ) -> Result<DayPlan> {
     let mut plan = DayPlan::default();
-    for (date, state) in days {
-        if state.click_files.is_empty() {
-            continue;
-        }
-        let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
-            continue;
-        };
-        let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        let end = start + chrono::Duration::days(1);
-        let overlaps =
-            bounds.since.is_none_or(|s| s < end) && bounds.until.is_none_or(|u| u > start);
-        if !overlaps {
-            continue;
-        }
-        let whole =
-            bounds.since.is_none_or(|s| s <= start) && bounds.until.is_none_or(|u| u >= end);
+    for (date, state, whole) in days_in_range(days, bounds) {
         if whole && state.rollup_fresh(rollup.kind()) {
             plan.from_rollup.push(date.clone());
         } else {

@@ -58,13 +58,18 @@ impl Lake {
             anyhow::ensure!(root.is_dir(), "the lake {} does not exist", root.display());
         }
         lake.check_layout().await?;
-        let mut tables = Vec::new();
-        for kind in TableKind::ALL {
-            let table = lake.load(kind).await.with_context(|| {
-                format!("opening the {} table of {}", kind.name(), lake.display())
-            })?;
-            tables.push((kind, table));
-        }
+        // The three logs at once: on object storage each is a few round
+        // trips.
+        let tables = futures::future::try_join_all(TableKind::ALL.map(|kind| {
+            let lake = &lake;
+            async move {
+                let table = lake.load(kind).await.with_context(|| {
+                    format!("opening the {} table of {}", kind.name(), lake.display())
+                })?;
+                Ok::<_, anyhow::Error>((kind, table))
+            }
+        }))
+        .await?;
         let mut this = Lake {
             ctx: session(),
             days: BTreeMap::new(),
@@ -79,13 +84,19 @@ impl Lake {
     /// A session over every table's latest version (for a long-lived
     /// reader); this one stays as it is until dropped.
     pub async fn reloaded(&self) -> Result<Lake> {
-        let mut tables = self.tables.clone();
-        for (kind, table) in &mut tables {
-            match table {
-                Some(t) => t.update_incremental(None).await?,
-                None => *table = self.lake.load(*kind).await?,
-            }
-        }
+        let tables = futures::future::try_join_all(self.tables.iter().cloned().map(
+            |(kind, table)| async move {
+                let table = match table {
+                    Some(mut t) => {
+                        t.update_incremental(None).await?;
+                        Some(t)
+                    }
+                    None => self.lake.load(kind).await?,
+                };
+                Ok::<_, anyhow::Error>((kind, table))
+            },
+        ))
+        .await?;
         let mut new = Lake {
             ctx: session(),
             days: BTreeMap::new(),

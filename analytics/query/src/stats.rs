@@ -23,7 +23,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use serde::Serialize;
 
-use crate::commands::{gap_fill, query, quoted_code, step_ms, Bounds};
+use crate::commands::{days_in_range, gap_fill, query, quoted_code, step_ms, Bounds};
 use crate::lake::Lake;
 use crate::model::{Bucket, Range};
 
@@ -452,22 +452,7 @@ pub async fn link_stats(
     let mut cached: Vec<Arc<DayCounts>> = Vec::new();
     let mut to_keep: BTreeMap<i64, CacheKey> = BTreeMap::new();
     let mut to_read: Vec<&str> = Vec::new();
-    for (date, state) in &lake.days {
-        if state.click_files.is_empty() {
-            continue;
-        }
-        let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
-            continue;
-        };
-        let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        let end = start + chrono::Duration::days(1);
-        let overlaps =
-            bounds.since.is_none_or(|s| s < end) && bounds.until.is_none_or(|u| u > start);
-        if !overlaps {
-            continue;
-        }
-        let whole =
-            bounds.since.is_none_or(|s| s <= start) && bounds.until.is_none_or(|u| u >= end);
+    for (date, state, whole) in days_in_range(&lake.days, &bounds) {
         if whole {
             let key = CacheKey {
                 code: code.to_owned(),
@@ -479,6 +464,10 @@ pub async fn link_stats(
                 cached.push(counts);
                 continue;
             }
+            let start = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")?
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc();
             to_keep.insert(start.timestamp_millis().div_euclid(DAY_MS), key);
         }
         to_read.push(date);
