@@ -497,16 +497,47 @@ Query lake: {query_lake or 'not generated'}.
     second member lands inside the first member's 2-second polls, and a
     2M-event pass lasts 10–20 s, so the join dominates. Not yet measured
     apart from the join.
-  - **Queries, whole invocation: 129–256 ms on a folder (18–64 ms on
-    2026-11-24, before Delta), 2.5–2.7× that on S3.** Each process loads
-    three Delta snapshots (31 commits each in the bench lake, no
-    checkpoint: delta-rs checkpoints every 100 commits by default) before
-    it plans; on S3 each commit file is a request. Not profiled further.
-  - **The stats route, warm: 636 ms on a folder, 965 ms on S3** (the
-    process per question: 879 and 1294 ms). Keeping the session warm
-    saves the snapshot loads; what is left is the stats query itself
-    (series, unique visitors over 30 days of the hot link's 690k clicks,
-    five breakdowns). Not profiled yet.
+  - **Queries and the stats route (the 16:13 run; see the next item for
+    what changed since).** Queries 129–256 ms on a folder, 2.5–2.7× that
+    on S3; the warm stats route 636 ms on a folder, 965 ms on S3.
+- **Queries and the stats route after checkpoints and per-day counting
+  (2026-12-07, `benches/run query` at 19:09 and 20:02; figures of the
+  20:02 run, where the three tables also open at once).** Three changes,
+  each profiled (perf, `--profile profiling`) before it was made:
+  - **The stats route, warm: 7.7 ms on a folder, 7.2 ms on S3 (met; was
+    636/965 ms).** Profile of the 636 ms: two thirds in hash-set inserts
+    of the counting (one set of 690k visitors and per-value sets, far out
+    of cache), a third the scan. Visitor ids are keyed per UTC day, so
+    the document is now counted per day (small sets) and the serve
+    process keeps each whole day's counts, keyed by the day's click
+    files: a warm question over 30 whole days reads no clicks. The first
+    question (cold) is 498/1085 ms, and one process per question 515/982
+    ms (was 879/1294). Same document as the one-shot process in every
+    run (`same_answer`).
+  - **Local queries: top 220 ms, series 68 ms and breakdown 87 ms (both
+    met).**
+    Tables have a checkpoint every 10 commits (the bench lake, 31
+    commits a table, loads one checkpoint and no JSON commit: 217 file
+    reads of the Delta log per invocation before, counted with strace),
+    scans start from the snapshot in memory, and strings are read as
+    `Utf8`, not `Utf8View`. What is left of `top`: a hash aggregation of
+    1.5M daily-rollup rows into 100k links, about 200 ns a row on this
+    machine (perf: `HashTable::find_mut` in DataFusion's partial
+    aggregate); DuckDB with one thread takes 240 ms for the same GROUP BY
+    over the same files. The 2026-11-24 figures (18–64 ms) came from the
+    layout before Delta and were not measured again here beside it; the
+    DuckDB ratios (0.13/0.41/0.38) are met.
+  - **On S3: 525/222/305 ms, 2.38/3.25/3.51× the folder (not met).** The
+    S3 time went down (689/327/385 ms at 16:13; 548/247/367 at 19:09,
+    before the tables opened at once), the folder time went down more.
+    Each invocation still opens three tables (`_last_checkpoint`,
+    the checkpoint, a listing) and reads each day's file footer, page
+    index and pages: many requests (not counted yet), each a loopback
+    HTTP round trip to versitygw, at most two scans at once (two
+    partitions). Not tried
+    yet: more partitions for S3 (DATAFUSION_EXECUTION_TARGET_PARTITIONS
+    now tunes it), and a metadata cache across invocations; the warm
+    serve process already answers from memory.
 - **Creates: links keyed by id (2026-12-06 16:30).** Until then the
   SQLite table was keyed by code. Codes are a keyed permutation of ids, so
   each create landed on its own random leaf page: about 30 WAL frames per
