@@ -243,7 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(brokers) = &cli.kafka_brokers {
         return run_kafka(&cli, brokers, &io);
     }
-    let spool_path = cli.data_dir.join("spool.db");
+    let spool_path = snowlink_spool::path_in(&cli.data_dir);
     anyhow::ensure!(
         cli.data_dir.is_dir(),
         "the data directory {} does not exist (is it the one `snowlink serve` uses?)",

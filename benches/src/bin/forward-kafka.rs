@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
     };
     broker.create_topic("clicks", 6);
     let dir = tempfile::tempdir()?;
-    let spool_path = dir.path().join("spool.db");
+    let spool_path = snowlink_spool::path_in(dir.path());
     {
         let mut spool = ClickSpool::open(&spool_path)?;
         let events: Vec<Vec<u8>> = ClickGen::new(11, n, 10_000, 1_795_132_800_000, 86_400_000)

@@ -24,7 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// event).
 fn run(rows: &[Vec<u8>], per_row: usize) -> anyhow::Result<(f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let spool_path = dir.path().join("spool.db");
+    let spool_path = snowlink_spool::path_in(dir.path());
     let mut spool = ClickSpool::open(&spool_path)?;
     if per_row > 1 {
         for batch in rows.chunks(per_row) {

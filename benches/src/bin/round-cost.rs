@@ -53,7 +53,7 @@ fn fill(lake: &str, n: u64, t0: i64) -> anyhow::Result<()> {
 /// them, moved into `lake` by a fresh engine run. Seconds, whole.
 fn round(lake: &str, n: u64, t0: i64, seed: u64) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    let spool_path = dir.path().join("spool.db");
+    let spool_path = snowlink_spool::path_in(dir.path());
     let mut spool = ClickSpool::open(&spool_path)?;
     let rows: Vec<Vec<u8>> = ClickGen::new(seed, n, 10_000, t0, DAY_MS / 2)
         .map(|e| e.to_row())

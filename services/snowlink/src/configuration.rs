@@ -265,7 +265,7 @@ impl Settings {
 
     /// Path of the click spool.
     pub fn spool_db(&self) -> PathBuf {
-        self.data_dir.join("spool.db")
+        snowlink_spool::path_in(&self.data_dir)
     }
 
     /// Path of the embedded link database.

@@ -52,15 +52,15 @@ pub type SpoolResult<T> = Result<T, SpoolError>;
 pub enum SpoolError {
     /// Another connection held the lock past the busy timeout.
     #[error("the click spool is locked by another process: {0}")]
-    Busy(#[source] rusqlite::Error),
+    Busy(#[source] DbError),
     /// The disk or file system refused the write.
     #[error("the click spool could not be written (disk full or read-only?): {0}")]
-    Storage(#[source] rusqlite::Error),
+    Storage(#[source] DbError),
     /// The file is not a spool, or is damaged.
     #[error("the click spool file is damaged or not a spool: {0}")]
-    Corrupt(#[source] rusqlite::Error),
+    Corrupt(#[source] DbError),
     #[error("click spool: {0}")]
-    Database(#[source] rusqlite::Error),
+    Database(#[source] DbError),
     /// A row's framing does not hold the events its count says.
     #[error("the click spool row {seq} is damaged: it does not hold the {n} events it counts")]
     Damaged { seq: i64, n: i64 },
@@ -74,6 +74,31 @@ pub enum SpoolError {
     /// The rescue file could not be read or removed.
     #[error("click spool rescue file: {0}")]
     Rescue(#[source] std::io::Error),
+}
+
+/// What the database said, kept as the source of a [`SpoolError`]; the
+/// database's own error type stays inside this crate.
+#[derive(Debug)]
+pub struct DbError(rusqlite::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// The spool's file in a data directory.
+pub const FILE_NAME: &str = "spool.db";
+
+/// The spool of the data directory `data_dir`.
+pub fn path_in(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join(FILE_NAME)
 }
 
 /// Where a writer that cannot reach the spool at shutdown keeps its events
@@ -106,12 +131,12 @@ impl From<rusqlite::Error> for SpoolError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode as C;
         match e.sqlite_error_code() {
-            Some(C::DatabaseBusy | C::DatabaseLocked) => Self::Busy(e),
+            Some(C::DatabaseBusy | C::DatabaseLocked) => Self::Busy(DbError(e)),
             Some(C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen) => {
-                Self::Storage(e)
+                Self::Storage(DbError(e))
             }
-            Some(C::DatabaseCorrupt | C::NotADatabase) => Self::Corrupt(e),
-            _ => Self::Database(e),
+            Some(C::DatabaseCorrupt | C::NotADatabase) => Self::Corrupt(DbError(e)),
+            _ => Self::Database(DbError(e)),
         }
     }
 }
