@@ -83,7 +83,17 @@ pub async fn serve(spec: &str, socket: &Path, refresh: Duration) -> Result<()> {
                 let lake = lake.read().expect("lake lock").clone();
                 tokio::spawn(async move {
                     if let Err(e) = answer(conn, &lake).await {
-                        eprintln!("error: answering a question: {e:#}");
+                        // A client that left before its answer (a timeout,
+                        // a closed request) is not the server's error.
+                        let left = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                            matches!(
+                                io.kind(),
+                                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                            )
+                        });
+                        if !left {
+                            eprintln!("error: answering a question: {e:#}");
+                        }
                     }
                 });
             }
