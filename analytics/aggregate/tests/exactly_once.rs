@@ -161,19 +161,14 @@ fn killed_at_each_step_of_a_commit_then_rerun_gives_every_event_once() {
     assert_exactly_once(&lake, &[], 0..4_000);
 }
 
-fn count_parquet(dir: &Path) -> usize {
-    let mut n = 0;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                n += count_parquet(&p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                n += 1;
-            }
-        }
-    }
-    n
+/// Data files in a table's folder, committed or not (its Delta log's
+/// checkpoints are not data).
+fn count_parquet(table: &Path) -> usize {
+    snowlink_testkit::files_under(table)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .filter(|p| !p.starts_with(table.join("_delta_log")))
+        .count()
 }
 
 #[test]

@@ -148,12 +148,21 @@ pub struct DayPlan {
     pub from_clicks: Vec<String>,
 }
 
-/// The days of the lake with clicks that the range touches, each with
-/// whether the range holds it whole (not cut by a bound).
+/// A day of the lake that a range touches.
+pub(crate) struct DayInRange<'a> {
+    pub date: &'a String,
+    pub state: &'a DayState,
+    /// Its midnight (UTC).
+    pub start: DateTime<Utc>,
+    /// Whether the range holds it whole (not cut by a bound).
+    pub whole: bool,
+}
+
+/// The days of the lake with clicks that the range touches.
 pub(crate) fn days_in_range<'a>(
     days: &'a BTreeMap<String, DayState>,
     bounds: &'a Bounds,
-) -> impl Iterator<Item = (&'a String, &'a DayState, bool)> + 'a {
+) -> impl Iterator<Item = DayInRange<'a>> + 'a {
     days.iter().filter_map(move |(date, state)| {
         if state.click_files.is_empty() {
             return None;
@@ -165,7 +174,12 @@ pub(crate) fn days_in_range<'a>(
             bounds.since.is_none_or(|s| s < end) && bounds.until.is_none_or(|u| u > start);
         let whole =
             bounds.since.is_none_or(|s| s <= start) && bounds.until.is_none_or(|u| u >= end);
-        overlaps.then_some((date, state, whole))
+        overlaps.then_some(DayInRange {
+            date,
+            state,
+            start,
+            whole,
+        })
     })
 }
 
@@ -175,7 +189,10 @@ pub(crate) fn plan_days(
     rollup: Rollup,
 ) -> Result<DayPlan> {
     let mut plan = DayPlan::default();
-    for (date, state, whole) in days_in_range(days, bounds) {
+    for DayInRange {
+        date, state, whole, ..
+    } in days_in_range(days, bounds)
+    {
         if whole && state.rollup_fresh(rollup.kind()) {
             plan.from_rollup.push(date.clone());
         } else {
@@ -290,11 +307,14 @@ fn uuid_like() -> String {
 /// Most buckets in one time series (over eleven years of hours).
 pub const MAX_BUCKETS: i64 = 100_000;
 
+pub(crate) const HOUR_MS: i64 = 3_600_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
 /// Milliseconds in a bucket.
 pub(crate) fn step_ms(by: Bucket) -> i64 {
     match by {
-        Bucket::Hour => 3_600_000,
-        Bucket::Day => 86_400_000,
+        Bucket::Hour => HOUR_MS,
+        Bucket::Day => DAY_MS,
     }
 }
 

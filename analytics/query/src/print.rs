@@ -91,12 +91,18 @@ fn escaped(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(SchemaRef, Ve
     Ok((new_schema, out))
 }
 
-/// Whether `e` is a write to a closed pipe (the reader of stdout exited),
-/// from our own writes or from Arrow's CSV and JSON writers.
+/// Whether `e` is a write to a reader that has gone (the reader of stdout
+/// exited, or a socket's client closed or reset its end), from our own
+/// writes or from Arrow's CSV and JSON writers.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     use datafusion::arrow::error::ArrowError;
     use datafusion::error::DataFusionError;
-    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    let broken = |io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
+    };
     let arrow = |a: &ArrowError| matches!(a, ArrowError::IoError(_, io) if broken(io));
     e.chain().any(|cause| {
         cause.downcast_ref::<std::io::Error>().is_some_and(broken)
@@ -215,6 +221,8 @@ mod tests {
         assert!(is_broken_pipe(&ours));
         let arrow = anyhow::Error::from(ArrowError::IoError("csv".into(), pipe()));
         assert!(is_broken_pipe(&arrow.context("printing")));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_broken_pipe(&anyhow::Error::from(reset)));
         let other = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound));
         assert!(!is_broken_pipe(&other));
         assert!(!is_broken_pipe(&anyhow::anyhow!("Broken pipe")));

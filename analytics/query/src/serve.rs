@@ -85,13 +85,7 @@ pub async fn serve(spec: &str, socket: &Path, refresh: Duration) -> Result<()> {
                     if let Err(e) = answer(conn, &lake).await {
                         // A client that left before its answer (a timeout,
                         // a closed request) is not the server's error.
-                        let left = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                            matches!(
-                                io.kind(),
-                                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                            )
-                        });
-                        if !left {
+                        if !crate::print::is_broken_pipe(&e) {
                             eprintln!("error: answering a question: {e:#}");
                         }
                     }

@@ -23,7 +23,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use serde::Serialize;
 
-use crate::commands::{days_in_range, gap_fill, query, quoted_code, step_ms, Bounds};
+use crate::commands::{
+    days_in_range, gap_fill, query, quoted_code, step_ms, Bounds, DayInRange, DAY_MS, HOUR_MS,
+};
 use crate::lake::Lake;
 use crate::model::{Bucket, Range};
 
@@ -88,9 +90,6 @@ pub struct Row<'a> {
 }
 
 pub use snowlink_lake::visitor_key;
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
 
 /// One value of a breakdown on one day: its clicks and its distinct
 /// visitors, sorted (kept, so that the `(other)` row can count the
@@ -452,7 +451,13 @@ pub async fn link_stats(
     let mut cached: Vec<Arc<DayCounts>> = Vec::new();
     let mut to_keep: BTreeMap<i64, CacheKey> = BTreeMap::new();
     let mut to_read: Vec<&str> = Vec::new();
-    for (date, state, whole) in days_in_range(&lake.days, &bounds) {
+    for DayInRange {
+        date,
+        state,
+        start,
+        whole,
+    } in days_in_range(&lake.days, &bounds)
+    {
         if whole {
             let key = CacheKey {
                 code: code.to_owned(),
@@ -464,10 +469,6 @@ pub async fn link_stats(
                 cached.push(counts);
                 continue;
             }
-            let start = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")?
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight")
-                .and_utc();
             to_keep.insert(start.timestamp_millis().div_euclid(DAY_MS), key);
         }
         to_read.push(date);
@@ -553,8 +554,6 @@ fn count(
 mod tests {
     use super::*;
 
-    const HOUR: i64 = 3_600_000;
-
     fn row<'a>(ts: i64, bot: bool, visitor: &str, referrer: Option<&'a str>) -> Row<'a> {
         Row {
             ts,
@@ -584,7 +583,7 @@ mod tests {
         let rows: Vec<(i64, bool, String, Option<String>)> = (0..300)
             .map(|i| {
                 (
-                    (i % 7) * HOUR + (i % 3) * DAY_MS,
+                    (i % 7) * HOUR_MS + (i % 3) * DAY_MS,
                     i % 11 == 0,
                     format!("v{}-{}", i % 13, i % 3),
                     (i % 5 != 0).then(|| format!("r{}", i % 17)),
@@ -623,7 +622,7 @@ mod tests {
         for (i, n) in (0..12).map(|i| (i, 12 - i)) {
             for k in 0..n {
                 c.add(row(
-                    k * HOUR,
+                    k * HOUR_MS,
                     false,
                     &format!("v{k}"),
                     Some(&format!("r{i:02}")),

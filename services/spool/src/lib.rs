@@ -19,9 +19,9 @@
 //!   built from it and must never repeat.
 //! * `progress.checkpoint`: every `seq` at or below it is released (its rows
 //!   are deleted). The consumer decides when: after the lake's Delta commit
-//!   records the rows, or after Kafka commits the transaction holding them. Where a
-//!   consumer stands is the consumer's record, not the spool's: the spool
-//!   only keeps rows until they are released.
+//!   records the rows, or after Kafka commits the transaction holding them.
+//!   Where a consumer stands is the consumer's record, not the spool's: the
+//!   spool only keeps rows until they are released.
 //! * `meta.spool_id`: a random identity created with the file. It names the
 //!   spool's stream in the lake (`spool.<id>`) and its transactions in Kafka,
 //!   and forwarded events carry it with their `seq`, so a consumer can tell a
