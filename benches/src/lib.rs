@@ -5,7 +5,7 @@
 use rand::distributions::Distribution;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use snowlink_events::{ClickEvent, SCHEMA_VERSION};
+use snowlink_events::{ClickEvent, MS_PER_DAY, SCHEMA_VERSION};
 
 const AGENTS: &[(&str, &str, &str, &str, bool)] = &[
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", "Chrome", "Windows 10", "desktop", false),
@@ -29,7 +29,7 @@ pub fn code_of_rank(rank: u64) -> String {
 /// the next day. Multiplying by an odd constant is a bijection, so distinct
 /// (visitor, day) pairs never collide.
 fn visitor_id(v: u64, ts: i64) -> String {
-    let day = ts.div_euclid(86_400_000) as u64;
+    let day = ts.div_euclid(MS_PER_DAY) as u64;
     format!(
         "{:016x}",
         (v ^ (day << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -100,7 +100,7 @@ pub fn today_ms() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    now.div_euclid(86_400_000) * 86_400_000
+    now.div_euclid(MS_PER_DAY) * MS_PER_DAY
 }
 
 /// The `i`th command-line argument as a number, or `default`.

@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use indicatif::ProgressBar;
-use snowlink_events::ClickEvent;
+use snowlink_events::kafka::Origin;
+use snowlink_events::{ClickEventIn, MS_PER_DAY};
 use snowlink_lake::{Advance, Change, Lake, LakeError, TableKind};
 
 use crate::Summary;
@@ -44,16 +45,24 @@ use crate::Summary;
 #[derive(Debug, Clone)]
 pub struct Record {
     /// The stream it belongs to; also the table's app id for its position.
-    pub stream: String,
+    /// Shared: a batch holds many records of few streams.
+    pub stream: Arc<str>,
     /// Its place in the stream; grows with every record of the stream.
     pub position: i64,
-    /// Who first sent it and its sequence there, when a sender may resend
-    /// it under another position (the Kafka forwarder).
-    pub origin: Option<(String, i64)>,
-    /// The event's bytes (a spool row or JSON), or `None` when a message
-    /// had none.
+    /// The event's bytes in the source's form ([`Source::decode`]), or
+    /// `None` when a message had none.
     pub payload: Option<Vec<u8>>,
 }
+
+/// A record's payload as an event, and who first sent it and its sequence
+/// there when a sender may resend it under another position (the Kafka
+/// forwarder); or why it is not a click event.
+/// Its text is borrowed from the payload where it can be.
+pub type Decoded<'a> = Result<(ClickEventIn<'a>, Option<Origin>), snowlink_events::InvalidEvent>;
+
+/// How a source's payloads are decoded (and validated against the time
+/// given).
+pub type Decode = for<'a> fn(&'a [u8], i64) -> Decoded<'a>;
 
 /// The lake as the aggregate writes it: the lake, its `clicks` table, and
 /// the runtime its I/O runs on. Cheap to clone; sources keep one to look
@@ -155,6 +164,10 @@ pub trait Source: Send {
         "events"
     }
 
+    /// Parses and validates a record's payload (a spool row, a Kafka
+    /// message); `now_ms` bounds the times it may hold.
+    fn decode(&self) -> Decode;
+
     /// Called once, before any poll: position the streams where the table
     /// says they resume, and return those positions (`None`: never
     /// recorded).
@@ -231,6 +244,15 @@ pub struct RunOptions<'a> {
 
 /// Moves records from `source` into the lake until the source is done or
 /// `stop` is set, then refreshes the rollups of complete days.
+///
+/// Three threads, each batch moving through them in order: one reads
+/// batches from the source (and acknowledges committed ones to it), one
+/// parses them and sorts them into Arrow batches per file, and this one
+/// uploads and commits them. Every batch is still committed and
+/// acknowledged in the order it was read, and acknowledged only once
+/// committed. A refused commit starts a new epoch: the reader goes back to
+/// the table's positions, the batches read before are dropped, and the
+/// preparer starts again from those positions.
 pub fn run(source: &mut dyn Source, io: &LakeIo, opts: RunOptions<'_>) -> anyhow::Result<Summary> {
     let RunOptions {
         batch_size,
@@ -239,7 +261,7 @@ pub fn run(source: &mut dyn Source, io: &LakeIo, opts: RunOptions<'_>) -> anyhow
         rollups_every,
     } = opts;
     let mut clicks = io.block_on(io.lake.table(TableKind::Clicks))?;
-    let mut claimed = Claimed {
+    let claimed = Claimed {
         next: source.resume(io)?,
         seen: Seen::default(),
         rejected: 0,
@@ -247,86 +269,212 @@ pub fn run(source: &mut dyn Source, io: &LakeIo, opts: RunOptions<'_>) -> anyhow
     if let Some(n) = source.remaining() {
         bar.set_length(n);
     }
+    let decode = source.decode();
+    // Rendezvous channels: at most three batches in memory, one per thread.
+    let (to_prepare, polled) = std::sync::mpsc::sync_channel::<Stage<Polled>>(0);
+    let (to_write, prepared) = std::sync::mpsc::sync_channel::<Stage<Prepared>>(0);
+    let (to_reader, control) = std::sync::mpsc::channel::<Control>();
     let mut summary = Summary::default();
-    let mut last_rollups = Instant::now();
-    // Two threads, each batch moving through them in order: while this
-    // thread uploads and commits batch N, a second one acknowledges batch
-    // N-1 to the source, then reads batch N+1, parses it, and sorts it into
-    // Arrow batches per file. Every batch is still committed and
-    // acknowledged in the order it was read, and acknowledged only once
-    // committed.
-    let mut pending: Option<Prepared> = None;
-    let mut unacknowledged: Option<BTreeMap<String, i64>> = None;
-    let mut refused = false;
+    let (read, prep, written) = std::thread::scope(|s| {
+        let reader =
+            s.spawn(move || read_batches(source, io, batch_size, stop, control, to_prepare));
+        let preparer = s.spawn(move || prepare_batches(claimed, io, decode, polled, to_write));
+        let written = write_batches(
+            io,
+            &mut clicks,
+            prepared,
+            to_reader,
+            &mut summary,
+            bar,
+            rollups_every,
+        );
+        (reader.join(), preparer.join(), written)
+    });
+    let read = read.map_err(|_| anyhow::anyhow!("reading batches panicked"))?;
+    let prep = prep.map_err(|_| anyhow::anyhow!("preparing batches panicked"))?;
+    // The first failure in the pipeline's order is the cause; the later
+    // stages only saw their channel close.
+    read?;
+    prep?;
+    written?;
+    bar.finish_and_clear();
+    summary.rollups += refresh_rollups(io)?;
+    Ok(summary)
+}
+
+/// What moves down the pipeline: a batch, or the reader's word that it has
+/// read everything it set out to (`Done`), each with the epoch the reader
+/// was in; or, to the preparer, the table's positions after a refused
+/// commit (`Reset`), before the new epoch's batches.
+enum Stage<T> {
+    Batch(u64, T),
+    Reset(HashMap<String, Option<i64>>),
+    Done(u64),
+}
+
+/// What the writer tells the reader.
+enum Control {
+    /// Committed: the source may forget everything before these positions.
+    Acknowledge(BTreeMap<String, i64>),
+    /// A commit was refused: go back to the table's positions, in this
+    /// new epoch.
+    Resync(u64),
+}
+
+/// The reader: polls the source until it is done (or `stop`), then waits
+/// for acknowledgements, or for a resync that sends it reading again, until
+/// the writer hangs up.
+fn read_batches(
+    source: &mut dyn Source,
+    io: &LakeIo,
+    batch_size: usize,
+    stop: &AtomicBool,
+    control: std::sync::mpsc::Receiver<Control>,
+    to_prepare: std::sync::mpsc::SyncSender<Stage<Polled>>,
+) -> anyhow::Result<()> {
+    let mut epoch = 0;
+    let mut done_sent = false;
     loop {
-        let more = !source.done() && !stop.load(Ordering::Relaxed);
-        if !more && pending.is_none() {
+        // Acknowledgements and resyncs first, in the order they were sent.
+        let reading = !done_sent;
+        let message = if reading {
+            control.try_recv().ok()
+        } else {
+            match control.recv() {
+                Ok(m) => Some(m),
+                // The writer is finished.
+                Err(_) => return Ok(()),
+            }
+        };
+        match message {
+            Some(Control::Acknowledge(next)) => {
+                source.acknowledge(&next)?;
+                continue;
+            }
+            Some(Control::Resync(new)) => {
+                epoch = new;
+                let positions = source.resync(io)?;
+                if to_prepare.send(Stage::Reset(positions)).is_err() {
+                    return Ok(());
+                }
+                done_sent = false;
+                continue;
+            }
+            None => {}
+        }
+        if source.done() || stop.load(Ordering::Relaxed) {
+            if to_prepare.send(Stage::Done(epoch)).is_err() {
+                return Ok(());
+            }
+            done_sent = true;
+            continue;
+        }
+        // Streams assigned before the poll and during it come before its
+        // records.
+        let mut assigned = source.assigned();
+        let records = source.poll(batch_size, stop)?;
+        assigned.extend(source.assigned());
+        if (!records.is_empty() || !assigned.is_empty())
+            && to_prepare
+                .send(Stage::Batch(epoch, Polled { assigned, records }))
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// The preparer: decodes, filters and sorts each batch, keeping what the
+/// batches read so far claim.
+fn prepare_batches(
+    mut claimed: Claimed,
+    io: &LakeIo,
+    decode: Decode,
+    polled: std::sync::mpsc::Receiver<Stage<Polled>>,
+    to_write: std::sync::mpsc::SyncSender<Stage<Prepared>>,
+) -> anyhow::Result<()> {
+    for stage in polled {
+        let next = match stage {
+            Stage::Batch(epoch, Polled { assigned, records }) => {
+                claimed.take_assigned(assigned);
+                if records.is_empty() {
+                    continue;
+                }
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let decoded = decode_all(&records, decode, now_ms);
+                claimed.look_up_origins(io, &records, &decoded)?;
+                Stage::Batch(epoch, prepare(&records, &decoded, &mut claimed)?)
+            }
+            // Before any batch of the new epoch.
+            Stage::Reset(positions) => {
+                claimed.next = positions;
+                claimed.seen = Seen::default();
+                continue;
+            }
+            Stage::Done(epoch) => Stage::Done(epoch),
+        };
+        if to_write.send(next).is_err() {
             break;
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let recorded_before = unacknowledged.take();
-        let resync = std::mem::take(&mut refused);
-        let (fetched, written) = std::thread::scope(|s| {
-            let source = &mut *source;
-            let claimed = &mut claimed;
-            let fetching = s.spawn(move || -> anyhow::Result<Option<Prepared>> {
-                if let Some(recorded) = recorded_before {
-                    source.acknowledge(&recorded)?;
-                }
-                if resync {
-                    claimed.next = source.resync(io)?;
-                    claimed.seen = Seen::default();
-                }
-                claimed.take_assigned(source);
-                if !more {
-                    return Ok(None);
-                }
-                let batch = source.poll(batch_size, stop)?;
-                // Partitions assigned during the poll come before their
-                // records.
-                claimed.take_assigned(source);
-                if batch.is_empty() {
-                    return Ok(None);
-                }
-                let parsed = parse_all(&batch, now_ms);
-                claimed.look_up_origins(io, &batch)?;
-                prepare(batch, parsed, claimed).map(Some)
-            });
-            let written = pending.take().map(|prepared| {
+    }
+    Ok(())
+}
+
+/// The writer: uploads and commits each batch of the current epoch, and
+/// tells the reader what was committed, or that a commit was refused.
+/// Returns once the reader's `Done` of the current epoch arrives.
+fn write_batches(
+    io: &LakeIo,
+    clicks: &mut snowlink_lake::deltalake_core::DeltaTable,
+    prepared: std::sync::mpsc::Receiver<Stage<Prepared>>,
+    to_reader: std::sync::mpsc::Sender<Control>,
+    summary: &mut Summary,
+    bar: &ProgressBar,
+    rollups_every: Option<Duration>,
+) -> anyhow::Result<()> {
+    let mut epoch = 0;
+    let mut last_rollups = Instant::now();
+    loop {
+        match prepared.recv_timeout(Duration::from_secs(1)) {
+            Ok(Stage::Batch(at, batch)) if at == epoch => {
                 let before = summary.records();
-                write_prepared(io, &mut clicks, prepared, &mut summary)
-                    .map(|recorded| (recorded, before))
-            });
-            (fetching.join(), written)
-        });
-        let fetched = fetched.map_err(|_| anyhow::anyhow!("reading a batch panicked"))?;
-        if let Some(written) = written {
-            let (recorded, before) = written?;
-            match recorded {
-                Some(recorded) => unacknowledged = Some(recorded),
-                None => refused = true,
+                match write_prepared(io, clicks, batch, summary)? {
+                    Some(recorded) => {
+                        let _ = to_reader.send(Control::Acknowledge(recorded));
+                    }
+                    None => {
+                        // What was read after the refused batch starts
+                        // from positions that are no longer true: read it
+                        // again from the table's.
+                        epoch += 1;
+                        let _ = to_reader.send(Control::Resync(epoch));
+                    }
+                }
+                bar.inc(summary.records().saturating_sub(before));
             }
-            bar.inc(summary.records().saturating_sub(before));
-        }
-        pending = fetched?;
-        if refused {
-            // What was read after the refused batch starts from positions
-            // that are no longer true: read it again from the table's.
-            pending = None;
+            // Read before the refusal: it is read again.
+            Ok(Stage::Batch(..)) => {}
+            Ok(Stage::Done(at)) if at == epoch => return Ok(()),
+            Ok(Stage::Done(_) | Stage::Reset(_)) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // The reader or the preparer stopped on an error, which the
+            // caller reports.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
         if rollups_every.is_some_and(|every| last_rollups.elapsed() >= every) {
             summary.rollups += refresh_rollups(io)?;
             last_rollups = Instant::now();
         }
     }
-    if let Some(recorded) = unacknowledged {
-        source.acknowledge(&recorded)?;
-    }
-    bar.finish_and_clear();
-    summary.rollups += refresh_rollups(io)?;
-    Ok(summary)
+}
+
+/// A batch as read, with the streams given to the source before and while
+/// it was read (they come before its records).
+struct Polled {
+    assigned: Vec<(String, Option<i64>)>,
+    records: Vec<Record>,
 }
 
 /// Rebuilds the rollups of complete days (before today, UTC) that are
@@ -351,17 +499,31 @@ pub fn refresh_rollups(io: &LakeIo) -> anyhow::Result<u64> {
 /// summary.
 const REJECTS_LOGGED: u64 = 20;
 
-/// A record's payload as an event, or why it is not one.
-type Parsed = Result<ClickEvent, snowlink_events::InvalidEvent>;
-
-/// Parses every record of a batch. Validated before anything else is
+/// Decodes every record of a batch. Validated before anything else is
 /// believed of it: a forged record must not put an absurd time into the
 /// lake.
-fn parse_all(batch: &[Record], now_ms: i64) -> Vec<Parsed> {
-    batch
+/// Large batches are decoded in two halves at once: decoding is the
+/// preparing thread's largest part, and a machine of two cores has room
+/// for it beside the reader and the writer.
+fn decode_all(batch: &[Record], decode: Decode, now_ms: i64) -> Vec<Decoded<'_>> {
+    if batch.len() < 10_000 {
+        return decode_each(batch, decode, now_ms);
+    }
+    let (first, second) = batch.split_at(batch.len() / 2);
+    std::thread::scope(|s| {
+        let later = s.spawn(|| decode_each(second, decode, now_ms));
+        let mut decoded = Vec::with_capacity(batch.len());
+        decoded.extend(decode_each(first, decode, now_ms));
+        decoded.extend(later.join().expect("decoding does not panic"));
+        decoded
+    })
+}
+
+fn decode_each(records: &[Record], decode: Decode, now_ms: i64) -> Vec<Decoded<'_>> {
+    records
         .iter()
         .map(|r| match r.payload.as_deref() {
-            Some(bytes) => ClickEvent::parse_bytes(bytes, now_ms),
+            Some(bytes) => decode(bytes, now_ms),
             None => Err(snowlink_events::InvalidEvent(
                 "the record has no payload".into(),
             )),
@@ -382,10 +544,9 @@ struct Claimed {
 }
 
 impl Claimed {
-    /// Takes the streams newly given to the source, at the table's
-    /// positions.
-    fn take_assigned(&mut self, source: &mut dyn Source) {
-        for (stream, at) in source.assigned() {
+    /// Takes streams newly given to the source, at the table's positions.
+    fn take_assigned(&mut self, assigned: Vec<(String, Option<i64>)>) {
+        for (stream, at) in assigned {
             self.seen.0.remove(&stream);
             self.next.insert(stream, at);
         }
@@ -393,11 +554,16 @@ impl Claimed {
 
     /// Looks up the recorded sequence of every (stream, origin) of `batch`
     /// not met before.
-    fn look_up_origins(&mut self, io: &LakeIo, batch: &[Record]) -> anyhow::Result<()> {
+    fn look_up_origins(
+        &mut self,
+        io: &LakeIo,
+        batch: &[Record],
+        decoded: &[Decoded],
+    ) -> anyhow::Result<()> {
         let mut missing: Vec<(&str, &str)> = Vec::new();
-        for r in batch {
-            if let Some((origin, _)) = &r.origin {
-                let key = (r.stream.as_str(), origin.as_str());
+        for (r, d) in batch.iter().zip(decoded) {
+            if let Ok((_, Some(origin))) = d {
+                let key = (&*r.stream, origin.spool.as_str());
                 if self.seen.get(key.0, key.1).is_none() && !missing.contains(&key) {
                     missing.push(key);
                 }
@@ -431,41 +597,41 @@ struct Prepared {
     skipped: u64,
 }
 
-/// Filters one batch (its records and what [`parse_all`] made of them),
+/// Filters one batch (its records and what [`decode_all`] made of them),
 /// groups it by stream and day, and sorts each group into batches. Moves
 /// `claimed` past it.
 fn prepare(
-    batch: Vec<Record>,
-    parsed: Vec<Parsed>,
+    batch: &[Record],
+    decoded: &[Decoded<'_>],
     claimed: &mut Claimed,
 ) -> anyhow::Result<Prepared> {
     let mut ranges: BTreeMap<String, (Option<i64>, i64, i64)> = BTreeMap::new();
-    let mut groups: BTreeMap<(String, i64), Vec<ClickEvent>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Arc<str>, i64), Vec<&ClickEventIn<'_>>> = BTreeMap::new();
     let mut seen_now = Seen::default();
     let (mut rejected, mut duplicates, mut skipped) = (0u64, 0u64, 0u64);
-    for (r, event) in batch.into_iter().zip(parsed) {
-        let recorded = claimed.next.get(&r.stream).copied().flatten();
+    for (r, event) in batch.iter().zip(decoded) {
+        let recorded = claimed.next.get(&*r.stream).copied().flatten();
         if r.position < recorded.unwrap_or(i64::MIN) {
             // Already in the table: the source was not acknowledged in time.
             skipped += 1;
             continue;
         }
         // Looked up before inserting: no copy of the stream's name per record.
-        match ranges.get_mut(&r.stream) {
+        match ranges.get_mut(&*r.stream) {
             Some(range) => {
                 range.1 = range.1.min(r.position);
                 range.2 = range.2.max(r.position);
             }
             None => {
-                ranges.insert(r.stream.clone(), (recorded, r.position, r.position));
+                ranges.insert(r.stream.to_string(), (recorded, r.position, r.position));
             }
         }
-        let event = match event {
+        let (event, origin) = match event {
             Ok(e) => e,
             Err(why) => {
                 if claimed.rejected < REJECTS_LOGGED {
                     tracing::error!(
-                        stream = r.stream,
+                        stream = &*r.stream,
                         position = r.position,
                         reason = %why,
                         "skipping a record that is not a valid click event"
@@ -476,28 +642,28 @@ fn prepare(
                 continue;
             }
         };
-        if let Some((origin, seq)) = &r.origin {
+        if let Some(Origin { spool, seq }) = origin {
             let high = seen_now
-                .get(&r.stream, origin)
-                .or_else(|| claimed.seen.get(&r.stream, origin))
+                .get(&r.stream, spool)
+                .or_else(|| claimed.seen.get(&r.stream, spool))
                 .unwrap_or(i64::MIN);
             if *seq <= high {
                 duplicates += 1;
                 continue;
             }
-            seen_now.set(&r.stream, origin, *seq);
+            seen_now.set(&r.stream, spool, *seq);
         }
         // Grouped by the day's number; its `YYYY-MM-DD` is made once per file.
         groups
-            .entry((r.stream, event.ts.div_euclid(86_400_000)))
+            .entry((r.stream.clone(), event.ts.div_euclid(MS_PER_DAY)))
             .or_default()
             .push(event);
     }
     let mut files = Vec::with_capacity(groups.len());
     for ((stream, day), events) in groups {
-        let day = snowlink_events::date_of_ms(day * 86_400_000);
+        let day = snowlink_events::date_of_ms(day * MS_PER_DAY);
         let batches = snowlink_lake::sorted_batches(&events)?;
-        files.push((stream, day, batches));
+        files.push((stream.to_string(), day, batches));
     }
     for (stream, (_, _, last)) in &ranges {
         claimed.next.insert(stream.clone(), Some(last + 1));

@@ -14,24 +14,23 @@
 //!
 //! Messages are read `read_committed`: an aborted transaction of the
 //! service's forwarder is never seen. Each message carries its forwarding
-//! spool and its sequence there (headers), so a resend that made it into
-//! the topic twice is dropped by the engine.
+//! spool and its sequence there (its `origin`), so a resend that made it
+//! into the topic twice is dropped by the engine.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use snowlink_events::kafka::{HEADER_SEQ, HEADER_SPOOL};
 
-use crate::engine::{LakeIo, Record, Source};
+use crate::engine::{Decode, LakeIo, Record, Source};
 
 /// What to consume and how.
 #[derive(Debug, Clone)]
@@ -174,6 +173,8 @@ pub struct KafkaSource {
     read: HashMap<i32, i64>,
     started: Instant,
     idle_since: Option<Instant>,
+    /// The stream name of each partition met, made once.
+    names: HashMap<i32, Arc<str>>,
 }
 
 /// How long a `--once` worker waits for its first partitions.
@@ -195,16 +196,27 @@ impl KafkaSource {
                 "session.timeout.ms",
                 settings.session_timeout.as_millis().to_string(),
             )
+            // A member learns of a rebalance at its next heartbeat, and a
+            // cooperative rebalance takes two rounds: a worker that joins
+            // gets its partitions about two heartbeats later.
             .set(
                 "heartbeat.interval.ms",
-                (settings.session_timeout.as_millis() / 6)
-                    .max(500)
+                (settings.session_timeout.as_millis() / 3)
+                    .clamp(100, 1000)
                     .to_string(),
             )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
+            // Room for a whole batch to be fetched ahead while the last
+            // one is parsed and written: with librdkafka's defaults (1 MiB
+            // per partition per fetch, 64 MiB queued) the reader waited on
+            // the broker for most of each batch.
+            .set("max.partition.fetch.bytes", "8388608")
+            .set("fetch.max.bytes", "67108864")
+            .set("queued.max.messages.kbytes", "262144")
+            .set("queued.min.messages", "250000")
             .create_with_context(context)
             .context("creating the kafka consumer")?;
         Ok(Self {
@@ -214,11 +226,21 @@ impl KafkaSource {
             read: HashMap::new(),
             started: Instant::now(),
             idle_since: None,
+            names: HashMap::new(),
         })
     }
 
     fn stream(&self, p: i32) -> String {
         source_name(&self.settings.topic, p)
+    }
+
+    /// The stream of partition `p`, shared by its records.
+    fn stream_of(&mut self, p: i32) -> Arc<str> {
+        let topic = &self.settings.topic;
+        self.names
+            .entry(p)
+            .or_insert_with(|| source_name(topic, p).into())
+            .clone()
     }
 
     /// What the rebalance callback has told this source.
@@ -279,6 +301,10 @@ impl KafkaSource {
 impl Source for KafkaSource {
     fn unit(&self) -> &'static str {
         "messages"
+    }
+
+    fn decode(&self) -> Decode {
+        snowlink_events::kafka::parse
     }
 
     fn resume(&mut self, _io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
@@ -349,18 +375,17 @@ impl Source for KafkaSource {
     }
 
     fn poll(&mut self, max: usize, stop: &AtomicBool) -> anyhow::Result<Vec<Record>> {
-        let mut batch: Vec<Record> = Vec::new();
+        let mut batch: Vec<Record> = Vec::with_capacity(max.min(1 << 20));
         let deadline = Instant::now() + self.settings.batch_wait;
-        while batch.len() < max && Instant::now() < deadline {
+        // The clock is read once per 256 messages, and whenever the topic
+        // has nothing for now.
+        let mut past_deadline = false;
+        while batch.len() < max && !past_deadline {
             let polled = self.consumer.poll(Duration::from_millis(100)).map(|m| {
                 m.map(|msg| {
-                    let origin = header_str(&msg, HEADER_SPOOL)
-                        .zip(header_str(&msg, HEADER_SEQ).and_then(|s| s.parse::<i64>().ok()))
-                        .map(|(s, q)| (s.to_owned(), q));
                     (
                         msg.partition(),
                         msg.offset(),
-                        origin,
                         msg.payload().map(<[u8]>::to_vec),
                     )
                 })
@@ -375,29 +400,35 @@ impl Source for KafkaSource {
                 .collect();
             if !revoked.is_empty() {
                 let before = batch.len();
-                batch.retain(|r| !revoked.contains(&r.stream));
+                batch.retain(|r| !revoked.contains(&*r.stream));
                 tracing::info!(
                     dropped = before - batch.len(),
                     "dropped what was read of revoked partitions"
                 );
             }
             match polled {
-                Some(Ok((p, offset, origin, payload))) => {
+                Some(Ok((p, offset, payload))) => {
                     batch.push(Record {
-                        stream: self.stream(p),
+                        stream: self.stream_of(p),
                         position: offset,
-                        origin,
                         payload,
                     });
                     let r = self.read.entry(p).or_insert(0);
                     *r = (*r).max(offset + 1);
+                    if batch.len().is_multiple_of(256) {
+                        past_deadline = Instant::now() >= deadline;
+                    }
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    past_deadline = Instant::now() >= deadline;
+                }
                 None => {
                     if (self.settings.until_end && self.caught_up()) || stop.load(Ordering::Relaxed)
                     {
                         break;
                     }
+                    past_deadline = Instant::now() >= deadline;
                 }
             }
         }
@@ -459,15 +490,6 @@ impl Source for KafkaSource {
         tracing::info!(?positions, "back at the table's positions");
         Ok(positions)
     }
-}
-
-fn header_str<'a>(msg: &'a rdkafka::message::BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
-    let headers = msg.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 fn seek(consumer: &BaseConsumer<LakeContext>, tpl: &TopicPartitionList) -> KafkaResult<()> {

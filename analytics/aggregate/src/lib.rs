@@ -180,11 +180,24 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// zero (a sixth of a run's samples, in huge pages). A process holds on to
 /// its largest batch's memory. Call before the first batch; an explicit
 /// `MIMALLOC_PURGE_DELAY` in the environment still wins.
+///
+/// The same for the C allocator, which librdkafka uses: it decompresses
+/// each fetched batch of messages into a buffer it grows with `realloc`,
+/// past glibc's mmap threshold, so every batch mapped fresh pages (nearly
+/// all of a consuming worker's page faults). Buffers up to 256 MiB now
+/// come from the heap, and the heap is not trimmed below 1 GiB.
 pub fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a process-wide tuning value; mimalloc reads options
         // atomically, and the call has no other effect.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets tuning values of the C allocator; it is
+    // called before the threads that allocate with it start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 

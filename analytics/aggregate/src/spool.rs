@@ -12,11 +12,13 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use snowlink_spool::ClickSpool;
 
-use crate::engine::{LakeIo, Record, Source};
+use snowlink_events::ClickEventIn;
+
+use crate::engine::{Decode, Decoded, LakeIo, Record, Source};
 
 pub struct SpoolSource {
     spool: ClickSpool,
-    stream: String,
+    stream: std::sync::Arc<str>,
     /// Last `seq` handed out.
     cursor: i64,
     done: bool,
@@ -43,7 +45,7 @@ impl SpoolSource {
         let stream = stream_name(&spool.spool_id()?);
         Ok(Self {
             spool,
-            stream,
+            stream: stream.into(),
             cursor: 0,
             done: false,
         })
@@ -60,8 +62,8 @@ impl SpoolSource {
     /// the spool whatever the table already holds (a run killed between
     /// its commit and the release).
     fn position(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
-        let recorded = io.positions(std::slice::from_ref(&self.stream))?;
-        let at = recorded.get(&self.stream).copied().flatten();
+        let recorded = io.positions(&[self.stream.to_string()])?;
+        let at = recorded.get(&*self.stream).copied().flatten();
         let next = match at {
             Some(next) => next,
             // First sight of this spool in this lake: it starts after what
@@ -77,7 +79,16 @@ impl SpoolSource {
     }
 }
 
+/// A spool row: the service writes no origin, since nothing resends it.
+fn decode_row(row: &[u8], now_ms: i64) -> Decoded<'_> {
+    ClickEventIn::parse_row(row, now_ms).map(|e| (e, None))
+}
+
 impl Source for SpoolSource {
+    fn decode(&self) -> Decode {
+        decode_row
+    }
+
     fn resume(&mut self, io: &LakeIo) -> anyhow::Result<HashMap<String, Option<i64>>> {
         self.position(io)
     }
@@ -97,7 +108,6 @@ impl Source for SpoolSource {
             .map(|(seq, event)| Record {
                 stream: self.stream.clone(),
                 position: seq,
-                origin: None,
                 payload: Some(event),
             })
             .collect())
@@ -108,7 +118,7 @@ impl Source for SpoolSource {
     }
 
     fn acknowledge(&mut self, next: &BTreeMap<String, i64>) -> anyhow::Result<()> {
-        if let Some(&n) = next.get(&self.stream) {
+        if let Some(&n) = next.get(&*self.stream) {
             self.spool
                 .release_through(n - 1)
                 .context("releasing aggregated rows from the spool")?;

@@ -13,7 +13,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::ClickEvent;
+use crate::{ClickEvent, ClickEventRef};
 
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
@@ -45,13 +45,13 @@ pub fn click_schema() -> SchemaRef {
 
 /// Builds one record batch from events, in the order given.
 pub fn to_record_batch(events: &[ClickEvent]) -> Result<RecordBatch, ArrowError> {
-    to_record_batch_of(events.iter())
+    to_record_batch_of(events.iter().map(ClickEvent::as_ref))
 }
 
-/// [`to_record_batch`] from references, in the order given (a sorted
+/// [`to_record_batch`] from views of events, in the order given (a sorted
 /// order, say, without moving the events themselves).
 pub fn to_record_batch_of<'a>(
-    events: impl ExactSizeIterator<Item = &'a ClickEvent>,
+    events: impl ExactSizeIterator<Item = ClickEventRef<'a>>,
 ) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
     let mut version = Int16Builder::with_capacity(n);
@@ -67,15 +67,15 @@ pub fn to_record_batch_of<'a>(
         ts.append_value(e.ts);
         is_bot.append_value(e.is_bot);
         let cols: [Option<&str>; 9] = [
-            Some(&e.code),
-            e.referrer.as_deref(),
-            e.referrer_host.as_deref(),
-            e.user_agent.as_deref(),
-            e.browser.as_deref(),
-            e.os.as_deref(),
-            e.device.as_deref(),
-            e.country.as_deref(),
-            Some(&e.visitor_id),
+            Some(e.code),
+            e.referrer,
+            e.referrer_host,
+            e.user_agent,
+            e.browser,
+            e.os,
+            e.device,
+            e.country,
+            Some(e.visitor_id),
         ];
         for (b, v) in strings.iter_mut().zip(cols) {
             b.append_option(v);

@@ -22,6 +22,7 @@ mod location;
 mod maintain;
 mod rollup;
 mod table;
+pub mod tail_cache;
 mod write;
 
 pub use location::{s3_endpoint, Location};

@@ -18,6 +18,7 @@ use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
 use url::Url;
 
+use crate::tail_cache::TailCache;
 use crate::{LakeError, LakeResult};
 
 /// A parsed `--lake`.
@@ -125,9 +126,11 @@ impl Location {
                 if let Some(endpoint) = endpoint {
                     builder = builder.with_allow_http(endpoint.starts_with("http://"));
                 }
+                // Each read is a request: the ends of files that never
+                // change are fetched once (see `TailCache`).
                 builder
                     .build()
-                    .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+                    .map(|s| Arc::new(TailCache::new(Arc::new(s))) as Arc<dyn ObjectStore>)
                     .map_err(|e| LakeError::Location(format!("the S3 settings: {e}")))
             }
         }

@@ -372,15 +372,30 @@ impl Lake {
     /// Fails with the store's own complaint (no such bucket, credentials
     /// refused) or with the server's failure to honour the condition.
     pub async fn check_conditional_writes(&self) -> LakeResult<()> {
-        let probe = self.path(&format!("_snowlink_probe/{}", uuid::Uuid::new_v4()));
         let create = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        self.store
-            .put_opts(&probe, PutPayload::from_static(b"1"), create.clone())
-            .await
-            .map_err(|e| self.store_error(e))?;
+        // A new random name cannot exist already: when the store says it
+        // does, another process's probe was being cleaned up beside it (an
+        // S3 server on a file system removes a folder left empty), and a
+        // new name is tried.
+        let mut attempt = 0;
+        let probe = loop {
+            let probe = self.path(&format!("_snowlink_probe/{}", uuid::Uuid::new_v4()));
+            match self
+                .store
+                .put_opts(&probe, PutPayload::from_static(b"1"), create.clone())
+                .await
+            {
+                Ok(_) => break probe,
+                Err(object_store::Error::AlreadyExists { .. }) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => return Err(self.store_error(e)),
+            }
+        };
         let second = self
             .store
             .put_opts(&probe, PutPayload::from_static(b"2"), create)

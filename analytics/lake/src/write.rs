@@ -9,7 +9,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use snowlink_events::arrow::{click_schema, to_record_batch_of};
-use snowlink_events::ClickEvent;
+use snowlink_events::EventView;
 
 use crate::LakeResult;
 
@@ -60,7 +60,7 @@ pub(crate) fn encode_parquet(
 
 /// Sorts events by `(code, ts, event_id)`, the lake's order, and cuts them
 /// into row-group-sized batches: what [`write_sorted_clicks`] takes.
-pub fn sorted_batches(events: &[ClickEvent]) -> LakeResult<Vec<RecordBatch>> {
+pub fn sorted_batches<E: EventView>(events: &[E]) -> LakeResult<Vec<RecordBatch>> {
     // Sorted as numbers, not strings, and by index, not by moving the
     // events: each code becomes its rank among the batch's distinct codes.
     let mut ids: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
@@ -68,7 +68,7 @@ pub fn sorted_batches(events: &[ClickEvent]) -> LakeResult<Vec<RecordBatch>> {
         .iter()
         .map(|e| {
             let next = ids.len() as u32;
-            *ids.entry(e.code.as_str()).or_insert(next)
+            *ids.entry(e.view().code).or_insert(next)
         })
         .collect();
     let mut codes: Vec<(&str, u32)> = ids.iter().map(|(c, &i)| (*c, i)).collect();
@@ -80,12 +80,15 @@ pub fn sorted_batches(events: &[ClickEvent]) -> LakeResult<Vec<RecordBatch>> {
     let mut order: Vec<(u32, i64, i64, u32)> = events
         .iter()
         .enumerate()
-        .map(|(i, e)| (rank[id_of[i] as usize], e.ts, e.event_id, i as u32))
+        .map(|(i, e)| {
+            let e = e.view();
+            (rank[id_of[i] as usize], e.ts, e.event_id, i as u32)
+        })
         .collect();
     order.sort_unstable();
     Ok(order
         .chunks(ROW_GROUP_ROWS)
-        .map(|chunk| to_record_batch_of(chunk.iter().map(|&(.., i)| &events[i as usize])))
+        .map(|chunk| to_record_batch_of(chunk.iter().map(|&(.., i)| events[i as usize].view())))
         .collect::<Result<Vec<_>, _>>()?)
 }
 

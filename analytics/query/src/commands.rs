@@ -308,7 +308,7 @@ fn uuid_like() -> String {
 pub const MAX_BUCKETS: i64 = 100_000;
 
 pub(crate) const HOUR_MS: i64 = 3_600_000;
-pub(crate) const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = snowlink_events::MS_PER_DAY;
 
 /// Milliseconds in a bucket.
 pub(crate) fn step_ms(by: Bucket) -> i64 {

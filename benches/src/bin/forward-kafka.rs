@@ -26,9 +26,15 @@ fn main() -> anyhow::Result<()> {
     let spool_path = snowlink_spool::path_in(dir.path());
     {
         let mut spool = ClickSpool::open(&spool_path)?;
-        let events: Vec<Vec<u8>> = ClickGen::new(11, n, 10_000, 1_795_132_800_000, 86_400_000)
-            .map(|e| e.to_row())
-            .collect();
+        let events: Vec<Vec<u8>> = ClickGen::new(
+            11,
+            n,
+            10_000,
+            1_795_132_800_000,
+            snowlink_events::MS_PER_DAY,
+        )
+        .map(|e| e.to_row())
+        .collect();
         // One spool row per batch of 256, as the service writes them.
         for batch in events.chunks(256) {
             spool.append_batch(batch)?;

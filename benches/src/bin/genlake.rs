@@ -53,8 +53,9 @@ fn main() -> anyhow::Result<()> {
             } else {
                 per_day
             };
-            let t0 = args.start_ms + day as i64 * 86_400_000;
-            let events: Vec<_> = ClickGen::new(1000 + day, n, args.links, t0, 86_400_000).collect();
+            let t0 = args.start_ms + day as i64 * snowlink_events::MS_PER_DAY;
+            let events: Vec<_> =
+                ClickGen::new(1000 + day, n, args.links, t0, snowlink_events::MS_PER_DAY).collect();
             let date = events[0].date();
             let first = written as i64 + 1;
             let last = (written + n) as i64;

@@ -1,8 +1,8 @@
-//! Pipeline: events per second from the spool to the Delta lake on a local folder, in one run over
-//! the same events spooled three ways: as the service spools them (binary
-//! rows, one spool row per batch of `EVENTS_PER_ROW`), one binary row per
-//! event, and one JSON row per event (what spools held before). Also bytes
-//! per event in the spool and in the lake, against JSON lines.
+//! Pipeline: events per second from the spool to the Delta lake on a local
+//! folder, in one run over the same events spooled two ways: as the service
+//! spools them (binary rows, one spool row per batch of `EVENTS_PER_ROW`),
+//! and one binary row per event. Also bytes per event in the spool and in
+//! the lake, against the events' JSON (their form on Kafka).
 //!
 //!   cargo run --release -p snowlink-benches --bin pipeline -- [EVENTS] [EVENTS_PER_ROW]
 //!
@@ -61,13 +61,16 @@ fn main() -> anyhow::Result<()> {
     let n = snowlink_benches::arg(1, 1_000_000)? as usize;
     let per_row = snowlink_benches::arg(2, 256)? as usize;
     let t0: i64 = 1_795_132_800_000;
-    let events: Vec<_> = ClickGen::new(7, n as u64, 10_000, t0, 86_400_000).collect();
+    let events: Vec<_> =
+        ClickGen::new(7, n as u64, 10_000, t0, snowlink_events::MS_PER_DAY).collect();
     let rows: Vec<Vec<u8>> = events.iter().map(|e| e.to_row()).collect();
-    let json: Vec<Vec<u8>> = events.iter().map(|e| e.to_json().into_bytes()).collect();
+    let json_bytes: usize = events
+        .iter()
+        .map(|e| snowlink_events::kafka::message(e.as_ref(), None).len())
+        .sum();
     drop(events);
-    let json_bytes: usize = json.iter().map(|e| e.len() + 1).sum();
-    // As the service spools them, then one binary row per event, then one
-    // JSON row per event, in the same run.
+    // As the service spools them, then one binary row per event, in the
+    // same run.
     let (rate, lake_bytes, spool_bytes) = run(&rows, per_row)?;
     if std::env::var_os("PIPELINE_NO_BASELINES").is_some() {
         // For a profiler: the service's rows only.
@@ -75,8 +78,6 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let (single_rate, _, single_spool_bytes) = run(&rows, 1)?;
-    drop(rows);
-    let (json_rate, _, json_spool_bytes) = run(&json, 1)?;
     println!(
         "{}",
         serde_json::json!({
@@ -86,11 +87,9 @@ fn main() -> anyhow::Result<()> {
             "events_per_row": per_row,
             "single_rows_events_per_sec": single_rate,
             "single_spool_bytes_per_event": single_spool_bytes,
-            "json_rows_events_per_sec": json_rate,
             "parquet_bytes_per_event": lake_bytes,
             "json_bytes_per_event": json_bytes as f64 / n as f64,
             "spool_bytes_per_event": spool_bytes,
-            "json_spool_bytes_per_event": json_spool_bytes,
         })
     );
     Ok(())

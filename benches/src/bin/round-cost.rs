@@ -26,7 +26,7 @@ use snowlink_testkit::Server;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DAY_MS: i64 = 86_400_000;
+const DAY_MS: i64 = snowlink_events::MS_PER_DAY;
 
 /// Fills `lake`'s day starting at `t0` with `n` clicks, a million to a
 /// file, each file its own commit.

@@ -37,7 +37,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use siphasher::sip::SipHasher13;
-use snowlink_events::{ClickEvent, ClickEventRef, SCHEMA_VERSION};
+use snowlink_events::{ClickEventRef, SCHEMA_VERSION};
 use snowlink_spool::ClickSpool;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -479,26 +479,21 @@ impl Spooler {
         at != 0 && crate::now_ms() - at >= SHUTDOWN_GRACE.as_millis() as i64
     }
 
-    /// Keeps `rows` in the rescue file (as JSON lines), the spool being
-    /// unwritable at shutdown.
+    /// Keeps `rows` in the rescue file, the spool being unwritable at
+    /// shutdown.
     fn rescue(&self, rows: &[&[u8]]) {
-        let events: Vec<String> = rows
-            .iter()
-            .filter_map(|r| ClickEvent::from_bytes(r).ok())
-            .map(|e| e.to_json())
-            .collect();
-        match snowlink_spool::rescue(&self.spool_path, &events) {
+        match snowlink_spool::rescue(&self.spool_path, rows) {
             Ok(()) => {
-                self.metrics.rescued.inc_by(events.len() as u64);
+                self.metrics.rescued.inc_by(rows.len() as u64);
                 tracing::warn!(
-                    events = events.len(),
+                    events = rows.len(),
                     path = %snowlink_spool::rescue_path(&self.spool_path).display(),
                     "the spool cannot be written: click events kept in the rescue file, moved into the spool at the next start"
                 );
             }
             Err(e) => {
-                self.metrics.dropped.inc_by(events.len() as u64);
-                tracing::error!(error = %e, events = events.len(), "neither the spool nor the rescue file can be written: click events lost");
+                self.metrics.dropped.inc_by(rows.len() as u64);
+                tracing::error!(error = %e, events = rows.len(), "neither the spool nor the rescue file can be written: click events lost");
             }
         }
     }

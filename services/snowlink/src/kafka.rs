@@ -7,7 +7,8 @@
 //! Every click is first written to the local spool, as on one machine; the
 //! redirect never waits for either. The forwarder reads the spool in order
 //! and produces each batch in one Kafka transaction (JSON, keyed by code,
-//! with the spool's identity and the event's sequence number as headers).
+//! with the spool's identity and the event's sequence number as its
+//! `origin`: `snowlink_events::kafka`).
 //! The same transaction commits the position after the batch as the offset
 //! of a consumer group of the spool's own (`snowlink-forwarder-<spool id>`,
 //! on the topic's partition 0; nobody consumes with it). Only after the
@@ -24,6 +25,7 @@
 //!   are released without being sent again, rows from it on are sent
 //!   again. Each event therefore appears in the topic exactly once.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,11 +39,10 @@ use prometheus_client::registry::Registry;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Deserialize;
-use snowlink_events::kafka::{HEADER_SEQ, HEADER_SPOOL};
+use snowlink_events::kafka::{self, Origin};
+use snowlink_events::ClickEvent;
 use snowlink_spool::ClickSpool;
 
 use crate::components::{Component, Health};
@@ -132,27 +133,18 @@ pub struct Forwarder {
     metrics: Arc<ForwardMetrics>,
 }
 
-#[derive(Deserialize)]
-struct KeyOnly<'a> {
-    #[serde(borrow)]
-    code: std::borrow::Cow<'a, str>,
-}
-
-/// What a spool row is sent as: its key (the code) and its JSON. JSON rows
-/// go as they are. A row that does not decode goes as it is, with no key:
-/// the aggregate rejects it, counted, as it would read from the spool.
-fn message_of(row: &[u8]) -> (String, std::borrow::Cow<'_, [u8]>) {
-    use std::borrow::Cow;
-    if row.first() == Some(&snowlink_events::ROW_V1) {
-        if let Ok(e) = snowlink_events::ClickEvent::from_bytes(row) {
-            let json = e.to_json().into_bytes();
-            return (e.code, Cow::Owned(json));
+/// What a spool row is sent as: its key (the code) and its message, which
+/// names the spool and the row's sequence there. A row that is not a click
+/// event goes as it is, with no key: the aggregate rejects it, counted, as
+/// it would read it from the spool.
+fn message_of<'a>(row: &'a [u8], origin: &Origin) -> (String, Cow<'a, [u8]>) {
+    match ClickEvent::from_row(row) {
+        Ok(e) => {
+            let message = kafka::message(e.as_ref(), Some(origin));
+            (e.code, Cow::Owned(message))
         }
+        Err(_) => (String::new(), Cow::Borrowed(row)),
     }
-    let key = serde_json::from_slice::<KeyOnly>(row)
-        .map(|k| k.code.into_owned())
-        .unwrap_or_default();
-    (key, Cow::Borrowed(row))
 }
 
 /// The transactional id and the position group of a spool's forwarder.
@@ -466,21 +458,14 @@ impl Worker {
         let producer = &session.producer;
         producer.begin_transaction()?;
         for (seq, row) in rows {
-            let (key, json) = message_of(row);
-            let seq_text = seq.to_string();
-            let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header {
-                    key: HEADER_SPOOL,
-                    value: Some(self.spool_id.as_str()),
-                })
-                .insert(Header {
-                    key: HEADER_SEQ,
-                    value: Some(seq_text.as_str()),
-                });
+            let origin = Origin {
+                spool: self.spool_id.clone(),
+                seq: *seq,
+            };
+            let (key, message) = message_of(row, &origin);
             let mut record = BaseRecord::to(&self.settings.topic)
                 .key(key.as_str())
-                .payload(json.as_ref())
-                .headers(headers);
+                .payload(message.as_ref());
             loop {
                 match producer.send(record) {
                     Ok(()) => break,

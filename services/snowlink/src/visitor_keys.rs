@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// Days since 1970-01-01 (UTC) of a millisecond timestamp.
 pub fn day_of(ts_ms: i64) -> i64 {
-    ts_ms.div_euclid(86_400_000)
+    ts_ms.div_euclid(snowlink_events::MS_PER_DAY)
 }
 
 /// The key directory.

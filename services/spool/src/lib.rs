@@ -6,8 +6,7 @@
 //! * `clicks(seq, event, n)`: `n` events per row, with the sequence numbers
 //!   `seq ..= seq + n - 1`, one for each event. A row of one event holds it
 //!   as it was appended: a BLOB in the events crate's binary row layout
-//!   (first byte: its version), or JSON text for events taken from a rescue
-//!   file. A row of several (the service writes one per batch) is packed
+//!   (first byte: its version). A row of several (the service writes one per batch) is packed
 //!   ([`PACKED_BATCH_ROW`]): a [`BATCH_ROW`] frame (per event its length,
 //!   u32 little-endian, and its bytes), LZ4-compressed, which the events'
 //!   repeated user agents and referrers shrink about five times, and with
@@ -71,9 +70,16 @@ pub enum SpoolError {
          move it away, or drain it with the build that wrote it"
     )]
     Format { path: String, found: i64 },
-    /// The rescue file could not be read or removed.
+    /// The rescue file could not be read, written or removed.
     #[error("click spool rescue file: {0}")]
     Rescue(#[source] std::io::Error),
+    /// The rescue file is not one this build writes.
+    #[error(
+        "{path} is not a rescue file of this build (it does not start with {:?}); \
+         move it away, or start the build that wrote it once",
+        String::from_utf8_lossy(RESCUE_HEADER).trim_end()
+    )]
+    RescueFormat { path: String },
 }
 
 /// What the database said, kept as the source of a [`SpoolError`]; the
@@ -102,29 +108,83 @@ pub fn path_in(data_dir: &Path) -> std::path::PathBuf {
 }
 
 /// Where a writer that cannot reach the spool at shutdown keeps its events
-/// (`spool.db` → `spool.rescue.jsonl`), one JSON event per line, until the
-/// next start moves them into the spool ([`ClickSpool::take_rescued`]).
+/// (`spool.db` → `spool.rescue`) until the next start moves them into the
+/// spool ([`ClickSpool::take_rescued`]): [`RESCUE_HEADER`], then per event
+/// its spool row, framed (its length, u32 little-endian, then its bytes).
 pub fn rescue_path(spool_path: &Path) -> std::path::PathBuf {
-    spool_path.with_extension("rescue.jsonl")
+    spool_path.with_extension("rescue")
 }
 
-/// Appends `events` to the rescue file of the spool at `spool_path` and
-/// syncs it: the last resort for events the spool cannot take.
-pub fn rescue(spool_path: &Path, events: &[String]) -> std::io::Result<()> {
-    use std::io::Write;
+/// The first bytes of a rescue file: what it is, and its format.
+pub const RESCUE_HEADER: &[u8] = b"snowlink rescue 1\n";
+
+/// Appends `rows` to the rescue file of the spool at `spool_path` and syncs
+/// it: the last resort for events the spool cannot take. A frame a crash
+/// cut short at the end of the file is cut off first.
+pub fn rescue<S: AsRef<[u8]>>(spool_path: &Path, rows: &[S]) -> SpoolResult<()> {
+    use std::io::{Read, Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
+    let path = rescue_path(spool_path);
     let mut file = std::fs::OpenOptions::new()
-        .append(true)
+        .read(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
-        .open(rescue_path(spool_path))?;
-    let mut text = String::with_capacity(events.iter().map(|e| e.len() + 1).sum());
-    for e in events {
-        text.push_str(e);
-        text.push('\n');
+        .open(&path)
+        .map_err(SpoolError::Rescue)?;
+    let mut held = Vec::new();
+    file.read_to_end(&mut held).map_err(SpoolError::Rescue)?;
+    let mut out = Vec::new();
+    let end = if held.is_empty() {
+        out.extend_from_slice(RESCUE_HEADER);
+        0
+    } else {
+        RESCUE_HEADER.len() + rescued_rows(&held, &path)?.1
+    };
+    for row in rows {
+        write_frame(row.as_ref(), &mut out);
     }
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    file.set_len(end as u64).map_err(SpoolError::Rescue)?;
+    file.seek(std::io::SeekFrom::Start(end as u64))
+        .map_err(SpoolError::Rescue)?;
+    file.write_all(&out).map_err(SpoolError::Rescue)?;
+    file.sync_all().map_err(SpoolError::Rescue)
+}
+
+/// The rows of a rescue file's bytes, and the length of the whole frames
+/// after the header.
+fn rescued_rows<'a>(bytes: &'a [u8], path: &Path) -> SpoolResult<(Vec<&'a [u8]>, usize)> {
+    let frames = bytes
+        .strip_prefix(RESCUE_HEADER)
+        .ok_or_else(|| SpoolError::RescueFormat {
+            path: path.display().to_string(),
+        })?;
+    Ok(read_frames(frames))
+}
+
+/// Appends `bytes` to `out` as a frame: its length (u32, little-endian),
+/// then the bytes.
+fn write_frame(bytes: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The frames at the start of `bytes`, and how many bytes they take: fewer
+/// than all when the last frame is cut short.
+fn read_frames(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            break;
+        }
+        let (frame, tail) = tail.split_at(len);
+        frames.push(frame);
+        rest = tail;
+    }
+    (frames, bytes.len() - rest.len())
 }
 
 impl From<rusqlite::Error> for SpoolError {
@@ -221,14 +281,12 @@ fn unpack<'a>(row: &[u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
 }
 
 /// Frames `events` into `out` as a [`BATCH_ROW`]: the marker, then per
-/// event its length (u32, little-endian) and its bytes.
+/// event its frame.
 fn frame_batch<S: AsRef<[u8]>>(events: &[S], out: &mut Vec<u8>) {
     out.clear();
     out.push(BATCH_ROW);
     for e in events {
-        let e = e.as_ref();
-        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
-        out.extend_from_slice(e);
+        write_frame(e.as_ref(), out);
     }
 }
 
@@ -240,19 +298,9 @@ fn batch_events<'a>(row: &'a [u8], buf: &'a mut Vec<u8>) -> Option<Vec<&'a [u8]>
 
 /// The events a batch row frames, or `None` when the bytes are not one.
 fn split_batch(row: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut rest = row.strip_prefix(&[BATCH_ROW])?;
-    let mut events = Vec::new();
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<4>()?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if tail.len() < len {
-            return None;
-        }
-        let (event, tail) = tail.split_at(len);
-        events.push(event);
-        rest = tail;
-    }
-    Some(events)
+    let frames = row.strip_prefix(&[BATCH_ROW])?;
+    let (events, len) = read_frames(frames);
+    (len == frames.len()).then_some(events)
 }
 
 /// `meta.consumer`, read on `conn` (a transaction, or the connection).
@@ -265,7 +313,7 @@ fn consumer_of(conn: &Connection) -> SpoolResult<Option<String>> {
 }
 
 /// First byte of a row that holds several events (never the first byte of
-/// an event: a binary row starts with its version, JSON with `{`).
+/// an event: a binary row starts with its version).
 pub const BATCH_ROW: u8 = 0xB1;
 
 /// First byte of a packed batch row: then the length of the [`BATCH_ROW`]
@@ -335,22 +383,20 @@ impl ClickSpool {
         Ok(self.conn.busy_timeout(timeout)?)
     }
 
-    /// Appends the events of a rescue file (one JSON event per line, see
-    /// [`rescue_path`]) in one transaction, then deletes the file. Returns
-    /// how many were appended; a missing file is zero.
+    /// Appends the events of a rescue file (see [`rescue_path`]) in one
+    /// transaction, then deletes the file. Returns how many were appended;
+    /// a missing file is zero. A frame a crash cut short is not an event.
     pub fn take_rescued(&mut self, path: &Path) -> SpoolResult<usize> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(SpoolError::Rescue(e)),
         };
-        // A line cut short by a crash while the file was written is not an
-        // event: only whole lines (ending in a newline) are taken.
-        let events: Vec<&str> = text
-            .split_inclusive('\n')
-            .filter_map(|l| l.strip_suffix('\n'))
-            .filter(|l| !l.trim().is_empty())
-            .collect();
+        let events = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            rescued_rows(&bytes, path)?.0
+        };
         self.append(&events)?;
         std::fs::remove_file(path).map_err(SpoolError::Rescue)?;
         Ok(events.len())
@@ -401,7 +447,7 @@ impl ClickSpool {
         Ok(owner)
     }
 
-    /// Appends events (rows or JSON, stored as given) in one transaction
+    /// Appends events (spool rows, stored as given) in one transaction
     /// (one fsync for the lot).
     pub fn append<S: AsRef<[u8]>>(&mut self, events: &[S]) -> SpoolResult<()> {
         let tx = self
@@ -882,25 +928,50 @@ mod tests {
     }
 
     #[test]
-    fn rescued_events_are_taken_once_and_a_torn_line_is_not() {
+    fn rescued_events_are_taken_once_and_a_torn_frame_is_not() {
+        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.db");
         let mut spool = ClickSpool::open(&path).unwrap();
         assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 0);
-        rescue(&path, &["{\"a\":1}".to_owned(), "{\"a\":2}".to_owned()]).unwrap();
-        // A crash mid-write leaves a line without its newline.
-        use std::io::Write;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(rescue_path(&path))
-            .unwrap()
-            .write_all(b"{\"a\":")
-            .unwrap();
-        assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 2);
+        rescue(&path, &[b"\x01one".as_slice(), b"\x01two"]).unwrap();
+        // A crash mid-write leaves a frame cut short; the next rescue
+        // writes after the last whole frame.
+        let torn = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(rescue_path(path))
+                .unwrap()
+                .write_all(&[9, 0, 0, 0, 1, b't'])
+                .unwrap()
+        };
+        torn(&path);
+        rescue(&path, &[b"\x01three"]).unwrap();
+        torn(&path);
+        let bytes = std::fs::read(rescue_path(&path)).unwrap();
+        assert!(bytes.starts_with(RESCUE_HEADER));
+        assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 3);
         assert!(!rescue_path(&path).exists());
         assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 0);
         let rows = spool.read_after(0, 10).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1].1, b"{\"a\":2}");
+        let rows: Vec<&[u8]> = rows.iter().map(|(_, r)| r.as_slice()).collect();
+        assert_eq!(rows, [b"\x01one".as_slice(), b"\x01two", b"\x01three"]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_rescue_file_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut spool = ClickSpool::open(&path).unwrap();
+        std::fs::write(rescue_path(&path), "{\"code\":\"abc\"}\n").unwrap();
+        let err = spool.take_rescued(&rescue_path(&path)).unwrap_err();
+        assert!(matches!(err, SpoolError::RescueFormat { .. }), "{err}");
+        assert!(err.to_string().contains("snowlink rescue 1"), "{err}");
+        assert!(matches!(
+            rescue(&path, &[b"\x01x"]).unwrap_err(),
+            SpoolError::RescueFormat { .. }
+        ));
+        assert!(rescue_path(&path).exists());
+        assert_eq!(spool.backlog().unwrap(), 0);
     }
 }

@@ -678,22 +678,27 @@ pub fn shared_cassandra(test: &str) -> Option<&'static Server> {
 
 /// Produces click events to `topic` the way the service's forwarder does:
 /// one JSON event per message, keyed by code, with the spool id and the
-/// sequence number as headers. `items` are `(seq, event)`. Waits until every
-/// message is acknowledged.
+/// sequence number as its origin. `items` are `(seq, event)`. Waits until
+/// every message is acknowledged.
 pub fn produce_clicks(
     bootstrap: &str,
     topic: &str,
     spool: &str,
     items: impl IntoIterator<Item = (i64, snowlink_events::ClickEvent)>,
 ) {
+    use snowlink_events::kafka;
     produce_raw(
         bootstrap,
         topic,
-        items.into_iter().map(|(seq, event)| RawMessage {
-            key: event.code.clone(),
-            payload: event.to_json().into_bytes(),
-            spool: Some(spool.to_owned()),
-            seq: Some(seq.to_string()),
+        items.into_iter().map(|(seq, event)| {
+            let origin = kafka::Origin {
+                spool: spool.to_owned(),
+                seq,
+            };
+            RawMessage {
+                payload: kafka::message(event.as_ref(), Some(&origin)),
+                key: event.code,
+            }
         }),
     );
 }
@@ -702,13 +707,10 @@ pub fn produce_clicks(
 pub struct RawMessage {
     pub key: String,
     pub payload: Vec<u8>,
-    pub spool: Option<String>,
-    pub seq: Option<String>,
 }
 
 /// Produces `messages` in order and waits until every one is acknowledged.
 pub fn produce_raw(bootstrap: &str, topic: &str, messages: impl IntoIterator<Item = RawMessage>) {
-    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
     let producer: BaseProducer = rdkafka::ClientConfig::new()
@@ -719,23 +721,9 @@ pub fn produce_raw(bootstrap: &str, topic: &str, messages: impl IntoIterator<Ite
         .create()
         .expect("a kafka producer");
     for m in messages {
-        let mut headers = OwnedHeaders::new();
-        if let Some(spool) = &m.spool {
-            headers = headers.insert(Header {
-                key: snowlink_events::kafka::HEADER_SPOOL,
-                value: Some(spool.as_str()),
-            });
-        }
-        if let Some(seq) = &m.seq {
-            headers = headers.insert(Header {
-                key: snowlink_events::kafka::HEADER_SEQ,
-                value: Some(seq.as_str()),
-            });
-        }
         let mut record = BaseRecord::to(topic)
             .key(m.key.as_str())
-            .payload(m.payload.as_slice())
-            .headers(headers);
+            .payload(m.payload.as_slice());
         loop {
             match producer.send(record) {
                 Ok(()) => break,

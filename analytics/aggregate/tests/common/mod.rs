@@ -12,7 +12,7 @@ use snowlink_lake::{Lake, TableKind};
 use snowlink_spool::ClickSpool;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_snowlink-aggregate");
-pub const DAY_MS: i64 = 86_400_000;
+pub const DAY_MS: i64 = snowlink_events::MS_PER_DAY;
 /// 2026-11-20T00:00:00Z
 pub const T0: i64 = 1_795_132_800_000;
 
