@@ -156,9 +156,9 @@ pub async fn rebuild_day(
         .map_err(|e| LakeError::Task(e.to_string()))??;
     let app_id = rollup_app_id(date);
     let mut stats = RollupStats::default();
-    for (kind, table, old) in [
-        (TableKind::Dims, &mut *dims, &day.dims_files),
-        (TableKind::Daily, &mut *daily, &day.daily_files),
+    for (kind, table) in [
+        (TableKind::Dims, &mut *dims),
+        (TableKind::Daily, &mut *daily),
     ] {
         let mut add = Vec::new();
         if let Some((daily_batch, dims_batch, s)) = &counted {
@@ -175,6 +175,12 @@ pub async fn rebuild_day(
             );
             stats = s.clone();
         }
+        // The files to replace and the recorded count, read from one
+        // version of the table: the table moves on with this refresh's own
+        // commits of earlier days, which may bring another worker's
+        // rollup of this one; its files are then replaced, never kept
+        // beside ours.
+        let old = files_by_date(table)?.remove(date).unwrap_or_default();
         let expected = recorded(table, [app_id.as_str()])
             .await?
             .remove(&app_id)
@@ -183,7 +189,7 @@ pub async fn rebuild_day(
             table,
             Change::ReplaceDate {
                 date,
-                remove: old,
+                remove: &old,
                 add: &add,
             },
             &[Advance {
@@ -306,4 +312,98 @@ pub async fn vacuum(lake: &Lake, retain: std::time::Duration) -> LakeResult<usiz
         deleted += metrics.files_deleted.len();
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use snowlink_events::ClickEvent;
+
+    use super::*;
+    use crate::{click_file_name, encode_clicks, sorted_batches, Advance, Change, TableKind};
+
+    /// `n` clicks of link `a` on the day starting at `day_ms`.
+    fn clicks(day_ms: i64, n: i64) -> Vec<ClickEvent> {
+        (0..n)
+            .map(|i| ClickEvent {
+                schema_version: 1,
+                event_id: day_ms / 1000 + i + 1,
+                code: "a".into(),
+                ts: day_ms + i,
+                referrer: None,
+                referrer_host: None,
+                user_agent: None,
+                browser: None,
+                os: None,
+                device: Some("desktop".into()),
+                is_bot: false,
+                country: None,
+                visitor_id: format!("{i:x}"),
+            })
+            .collect()
+    }
+
+    /// A worker that ran `day_states`, then, before rebuilding a day, saw
+    /// its table move on (its own commit of an earlier day) to a version
+    /// where another worker had already rolled that day up, replaces the
+    /// other's rollup: one rollup of the day, never two.
+    #[tokio::test]
+    async fn a_rollup_another_worker_committed_meanwhile_is_replaced_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let mut table = lake.table(TableKind::Clicks).await.unwrap();
+        let day_ms = 1_795_132_800_000;
+        let events = clicks(day_ms, 50);
+        let encoded = encode_clicks(&sorted_batches(&events).unwrap()).unwrap();
+        let date = snowlink_events::date_of_ms(day_ms);
+        let file = lake
+            .upload(
+                TableKind::Clicks,
+                &date,
+                &click_file_name("s", 1, 50),
+                encoded.bytes,
+                encoded.rows,
+                Some(encoded.stats),
+            )
+            .await
+            .unwrap();
+        let advance = Advance {
+            app_id: "s".into(),
+            expected: None,
+            next: 51,
+        };
+        commit(&mut table, Change::Append(&[file]), &[advance], &[])
+            .await
+            .unwrap();
+        // The late worker's view, before anyone rolled the day up.
+        let clicks_b = lake.table(TableKind::Clicks).await.unwrap();
+        let mut daily_b = lake.table(TableKind::Daily).await.unwrap();
+        let mut dims_b = lake.table(TableKind::Dims).await.unwrap();
+        let days = day_states(&clicks_b, Some(&daily_b), Some(&dims_b)).unwrap();
+        assert!(days[&date].daily_files.is_empty());
+        // Another worker rolls it up.
+        let (mut c, mut d, mut m) = (
+            lake.table(TableKind::Clicks).await.unwrap(),
+            lake.table(TableKind::Daily).await.unwrap(),
+            lake.table(TableKind::Dims).await.unwrap(),
+        );
+        let done = refresh_rollups(&lake, &mut c, &mut d, &mut m, "9999-12-31")
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 1);
+        // The late worker's tables move on, its view of the day does not.
+        daily_b.update_incremental(None).await.unwrap();
+        dims_b.update_incremental(None).await.unwrap();
+        rebuild_day(&lake, &date, &days[&date], &mut daily_b, &mut dims_b)
+            .await
+            .unwrap();
+        let daily = lake.load(TableKind::Daily).await.unwrap().unwrap();
+        let dims = lake.load(TableKind::Dims).await.unwrap().unwrap();
+        let now = day_states(&c, Some(&daily), Some(&dims)).unwrap();
+        assert_eq!(
+            now[&date].daily_files.len(),
+            1,
+            "one daily rollup of the day"
+        );
+        assert_eq!(now[&date].dims_files.len(), 1, "one dims rollup of the day");
+    }
 }
