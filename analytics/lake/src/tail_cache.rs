@@ -82,8 +82,11 @@ impl TailCache {
             let mut slots = self.slots.lock().expect("tail cache");
             slots.0.entry(location.clone()).or_default().clone()
         };
+        // Set by the reader that fetches: the bytes are counted once.
+        let fetched = std::sync::atomic::AtomicBool::new(false);
         let tail = slot
             .get_or_init(|| async {
+                fetched.store(true, std::sync::atomic::Ordering::Relaxed);
                 let options = GetOptions {
                     range: Some(GetRange::Suffix(TAIL_BYTES)),
                     ..Default::default()
@@ -109,7 +112,8 @@ impl TailCache {
             .await
             .clone();
         match &tail {
-            Some(t) => self.account(location, t.bytes.len() as u64),
+            Some(t) if fetched.into_inner() => self.account(location, t.bytes.len() as u64),
+            Some(_) => {}
             // Not kept: the next reader tries again.
             None => {
                 self.slots.lock().expect("tail cache").0.remove(location);
@@ -118,12 +122,11 @@ impl TailCache {
         tail
     }
 
-    /// Counts `len` more bytes kept for `location` the first time it is
-    /// seen whole; past the budget, everything else is forgotten.
+    /// Counts `len` more bytes kept, for `location`'s end just fetched;
+    /// past the budget, everything else is forgotten.
     fn account(&self, location: &Path, len: u64) {
         let mut slots = self.slots.lock().expect("tail cache");
         let (map, used) = &mut *slots;
-        // Counted once per slot: the slot's first successful reader.
         if *used + len > BUDGET_BYTES {
             let keep = map.remove(location);
             map.clear();
@@ -339,6 +342,11 @@ mod tests {
         assert_eq!(both, [data[0..5].to_vec(), data[50..60].to_vec()]);
         assert_eq!(cache.get(&file).await.unwrap().bytes().await.unwrap(), data);
         assert_eq!(reads(&inner), 1, "one request for the whole file");
+        assert_eq!(
+            cache.slots.lock().unwrap().1,
+            data.len() as u64,
+            "kept bytes counted once, however often they are read"
+        );
         // Past the end, the same answer as the store's.
         for r in [99_999..100_010, 100_000..100_010, 200_000..200_001] {
             let cached = cache
