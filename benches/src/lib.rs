@@ -97,10 +97,7 @@ impl Iterator for ClickGen {
 /// Milliseconds since the epoch of today's UTC midnight: clicks from it on
 /// belong to the open day a running worker writes.
 pub fn today_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    now.div_euclid(MS_PER_DAY) * MS_PER_DAY
+    snowlink_events::now_ms().div_euclid(MS_PER_DAY) * MS_PER_DAY
 }
 
 /// The `i`th command-line argument as a number, or `default`.

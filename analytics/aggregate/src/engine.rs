@@ -400,10 +400,7 @@ fn prepare_batches(
                 if records.is_empty() {
                     continue;
                 }
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
-                let decoded = decode_all(&records, decode, now_ms);
+                let decoded = decode_all(&records, decode, snowlink_events::now_ms());
                 claimed.look_up_origins(io, &records, &decoded)?;
                 Stage::Batch(epoch, prepare(&records, &decoded, &mut claimed)?)
             }
@@ -480,11 +477,7 @@ struct Polled {
 /// Rebuilds the rollups of complete days (before today, UTC) that are
 /// missing or stale.
 pub fn refresh_rollups(io: &LakeIo) -> anyhow::Result<u64> {
-    let today = snowlink_events::date_of_ms(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-    );
+    let today = snowlink_events::date_of_ms(snowlink_events::now_ms());
     let rebuilt = io.block_on(async {
         let lake = &io.lake;
         let mut clicks = lake.table(TableKind::Clicks).await?;

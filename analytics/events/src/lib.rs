@@ -453,6 +453,13 @@ impl ClickEvent {
     }
 }
 
+/// Now, in milliseconds since the Unix epoch (0 for a clock before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// `YYYY-MM-DD` of a millisecond timestamp, UTC (proleptic Gregorian).
 pub fn date_of_ms(ms: i64) -> String {
     let days = ms.div_euclid(MS_PER_DAY);

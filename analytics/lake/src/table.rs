@@ -154,7 +154,7 @@ impl StagedFile {
             path: self.path.clone(),
             partition_values: HashMap::from([("date".to_owned(), Some(self.date.clone()))]),
             size: self.size,
-            modification_time: now_ms(),
+            modification_time: snowlink_events::now_ms(),
             data_change,
             stats: self.stats.clone(),
             tags: None,
@@ -172,12 +172,6 @@ pub struct LiveFile {
     pub path: String,
     pub size: i64,
     pub rows: Option<i64>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A stream's advance in one commit: its recorded position must still be
@@ -568,7 +562,7 @@ pub async fn commit(
                 Action::Remove(Remove {
                     path: f.path.clone(),
                     data_change,
-                    deletion_timestamp: Some(now_ms()),
+                    deletion_timestamp: Some(snowlink_events::now_ms()),
                     extended_file_metadata: Some(true),
                     partition_values: Some(HashMap::from([(
                         "date".to_owned(),
@@ -628,7 +622,7 @@ pub async fn commit(
         .iter()
         .map(|a| (&a.app_id, a.next))
         .chain(marks.iter().map(|(id, v)| (id, *v)))
-        .map(|(id, v)| Transaction::new_with_last_update(id, v, Some(now_ms())))
+        .map(|(id, v)| Transaction::new_with_last_update(id, v, Some(snowlink_events::now_ms())))
         .collect();
     // Checkpoints and log cleanup are done below, where a failure cannot
     // make a commit that happened look like one that did not.

@@ -42,7 +42,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use snowlink_events::kafka::{self, Origin};
-use snowlink_events::ClickEvent;
+use snowlink_events::{ClickEventIn, EventView};
 use snowlink_spool::ClickSpool;
 
 use crate::components::{Component, Health};
@@ -138,10 +138,13 @@ pub struct Forwarder {
 /// event goes as it is, with no key: the aggregate rejects it, counted, as
 /// it would read it from the spool.
 fn message_of<'a>(row: &'a [u8], origin: &Origin) -> (String, Cow<'a, [u8]>) {
-    match ClickEvent::from_row(row) {
+    match ClickEventIn::from_row(row) {
         Ok(e) => {
-            let message = kafka::message(e.as_ref(), Some(origin));
-            (e.code, Cow::Owned(message))
+            let e = e.view();
+            (
+                e.code.to_owned(),
+                Cow::Owned(kafka::message(e, Some(origin))),
+            )
         }
         Err(_) => (String::new(), Cow::Borrowed(row)),
     }
