@@ -57,7 +57,7 @@ fn killed_at_any_moment_then_rerun_gives_every_event_once() {
         "{summary}"
     );
     assert_exactly_once(&lake, &[], 0..N);
-    let spool = ClickSpool::open(data.join("spool.db")).unwrap();
+    let spool = ClickSpool::open(snowlink_spool::path_in(&data)).unwrap();
     assert_eq!(spool.backlog().unwrap(), 0);
 }
 
@@ -141,7 +141,7 @@ fn killed_at_each_step_of_a_commit_then_rerun_gives_every_event_once() {
         visible > 0 && visible < 4_000,
         "the first batch is visible once committed, though its rows were never released: {visible}"
     );
-    let spool = ClickSpool::open(data.join("spool.db")).unwrap();
+    let spool = ClickSpool::open(snowlink_spool::path_in(&data)).unwrap();
     assert_eq!(spool.backlog().unwrap(), 4_000, "nothing was released");
     drop(spool);
 

@@ -135,6 +135,7 @@ fn wait_for_clicks(s3: &Server, n: usize, max: usize, within: Duration, workers:
 }
 
 #[test]
+#[ignore = "needs Apache Kafka, versitygw (S3): ./scripts/test runs it"]
 fn workers_joining_leaving_and_killed_count_every_click_once() {
     let Some((kafka, s3)) = engines("workers_joining_leaving_and_killed_count_every_click_once")
     else {
@@ -174,6 +175,7 @@ fn workers_joining_leaving_and_killed_count_every_click_once() {
 /// them; resumed (SIGCONT), its late commit is refused and nothing is
 /// doubled.
 #[test]
+#[ignore = "needs Apache Kafka, versitygw (S3): ./scripts/test runs it"]
 fn a_paused_worker_is_refused_and_nothing_is_doubled() {
     let Some((kafka, s3)) = engines("a_paused_worker_is_refused_and_nothing_is_doubled") else {
         return;
@@ -233,6 +235,7 @@ fn a_paused_worker_is_refused_and_nothing_is_doubled() {
 /// The S3 server killed mid-run and started again: the workers say what is
 /// wrong meanwhile, then resume with nothing lost or doubled.
 #[test]
+#[ignore = "needs Apache Kafka, versitygw (S3): ./scripts/test runs it"]
 fn the_s3_server_lost_mid_run_loses_and_doubles_nothing() {
     let Some((kafka, mut s3)) = engines("the_s3_server_lost_mid_run_loses_and_doubles_nothing")
     else {
@@ -260,6 +263,7 @@ fn the_s3_server_lost_mid_run_loses_and_doubles_nothing() {
 /// Compaction while workers append: one optimize commit per day, no click
 /// lost or doubled.
 #[test]
+#[ignore = "needs Apache Kafka, versitygw (S3): ./scripts/test runs it"]
 fn compaction_on_s3_while_workers_append() {
     let Some((kafka, s3)) = engines("compaction_on_s3_while_workers_append") else {
         return;
@@ -289,6 +293,7 @@ fn compaction_on_s3_while_workers_append() {
 /// Bad S3 settings: a clear error naming the problem, a non-zero exit,
 /// nothing written, and never the secret key.
 #[test]
+#[ignore = "needs versitygw (S3): ./scripts/test runs it"]
 fn bad_s3_settings_are_clear_errors() {
     let Some(s3) = Server::s3("bad_s3_settings_are_clear_errors") else {
         return;
@@ -322,7 +327,7 @@ fn bad_s3_settings_are_clear_errors() {
     let written: Vec<_> = snowlink_testkit::files_under(&bucket);
     assert!(written.is_empty(), "nothing written: {written:?}");
     // The spool still holds every click.
-    let spool = snowlink_spool::ClickSpool::open(dir.path().join("spool.db")).unwrap();
+    let spool = snowlink_spool::ClickSpool::open(snowlink_spool::path_in(dir.path())).unwrap();
     assert_eq!(spool.backlog().unwrap(), 10);
 }
 
@@ -331,6 +336,7 @@ fn bad_s3_settings_are_clear_errors() {
 /// workers commit the same version: the worker refuses it at start, says
 /// why, writes nothing and keeps the spool.
 #[test]
+#[ignore = "needs moto (S3): ./scripts/test runs it"]
 fn a_server_that_overwrites_conditional_writes_is_refused() {
     let Some(s3) = Server::s3_overwriting("a_server_that_overwrites_conditional_writes_is_refused")
     else {
@@ -354,6 +360,6 @@ fn a_server_that_overwrites_conditional_writes_is_refused() {
     let listing = s3.s3_plain_request("GET", "/snowlink?list-type=2");
     assert!(listing.starts_with("HTTP/1.1 200"), "{listing}");
     assert!(!listing.contains("<Key>"), "nothing written: {listing}");
-    let spool = snowlink_spool::ClickSpool::open(dir.path().join("spool.db")).unwrap();
+    let spool = snowlink_spool::ClickSpool::open(snowlink_spool::path_in(dir.path())).unwrap();
     assert_eq!(spool.backlog().unwrap(), 10);
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
+pub mod stats;
 
 /// How click events travel through Kafka: one JSON object per message,
 /// keyed by `code` (so one link's clicks stay in order on one partition).

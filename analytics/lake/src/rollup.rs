@@ -1,10 +1,18 @@
 //! Rollups of one day, rebuilt together from the day's click files whenever
 //! the day changes:
 //!
-//! * `daily/date=D/daily.parquet`: `code, clicks, unique_visitors`;
+//! * `daily/date=D/daily.parquet`: `code, clicks, unique_visitors,
+//!   bot_clicks, bot_visitors`;
 //! * `dims/date=D/dims.parquet`: `code, dimension, value, clicks,
-//!   unique_visitors` for each of the five dimensions (referrer host,
-//!   country, browser, OS, device), `value` null where the click had none.
+//!   unique_visitors, bot_clicks, bot_visitors` for each of the five
+//!   dimensions (referrer host, country, browser, OS, device), `value` null
+//!   where the click had none.
+//!
+//! `clicks` and `unique_visitors` count every click; `bot_clicks` and
+//! `bot_visitors` count those of known bots among them, so the clicks of
+//! people are the difference. A visitor id hashes the user agent, which is
+//! what marks a bot, so a visitor is a bot in all its clicks or in none and
+//! the difference of the distinct counts is exact too.
 //!
 //! Visitor ids rotate daily, so the distinct count of a day is exact and days
 //! add up without double counting. Both files are sorted by code, in small
@@ -14,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
@@ -45,6 +53,8 @@ pub fn daily_schema() -> SchemaRef {
                 Field::new("code", DataType::Utf8, false),
                 Field::new("clicks", DataType::Int64, false),
                 Field::new("unique_visitors", DataType::Int64, false),
+                Field::new("bot_clicks", DataType::Int64, false),
+                Field::new("bot_visitors", DataType::Int64, false),
             ]))
         })
         .clone()
@@ -60,6 +70,8 @@ pub fn dims_schema() -> SchemaRef {
                 Field::new("value", DataType::Utf8, true),
                 Field::new("clicks", DataType::Int64, false),
                 Field::new("unique_visitors", DataType::Int64, false),
+                Field::new("bot_clicks", DataType::Int64, false),
+                Field::new("bot_visitors", DataType::Int64, false),
             ]))
         })
         .clone()
@@ -86,14 +98,21 @@ pub struct RollupStats {
     pub clicks: u64,
 }
 
-/// Reads the named string columns of every row of a Parquet file.
+/// The column of a click file that marks the clicks of known bots.
+const BOT_COLUMN: &str = "is_bot";
+
+/// Reads the named string columns and the bot flag of every row of a
+/// Parquet file.
 fn read_string_columns(
     file: bytes::Bytes,
     columns: &[&str],
-    mut each: impl FnMut(&[&StringArray]),
+    mut each: impl FnMut(&[&StringArray], &BooleanArray),
 ) -> LakeResult<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let mask = ProjectionMask::columns(
+        builder.parquet_schema(),
+        columns.iter().copied().chain([BOT_COLUMN]),
+    );
     // Large batches: each is counted on both cores at once.
     for batch in builder
         .with_projection(mask)
@@ -114,7 +133,15 @@ fn read_string_columns(
                     })
             })
             .collect::<Result<_, _>>()?;
-        each(&arrays);
+        let bots = batch
+            .column_by_name(BOT_COLUMN)
+            .and_then(|a| a.as_any().downcast_ref::<BooleanArray>())
+            .ok_or_else(|| {
+                arrow_schema::ArrowError::SchemaError(format!(
+                    "a click file has no boolean column {BOT_COLUMN}"
+                ))
+            })?;
+        each(&arrays, bots);
     }
     Ok(())
 }
@@ -122,19 +149,55 @@ fn read_string_columns(
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
-/// Clicks and distinct visitors.
+/// Clicks and distinct visitors, of everyone and of known bots.
 #[derive(Default)]
 struct Tally {
     clicks: i64,
     visitors: FastSet<u64>,
+    bot_clicks: i64,
+    bot_visitors: FastSet<u64>,
 }
 
 impl Tally {
-    fn add(&mut self, visitor: Option<u64>) {
+    fn add(&mut self, visitor: Option<u64>, bot: bool) {
         self.clicks += 1;
         if let Some(v) = visitor {
             self.visitors.insert(v);
         }
+        if bot {
+            self.bot_clicks += 1;
+            if let Some(v) = visitor {
+                self.bot_visitors.insert(v);
+            }
+        }
+    }
+
+    /// clicks, unique visitors, bot clicks, bot visitors.
+    fn counts(&self) -> [i64; 4] {
+        [
+            self.clicks,
+            self.visitors.len() as i64,
+            self.bot_clicks,
+            self.bot_visitors.len() as i64,
+        ]
+    }
+}
+
+/// The four count columns of a rollup, built together.
+#[derive(Default)]
+struct CountColumns([Int64Builder; 4]);
+
+impl CountColumns {
+    fn append(&mut self, counts: [i64; 4]) {
+        for (column, n) in self.0.iter_mut().zip(counts) {
+            column.append_value(n);
+        }
+    }
+
+    fn finish(self) -> impl Iterator<Item = arrow_array::ArrayRef> {
+        self.0
+            .into_iter()
+            .map(|mut c| Arc::new(c.finish()) as arrow_array::ArrayRef)
     }
 }
 
@@ -184,8 +247,8 @@ impl Part {
     }
 
     /// Counts every row of `cols`: code, visitor id, then the five
-    /// dimension columns in [`DIMENSIONS`] order.
-    fn add(&mut self, cols: &[&StringArray]) {
+    /// dimension columns in [`DIMENSIONS`] order; `bots` marks known bots.
+    fn add(&mut self, cols: &[&StringArray], bots: &BooleanArray) {
         let mut last: Option<(&str, u32)> = None;
         for i in 0..cols[0].len() {
             let code = cols[0].value(i);
@@ -199,11 +262,12 @@ impl Part {
                 }
             };
             let visitor = cell(cols[1], i).map(visitor_key);
+            let bot = bots.is_valid(i) && bots.value(i);
             if let Some(per_code) = &mut self.per_code {
                 if c as usize == per_code.len() {
                     per_code.push(Tally::default());
                 }
-                per_code[c as usize].add(visitor);
+                per_code[c as usize].add(visitor, bot);
             }
             for d in self.dims.clone() {
                 let v = match cell(cols[2 + d], i) {
@@ -213,7 +277,7 @@ impl Part {
                 self.per_value
                     .entry((c, d as u8, v))
                     .or_default()
-                    .add(visitor);
+                    .add(visitor, bot);
             }
         }
     }
@@ -237,11 +301,11 @@ impl Day {
     }
 
     /// Counts a batch of rows, each part on its own thread.
-    fn add(&mut self, cols: &[&StringArray]) {
+    fn add(&mut self, cols: &[&StringArray], bots: &BooleanArray) {
         let [a, b] = &mut self.parts;
         std::thread::scope(|s| {
-            s.spawn(|| b.add(cols));
-            a.add(cols);
+            s.spawn(|| b.add(cols, bots));
+            a.add(cols, bots);
         });
     }
 
@@ -255,26 +319,22 @@ impl Day {
         let mut order: Vec<u32> = (0..code_names.len() as u32).collect();
         order.sort_by_key(|&i| code_names[i as usize]);
         let mut code = StringBuilder::new();
-        let mut clicks = Int64Builder::new();
-        let mut uniques = Int64Builder::new();
+        let mut counts = CountColumns::default();
         let mut total = 0u64;
         for &i in &order {
             let t = &per_code[i as usize];
             code.append_value(code_names[i as usize]);
-            clicks.append_value(t.clicks);
-            uniques.append_value(t.visitors.len() as i64);
+            counts.append(t.counts());
             total += t.clicks as u64;
         }
         let daily = RecordBatch::try_new(
             daily_schema(),
-            vec![
-                Arc::new(code.finish()),
-                Arc::new(clicks.finish()),
-                Arc::new(uniques.finish()),
-            ],
+            std::iter::once(Arc::new(code.finish()) as arrow_array::ArrayRef)
+                .chain(counts.finish())
+                .collect(),
         )?;
 
-        // (code, dimension, value, clicks, unique visitors) of both parts,
+        // (code, dimension, value, counts) of both parts,
         // by code, dimension name and value: sorted on ranks (numbers)
         // rather than on the strings.
         let mut dim_rank = [0u8; DIMENSIONS.len()];
@@ -293,7 +353,7 @@ impl Day {
             }
             rank
         }
-        type Row<'a> = ((u32, u8, u32), &'a str, &'a str, Option<&'a str>, i64, i64);
+        type Row<'a> = ((u32, u8, u32), &'a str, &'a str, Option<&'a str>, [i64; 4]);
         let mut rows: Vec<Row> = Vec::new();
         for part in &self.parts {
             let codes = names(&part.codes);
@@ -316,8 +376,7 @@ impl Day {
                     codes[c as usize],
                     DIMENSIONS[d as usize].0,
                     value,
-                    t.clicks,
-                    t.visitors.len() as i64,
+                    t.counts(),
                 )
             }));
         }
@@ -325,24 +384,23 @@ impl Day {
         let mut code = StringBuilder::new();
         let mut dimension = StringBuilder::new();
         let mut value = StringBuilder::new();
-        let mut clicks = Int64Builder::new();
-        let mut uniques = Int64Builder::new();
-        for (_, c, d, v, n, u) in &rows {
+        let mut counts = CountColumns::default();
+        for (_, c, d, v, n) in &rows {
             code.append_value(c);
             dimension.append_value(d);
             value.append_option(*v);
-            clicks.append_value(*n);
-            uniques.append_value(*u);
+            counts.append(*n);
         }
         let dims = RecordBatch::try_new(
             dims_schema(),
-            vec![
-                Arc::new(code.finish()),
+            [
+                Arc::new(code.finish()) as arrow_array::ArrayRef,
                 Arc::new(dimension.finish()),
                 Arc::new(value.finish()),
-                Arc::new(clicks.finish()),
-                Arc::new(uniques.finish()),
-            ],
+            ]
+            .into_iter()
+            .chain(counts.finish())
+            .collect(),
         )?;
         let stats = RollupStats {
             codes: code_names.len(),
@@ -376,14 +434,16 @@ pub fn count_day(
     // One thread decodes the files while the batch before is counted (on
     // two threads): decoding is the part that does not split.
     std::thread::scope(|s| -> LakeResult<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<LakeResult<Vec<StringArray>>>(1);
+        type Columns = (Vec<StringArray>, BooleanArray);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LakeResult<Columns>>(1);
         let columns = &columns;
         s.spawn(move || {
             for file in files {
-                let read = read_string_columns(file, columns, |cols| {
+                let read = read_string_columns(file, columns, |cols, bots| {
                     // A closed channel means the counting failed; the rest
                     // is read for nothing.
-                    let _ = tx.send(Ok(cols.iter().map(|c| (*c).clone()).collect()));
+                    let cols = cols.iter().map(|c| (*c).clone()).collect();
+                    let _ = tx.send(Ok((cols, bots.clone())));
                 });
                 if let Err(e) = read {
                     let _ = tx.send(Err(e));
@@ -392,9 +452,9 @@ pub fn count_day(
             }
         });
         for batch in rx {
-            let batch = batch?;
-            let cols: Vec<&StringArray> = batch.iter().collect();
-            day.add(&cols);
+            let (strings, bots) = batch?;
+            let cols: Vec<&StringArray> = strings.iter().collect();
+            day.add(&cols, &bots);
         }
         Ok(())
     })?;
@@ -524,6 +584,54 @@ mod tests {
             assert_eq!(total, 4, "{name}");
         }
         assert!(count_day(vec![]).unwrap().is_none());
+    }
+
+    #[test]
+    fn bots_are_counted_apart_so_people_are_the_difference() {
+        let mut bot = click(3, "a", None, Some("DE"), "b1");
+        bot.is_bot = true;
+        let mut bot_again = click(4, "a", None, Some("DE"), "b1");
+        bot_again.is_bot = true;
+        let clicks = vec![
+            click(1, "a", None, Some("DE"), "v1"),
+            click(2, "a", None, Some("FR"), "v2"),
+            bot,
+            bot_again,
+        ];
+        let (daily, dims, _) = count_day(vec![file(&clicks)]).unwrap().unwrap();
+        let n = |b: &RecordBatch, name: &str| {
+            let c = b.column_by_name(name).unwrap();
+            c.as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        // clicks, unique visitors, bot clicks, bot visitors of link a.
+        let daily_counts: Vec<i64> = ["clicks", "unique_visitors", "bot_clicks", "bot_visitors"]
+            .iter()
+            .map(|c| n(&daily, c)[0])
+            .collect();
+        assert_eq!(daily_counts, [4, 3, 2, 1]);
+        // The DE row of the country dimension: one person, one bot.
+        let country = dims
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let value = dims
+            .column(2)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let de = (0..dims.num_rows())
+            .find(|&i| country.value(i) == "country" && value.value(i) == "DE")
+            .unwrap();
+        let de_counts: Vec<i64> = ["clicks", "unique_visitors", "bot_clicks", "bot_visitors"]
+            .iter()
+            .map(|c| n(&dims, c)[de])
+            .collect();
+        assert_eq!(de_counts, [3, 2, 2, 1]);
     }
 
     #[test]

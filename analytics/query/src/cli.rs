@@ -15,6 +15,8 @@ use crate::print::{print, Format};
 /// answers with DataFusion. Time bounds
 /// (--since, --until) take a duration back from now (7d, 24h, 30m), a date
 /// (2026-11-01, midnight UTC) or an RFC 3339 time; they prune whole days.
+/// Every command but `sql` leaves the clicks of known bots out unless given
+/// --include-bots, as the service's stats routes do.
 ///
 /// Examples:
 ///   snowlink-analytics --lake ./lake top --since 7d
@@ -84,15 +86,13 @@ pub enum Command {
         /// Bucket size of the series.
         #[arg(long, value_enum, default_value_t = Bucket::Day)]
         by: Bucket,
-        /// Count clicks of known bots too (they are always reported as bot_clicks).
-        #[arg(long)]
-        include_bots: bool,
         #[command(flatten)]
         range: Range,
     },
     /// One link's raw clicks as CSV (whatever --format), oldest first: time, code, referrer, referrer host,
-    /// country, browser, OS, device and whether a known bot clicked. Streamed a day at a time. The same
-    /// answer as the service's GET /api/v1/links/{code}/clicks.csv.
+    /// country, browser, OS, device and whether a known bot clicked (bots' clicks only with
+    /// --include-bots). Streamed a day at a time. The same answer as the service's
+    /// GET /api/v1/links/{code}/clicks.csv.
     Clicks {
         /// The short code.
         code: String,
@@ -170,6 +170,9 @@ pub async fn execute(
 ) -> anyhow::Result<()> {
     let ctx = &lake.ctx;
     let now = chrono::Utc::now();
+    // What the counts hold, said under a table (a program reading CSV or
+    // JSON asked for it, and `--help` says it).
+    let mut note = None;
     let output = match command {
         Command::Top {
             range,
@@ -180,6 +183,7 @@ pub async fn execute(
                 .as_deref()
                 .map(|p| read_codes(p, input))
                 .transpose()?;
+            note = Some(range.bots_note());
             commands::top(lake, &range, limit, only.as_deref(), now).await?
         }
         Command::Clicks { code, range } => {
@@ -187,25 +191,25 @@ pub async fn execute(
             return Ok(());
         }
         Command::Timeseries { code, by, range } => {
+            note = Some(range.bots_note());
             commands::timeseries(lake, &code, by, &range, now).await?
         }
         Command::Breakdown { code, by, range } => {
+            note = Some(range.bots_note());
             commands::breakdown(lake, &code, by, &range, now).await?
         }
         Command::Sql { query } => commands::sql(ctx, &query).await?,
-        Command::Stats {
-            code,
-            by,
-            include_bots,
-            range,
-        } => {
-            let stats =
-                crate::stats::link_stats(lake, &code, by, include_bots, &range, now).await?;
+        Command::Stats { code, by, range } => {
+            let stats = crate::stats::link_stats(lake, &code, by, &range, now).await?;
             serde_json::to_writer(&mut *out, &stats)?;
             writeln!(out)?;
             return Ok(());
         }
         Command::Serve { .. } => anyhow::bail!("serve answers questions; it is not one"),
     };
-    print(&output, format, out)
+    print(&output, format, out)?;
+    if let (Some(note), Format::Table) = (note, format) {
+        writeln!(out, "{note}")?;
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -11,7 +11,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
 use crate::lake::Lake;
-use crate::model::{Bucket, Dimension, Output, Range};
+use crate::model::{bad_question, BadQuestion, Bucket, Dimension, Output, Range};
 use snowlink_lake::{DayState, TableKind};
 use snowlink_time::{date_of, parse_time};
 
@@ -25,16 +25,16 @@ impl Bounds {
         let since = range
             .since
             .as_deref()
-            .map(|s| parse_time(s, now).context("--since"))
+            .map(|s| parse_time(s, now).map_err(|e| BadQuestion(format!("--since: {e}"))))
             .transpose()?;
         let until = range
             .until
             .as_deref()
-            .map(|s| parse_time(s, now).context("--until"))
+            .map(|s| parse_time(s, now).map_err(|e| BadQuestion(format!("--until: {e}"))))
             .transpose()?;
         if let (Some(s), Some(u)) = (since, until) {
             if s >= u {
-                bail!("--since ({s}) must be before --until ({u})");
+                bad_question!("--since ({s}) must be before --until ({u})");
             }
         }
         Ok(Self { since, until })
@@ -70,7 +70,7 @@ pub(crate) fn quoted_code(code: &str) -> Result<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        bail!("{code:?} is not a valid short code");
+        bad_question!("{code:?} is not a valid short code");
     }
     Ok(format!("'{code}'"))
 }
@@ -112,7 +112,7 @@ async fn ensure_known(ctx: &SessionContext, code: &str) -> Result<()> {
         })
         .unwrap_or(0);
     if n == 0 {
-        bail!("unknown code {code:?}: the lake has no clicks for it");
+        bad_question!("unknown code {code:?}: the lake has no clicks for it");
     }
     Ok(())
 }
@@ -257,16 +257,18 @@ pub async fn top(
     let mut parts = Vec::new();
     if !plan.from_rollup.is_empty() {
         parts.push(format!(
-            "SELECT code, clicks, unique_visitors FROM daily WHERE date IN ({}){filter}",
+            "SELECT code, {} FROM daily WHERE date IN ({}){filter}",
+            range.rollup_counts(),
             date_list(&plan.from_rollup)
         ));
     }
     if !plan.from_clicks.is_empty() {
         parts.push(format!(
             "SELECT code, COUNT(*) AS clicks, COUNT(DISTINCT visitor_id) AS unique_visitors \
-             FROM clicks WHERE date IN ({}){}{filter} GROUP BY code, date",
+             FROM clicks WHERE date IN ({}){}{}{filter} GROUP BY code, date",
             date_list(&plan.from_clicks),
-            bounds.sql()
+            bounds.sql(),
+            range.bots_sql()
         ));
     }
     if parts.is_empty() {
@@ -343,7 +345,7 @@ pub(crate) fn gap_fill(
     if let (Some(start), Some(end)) = (start, end) {
         let buckets = (end - start) / step + 1;
         if buckets > MAX_BUCKETS {
-            bail!(
+            bad_question!(
                 "the range holds {buckets} {}s; a time series has at most {MAX_BUCKETS} buckets: \
                  narrow it with --since and --until{}",
                 match by {
@@ -391,7 +393,8 @@ pub async fn timeseries(
         // A rollup's day is the bucket: midnight UTC of its date.
         parts.push(format!(
             "SELECT CAST(CAST(CAST(date AS DATE) AS TIMESTAMP) AS BIGINT) / 1000000 AS bucket, \
-             clicks FROM daily WHERE code = {code_sql} AND date IN ({})",
+             {} FROM daily WHERE code = {code_sql} AND date IN ({})",
+            range.rollup_clicks(),
             date_list(&plan.from_rollup)
         ));
     }
@@ -402,8 +405,9 @@ pub async fn timeseries(
         };
         parts.push(format!(
             "SELECT (CAST(ts AS BIGINT) / {step}) * {step} AS bucket, COUNT(*) AS clicks \
-             FROM clicks WHERE code = {code_sql}{days}{} GROUP BY 1",
-            bounds.sql()
+             FROM clicks WHERE code = {code_sql}{days}{}{} GROUP BY 1",
+            bounds.sql(),
+            range.bots_sql()
         ));
     }
     let found = if parts.is_empty() {
@@ -494,8 +498,9 @@ pub async fn breakdown(
     let mut parts = Vec::new();
     if !plan.from_rollup.is_empty() {
         parts.push(format!(
-            "SELECT value, clicks, unique_visitors FROM dims \
+            "SELECT value, {} FROM dims \
              WHERE code = {code_sql} AND dimension = '{dimension}' AND date IN ({})",
+            range.rollup_counts(),
             date_list(&plan.from_rollup)
         ));
     }
@@ -503,9 +508,10 @@ pub async fn breakdown(
         parts.push(format!(
             "SELECT {column} AS value, COUNT(*) AS clicks, \
              COUNT(DISTINCT visitor_id) AS unique_visitors \
-             FROM clicks WHERE code = {code_sql} AND date IN ({}){} GROUP BY {column}, date",
+             FROM clicks WHERE code = {code_sql} AND date IN ({}){}{} GROUP BY {column}, date",
             date_list(&plan.from_clicks),
-            bounds.sql()
+            bounds.sql(),
+            range.bots_sql()
         ));
     }
     let out = if parts.is_empty() {

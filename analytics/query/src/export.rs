@@ -37,8 +37,9 @@ pub async fn clicks_csv(
     for date in dates_in_range(lake, &bounds)? {
         let sql = format!(
             "SELECT ts, referrer, referrer_host, country, browser, os, device, is_bot \
-             FROM clicks WHERE date = '{date}' AND code = {quoted}{} ORDER BY ts, event_id",
-            bounds.sql()
+             FROM clicks WHERE date = '{date}' AND code = {quoted}{}{} ORDER BY ts, event_id",
+            bounds.sql(),
+            range.bots_sql()
         );
         let mut stream = ctx
             .sql(&sql)

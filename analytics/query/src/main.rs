@@ -10,7 +10,11 @@ fn main() -> std::process::ExitCode {
             // One line: the outermost context and its causes.
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
-            std::process::ExitCode::FAILURE
+            if snowlink_analytics::model::is_bad_question(&e) {
+                std::process::ExitCode::from(snowlink_events::stats::BAD_QUESTION_EXIT)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -5,7 +5,8 @@
 //! A question costs its query only: no process start, no reading of the
 //! Delta logs. Each connection carries one question, as the CLI's own
 //! arguments (`{"args": [...], "stdin": "..."}` on one line); the answer
-//! is `{"ok": true}` and the output, or `{"ok": false, "error": "..."}`.
+//! is a [`ServeHeader`] line, `{"ok": true}` and the output, or
+//! `{"ok": false, "error": "...", "bad_question": ...}`.
 //! The refresh builds a new session beside the one in use and swaps it in,
 //! so questions never wait for it.
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Deserialize;
+use snowlink_events::stats::ServeHeader;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -110,7 +112,7 @@ async fn answer(conn: UnixStream, lake: &Lake) -> Result<()> {
         let cli = Cli::try_parse_from(
             std::iter::once("snowlink-analytics".to_owned()).chain(request.args),
         )
-        .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+        .map_err(|e| crate::model::BadQuestion(e.to_string().trim().to_owned()))?;
         let mut out: Vec<u8> = Vec::new();
         crate::cli::execute(
             lake,
@@ -123,16 +125,23 @@ async fn answer(conn: UnixStream, lake: &Lake) -> Result<()> {
         Ok::<_, anyhow::Error>(out)
     }
     .await;
-    match result {
-        Ok(out) => {
-            write.write_all(b"{\"ok\":true}\n").await?;
-            write.write_all(&out).await?;
-        }
-        Err(e) => {
-            let header =
-                serde_json::json!({ "ok": false, "error": format!("{e:#}").replace('\n', " ") });
-            write.write_all(format!("{header}\n").as_bytes()).await?;
-        }
+    let header = match &result {
+        Ok(_) => ServeHeader {
+            ok: true,
+            error: None,
+            bad_question: false,
+        },
+        Err(e) => ServeHeader {
+            ok: false,
+            error: Some(format!("{e:#}").replace('\n', " ")),
+            bad_question: crate::model::is_bad_question(e),
+        },
+    };
+    let mut line = serde_json::to_vec(&header)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    if let Ok(out) = result {
+        write.write_all(&out).await?;
     }
     write.shutdown().await?;
     Ok(())

@@ -21,7 +21,6 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use datafusion::arrow::array::{Array, BooleanArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use serde::Serialize;
 
 use crate::commands::{
     days_in_range, gap_fill, query, quoted_code, step_ms, Bounds, DayInRange, DAY_MS, HOUR_MS,
@@ -45,39 +44,7 @@ pub const DIMENSIONS: [(&str, &str); 5] = [
     ("devices", "device"),
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Point {
-    /// Start of the bucket, RFC 3339, UTC.
-    pub bucket: String,
-    pub clicks: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Share {
-    pub value: String,
-    pub clicks: u64,
-    pub unique_visitors: u64,
-}
-
-/// The statistics document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LinkStats {
-    pub code: String,
-    /// The bounds asked for, RFC 3339; `null` when open.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    /// Clicks counted (bots excluded unless asked for).
-    pub clicks: u64,
-    pub unique_visitors: u64,
-    /// Clicks of known bots in the range, counted or not.
-    pub bot_clicks: u64,
-    pub series: Vec<Point>,
-    pub referrers: Vec<Share>,
-    pub countries: Vec<Share>,
-    pub browsers: Vec<Share>,
-    pub os: Vec<Share>,
-    pub devices: Vec<Share>,
-}
+pub use snowlink_events::stats::{LinkStats, StatsPoint as Point, StatsShare as Share};
 
 /// One click as the counting needs it, borrowed from the batch it is in.
 #[derive(Debug, Clone, Copy, Default)]
@@ -442,11 +409,11 @@ pub async fn link_stats(
     lake: &Lake,
     code: &str,
     by: Bucket,
-    include_bots: bool,
     range: &Range,
     now: DateTime<Utc>,
 ) -> Result<LinkStats> {
     let bounds = Bounds::parse(range, now)?;
+    let include_bots = range.include_bots;
     let code_sql = quoted_code(code)?;
     let mut cached: Vec<Arc<DayCounts>> = Vec::new();
     let mut to_keep: BTreeMap<i64, CacheKey> = BTreeMap::new();

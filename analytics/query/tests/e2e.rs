@@ -235,8 +235,8 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
         "{summary}"
     );
 
-    // top
-    let top = analytics_json(&lake, &["top"]);
+    // top: the clicks of known bots are left out unless asked for.
+    let top = analytics_json(&lake, &["top", "--include-bots"]);
     assert_eq!(
         by_key(&top, "code", "clicks"),
         HashMap::from([
@@ -250,6 +250,21 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     assert_eq!(
         by_key(&top, "code", "unique_visitors"),
         HashMap::from([("alpha".into(), 3), ("beta".into(), 2), ("gamma".into(), 1)])
+    );
+    let people = analytics_json(&lake, &["top"]);
+    assert_eq!(
+        by_key(&people, "code", "clicks"),
+        HashMap::from([
+            ("alpha".into(), 20),
+            ("beta".into(), 12),
+            ("gamma".into(), 5)
+        ])
+    );
+    assert_eq!(by_key(&people, "code", "unique_visitors")["alpha"], 2);
+    let table = String::from_utf8(analytics(&lake, &["top"]).stdout).unwrap();
+    assert!(
+        table.ends_with("Clicks of known bots left out (--include-bots counts them).\n"),
+        "the table says what it counts: {table}"
     );
     assert_eq!(analytics_json(&lake, &["top", "--limit", "1"]).len(), 1);
     assert_eq!(analytics_json(&lake, &["top", "--since", "1h"]).len(), 3);
@@ -269,18 +284,35 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
             .iter()
             .map(|r| r["clicks"].as_i64().unwrap())
             .sum::<i64>(),
-        30
+        20
     );
     assert!(series.iter().any(|r| r["clicks"] == 0));
+    let with_bots = analytics_json(
+        &lake,
+        &[
+            "timeseries",
+            "alpha",
+            "--by",
+            "hour",
+            "--since",
+            "3h",
+            "--include-bots",
+        ],
+    );
+    assert_eq!(
+        with_bots
+            .iter()
+            .map(|r| r["clicks"].as_i64().unwrap())
+            .sum::<i64>(),
+        30
+    );
     let table = analytics(&lake, &["timeseries", "beta"]);
     assert!(table.status.success());
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("| 12 "), "{table}");
+    let lines: Vec<&str> = table.lines().collect();
     assert!(
-        table
-            .lines()
-            .last()
-            .unwrap()
+        lines[lines.len() - 2]
             .chars()
             .all(|c| ('▁'..='█').contains(&c)),
         "sparkline: {table}"
@@ -288,7 +320,10 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
 
     // breakdowns
     let refs = by_key(
-        &analytics_json(&lake, &["breakdown", "alpha", "--by", "referrer"]),
+        &analytics_json(
+            &lake,
+            &["breakdown", "alpha", "--by", "referrer", "--include-bots"],
+        ),
         "referrer",
         "clicks",
     );
@@ -301,7 +336,10 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
         ])
     );
     let countries = by_key(
-        &analytics_json(&lake, &["breakdown", "alpha", "--by", "country"]),
+        &analytics_json(
+            &lake,
+            &["breakdown", "alpha", "--by", "country", "--include-bots"],
+        ),
         "country",
         "clicks",
     );
@@ -310,7 +348,10 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
         HashMap::from([("FR".into(), 10), ("US".into(), 10), ("(none)".into(), 10)])
     );
     let devices = by_key(
-        &analytics_json(&lake, &["breakdown", "alpha", "--by", "device"]),
+        &analytics_json(
+            &lake,
+            &["breakdown", "alpha", "--by", "device", "--include-bots"],
+        ),
         "device",
         "clicks",
     );
@@ -321,6 +362,15 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
             ("mobile".into(), 10),
             ("bot".into(), 10)
         ])
+    );
+    assert_eq!(
+        by_key(
+            &analytics_json(&lake, &["breakdown", "alpha", "--by", "device"]),
+            "device",
+            "clicks",
+        ),
+        HashMap::from([("desktop".into(), 10), ("mobile".into(), 10)]),
+        "bots left out by default"
     );
     let browsers = by_key(
         &analytics_json(&lake, &["breakdown", "beta", "--by", "browser"]),
@@ -414,6 +464,10 @@ async fn clicks_flow_from_redirects_to_exact_answers() {
     assert_eq!(
         (humans["clicks"].as_u64(), humans["bot_clicks"].as_u64()),
         (Some(20), Some(10))
+    );
+    assert_eq!(
+        humans["clicks"], people[0]["clicks"],
+        "the same default as top"
     );
     for dim in ["referrers", "countries", "browsers", "os", "devices"] {
         assert_eq!(
@@ -691,6 +745,18 @@ async fn top_csv_and_public_stats(
         lines[0],
         "time,code,referrer,referrer_host,country,browser,os,device,bot"
     );
+    assert_eq!(lines.len() - 1, 20, "the clicks of alpha, bots left out");
+    assert!(!csv.contains(",true\n"));
+    let r = get(
+        "/api/v1/links/alpha/clicks.csv?include_bots=true",
+        Some(key),
+    )
+    .await
+    .unwrap();
+    let csv = r.text().await.unwrap();
+    let cli = analytics(lake, &["clicks", "alpha", "--include-bots"]);
+    assert_eq!(csv, String::from_utf8(cli.stdout).unwrap());
+    let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len() - 1, 30, "every click of alpha, bots included");
     let times: Vec<&str> = lines[1..].iter().map(|l| &l[..24]).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");

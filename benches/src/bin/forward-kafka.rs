@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use snowlink::kafka::{Forwarder, KafkaSettings};
 use snowlink_benches::ClickGen;
+use snowlink_clicks::{Forwarder, KafkaSettings};
 use snowlink_spool::ClickSpool;
 use snowlink_testkit::Server;
 

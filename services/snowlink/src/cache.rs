@@ -173,10 +173,6 @@ impl LinkCache {
         self
     }
 
-    pub fn shared(&self) -> Option<&Arc<SharedCache>> {
-        self.shared.as_ref()
-    }
-
     /// The link under `code`, from this process, else Redis, else (once per
     /// code at a time) the store.
     pub async fn get(&self, code: &str) -> Result<Entry, Arc<StoreError>> {

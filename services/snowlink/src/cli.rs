@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use snowlink_store::{LinkStore, Scope};
 
-use crate::configuration::{parse_with_config_file, Parsed, Settings};
+use crate::configuration::{
+    parse_with_config_file, CodeSettings, ImportSettings, Parsed, Settings, StoreSettings,
+};
 use crate::startup::Application;
 
 /// Snowlink: a URL shortener with click analytics.
@@ -39,7 +41,7 @@ pub enum Command {
     /// The embedded database needs no migration: it updates itself on start.
     Migrate {
         #[command(flatten)]
-        settings: Settings,
+        settings: StoreSettings,
     },
     /// Load links from a CSV file, e.g. another shortener's export, through
     /// the store and the API's rules.
@@ -49,8 +51,9 @@ pub enum Command {
     /// A rerun creates nothing twice: a row whose alias already holds the same
     /// URL, or whose URL the owner already has, counts as already there.
     /// Rows that fail are listed with their line; the exit status is 1 if any
-    /// failed. Generated codes are issued as worker 1023 (--worker-id to
-    /// change it), never as a running service's worker.
+    /// failed. Links are made by the API's own rules, and ids are issued as
+    /// the service issues them (--worker-id, else a worker id leased from
+    /// Redis, else one no running service on this data directory holds).
     ///
     /// Example: snowlink import links.csv --owner growth
     Import {
@@ -60,7 +63,7 @@ pub enum Command {
         #[arg(long, value_name = "TEAM")]
         owner: Option<String>,
         #[command(flatten)]
-        settings: Settings,
+        settings: ImportSettings,
     },
     /// Show the effective settings and where each comes from: a flag, the
     /// environment, the config file or the default. Secrets are redacted.
@@ -76,7 +79,7 @@ pub enum Command {
         /// A generated code, e.g. 3fK9xQ2mZpA.
         code: String,
         #[command(flatten)]
-        settings: Settings,
+        settings: CodeSettings,
     },
 }
 
@@ -102,19 +105,19 @@ pub enum KeysCommand {
         #[arg(long, value_name = "N/min", value_parser = crate::ratelimit::parse_rate)]
         rate_limit: Option<u32>,
         #[command(flatten)]
-        settings: Settings,
+        settings: StoreSettings,
     },
     /// List keys (name, owner, scopes, rate limit, prefix, creation time, revocation).
     List {
         #[command(flatten)]
-        settings: Settings,
+        settings: StoreSettings,
     },
     /// Revoke a key by name. Running services stop accepting it within 10 seconds.
     Revoke {
         #[arg(long)]
         name: String,
         #[command(flatten)]
-        settings: Settings,
+        settings: StoreSettings,
     },
 }
 
@@ -241,13 +244,13 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                 );
             }
             let store = open_store(&settings.checked()?).await?;
-            let spec = crate::auth::KeySpec {
+            let spec = crate::keys::KeySpec {
                 name,
                 owner,
                 scopes,
                 rate_limit,
             };
-            let (key, record) = crate::auth::mint_key(&spec, crate::now_ms());
+            let (key, record) = crate::keys::mint_key(&spec, crate::now_ms());
             store.create_api_key(&record).await?;
             println!("{key}");
         }

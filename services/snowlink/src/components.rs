@@ -108,6 +108,45 @@ impl Component for Task {
     }
 }
 
+/// The click pipeline's spooler thread, as a part of the service.
+impl Component for snowlink_clicks::ClickPipeline {
+    fn name(&self) -> &'static str {
+        "click-spooler"
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        snowlink_clicks::ClickPipeline::register_metrics(self, registry);
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(snowlink_clicks::ClickPipeline::shutdown(self))
+    }
+}
+
+/// The spool's forwarder to Kafka, as a part of the service.
+impl Component for snowlink_clicks::Forwarder {
+    fn name(&self) -> &'static str {
+        "kafka-forwarder"
+    }
+
+    fn health(&self) -> Option<Health> {
+        let ok = self.connected();
+        Some(Health {
+            key: "kafka",
+            ok,
+            state: if ok { "ok" } else { "unavailable" },
+        })
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        snowlink_clicks::Forwarder::register_metrics(self, registry);
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(snowlink_clicks::Forwarder::shutdown(self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,9 @@
 //! The settings are split into sections owned by the code that uses them:
 //! [`HttpSettings`] here, [`IdSettings`](crate::ids::IdSettings),
 //! [`CacheSettings`](crate::cache::CacheSettings),
-//! [`ClickSettings`](crate::clicks::ClickSettings),
+//! [`ClickSettings`](snowlink_clicks::ClickSettings),
 //! [`RedisSettings`](crate::shared_cache::RedisSettings),
-//! [`KafkaSettings`](crate::kafka::KafkaSettings) and, in the ScyllaDB
+//! [`KafkaSettings`](snowlink_clicks::KafkaSettings) and, in the ScyllaDB
 //! store's crate, [`ScyllaConfig`]. Each field is declared once, as a clap
 //! argument: its doc comment is the `--help` text, its attribute names the
 //! flag, the environment variable and the default, and its id is the key in
@@ -29,15 +29,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{ArgMatches, Args, FromArgMatches};
-use secrecy::SecretString;
 pub use snowlink_store_scylla::ScyllaConfig;
 use url::Url;
 
 pub use crate::cache::CacheSettings;
-pub use crate::clicks::ClickSettings;
 pub use crate::ids::IdSettings;
-pub use crate::kafka::KafkaSettings;
 pub use crate::shared_cache::RedisSettings;
+pub use crate::stats::StatsSettings;
+pub use snowlink_clicks::ClickSettings;
+pub use snowlink_clicks::KafkaSettings;
 
 /// Everything the service needs to start. Secrets (the code secret, the
 /// ScyllaDB password, the Redis URL, which may hold a password) are
@@ -45,18 +45,8 @@ pub use crate::shared_cache::RedisSettings;
 /// where they are used.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
-    /// TOML file with any of these settings; keys are the flag names with underscores, e.g. public_url = "https://sho.rt".
-    /// Flags and environment variables override it.
-    #[arg(long, env = "SNOWLINK_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Directory for the embedded database, the click spool and the code secret.
-    #[arg(
-        long,
-        env = "SNOWLINK_DATA_DIR",
-        value_name = "DIR",
-        default_value = "./data"
-    )]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub base: BaseSettings,
     /// Log output: pretty for people, json for log shippers.
     #[arg(
         long,
@@ -76,13 +66,111 @@ pub struct Settings {
     #[command(flatten, next_help_heading = "Clicks")]
     pub clicks: ClickSettings,
     #[command(flatten, next_help_heading = "Link statistics")]
-    pub stats: crate::stats::StatsSettings,
+    pub stats: StatsSettings,
     #[command(flatten, next_help_heading = "Redis (shared cache, worker-id leases)")]
     pub redis: RedisSettings,
     #[command(flatten, next_help_heading = "Kafka (click events)")]
     pub kafka: KafkaSettings,
     #[command(flatten, next_help_heading = "ScyllaDB (link store)")]
     pub scylla: ScyllaConfig,
+}
+
+/// What every command reads: the config file and the data directory.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BaseSettings {
+    /// TOML file with any of these settings; keys are the flag names with underscores, e.g. public_url = "https://sho.rt".
+    /// Flags and environment variables override it.
+    #[arg(long, env = "SNOWLINK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database, the click spool and the code secret.
+    #[arg(
+        long,
+        env = "SNOWLINK_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// The settings of the commands that only open the link store (`keys`,
+/// `migrate`): the data directory and ScyllaDB.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StoreSettings {
+    #[command(flatten)]
+    pub base: BaseSettings,
+    #[command(flatten, next_help_heading = "ScyllaDB (link store)")]
+    pub scylla: ScyllaConfig,
+}
+
+impl StoreSettings {
+    /// Checked, as whole settings whose other sections keep their defaults.
+    pub fn checked(mut self) -> anyhow::Result<Settings> {
+        self.scylla.normalize();
+        if self.scylla.enabled() {
+            self.scylla.validate().context("scylla settings")?;
+        }
+        Ok(Settings {
+            base: self.base,
+            scylla: self.scylla,
+            ..Settings::default()
+        })
+    }
+}
+
+/// The settings of `snowlink decode`: the data directory (it may hold the
+/// code secret) and how codes are made.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CodeSettings {
+    #[command(flatten)]
+    pub base: BaseSettings,
+    #[command(flatten, next_help_heading = "Ids and codes")]
+    pub ids: IdSettings,
+}
+
+impl CodeSettings {
+    /// Checked, as whole settings whose other sections keep their defaults.
+    pub fn checked(self) -> anyhow::Result<Settings> {
+        self.ids.validate()?;
+        Ok(Settings {
+            base: self.base,
+            ids: self.ids,
+            ..Settings::default()
+        })
+    }
+}
+
+/// The settings of `snowlink import`: the link store, how ids and codes
+/// are issued (Redis leases a worker id), and the rules of a target.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ImportSettings {
+    #[command(flatten)]
+    pub base: BaseSettings,
+    #[command(flatten, next_help_heading = "HTTP")]
+    pub http: HttpSettings,
+    #[command(flatten, next_help_heading = "Link targets")]
+    pub targets: crate::targets::TargetSettings,
+    #[command(flatten, next_help_heading = "Ids and codes")]
+    pub ids: IdSettings,
+    #[command(flatten, next_help_heading = "Redis (worker-id leases)")]
+    pub redis: RedisSettings,
+    #[command(flatten, next_help_heading = "ScyllaDB (link store)")]
+    pub scylla: ScyllaConfig,
+}
+
+impl ImportSettings {
+    /// Checked, as whole settings whose other sections keep their defaults.
+    pub fn checked(self) -> anyhow::Result<Settings> {
+        Settings {
+            base: self.base,
+            http: self.http,
+            targets: self.targets,
+            ids: self.ids,
+            redis: self.redis,
+            scylla: self.scylla,
+            ..Settings::default()
+        }
+        .checked()
+    }
 }
 
 /// The `http` section of the settings.
@@ -161,9 +249,7 @@ pub enum LogFormat {
 }
 
 /// Reads a secret flag; the value is redacted from then on.
-pub fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(value))
-}
+pub use snowlink_store_scylla::secret;
 
 /// The declared defaults of a settings section, whatever the environment.
 pub fn defaults<T: Args + FromArgMatches>() -> T {
@@ -260,17 +346,17 @@ impl Settings {
         self.clicks
             .visitor_key_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("visitor-keys"))
+            .unwrap_or_else(|| self.base.data_dir.join("visitor-keys"))
     }
 
     /// Path of the click spool.
     pub fn spool_db(&self) -> PathBuf {
-        snowlink_spool::path_in(&self.data_dir)
+        snowlink_spool::path_in(&self.base.data_dir)
     }
 
     /// Path of the embedded link database.
     pub fn links_db(&self) -> PathBuf {
-        self.data_dir.join("links.db")
+        self.base.data_dir.join("links.db")
     }
 
     /// `public_url` with exactly one trailing slash, ready to append a code.
@@ -333,7 +419,8 @@ fn sources(matches: &ArgMatches, file: &[(String, String)]) -> Vec<Source> {
     let settings = Settings::augment_args(clap::Command::new("snowlink"));
     settings
         .get_arguments()
-        .filter(|a| a.get_id() != "config")
+        // Only the settings this command takes.
+        .filter(|a| a.get_id() != "config" && matches.try_get_raw(a.get_id().as_str()).is_ok())
         .map(|arg| {
             let key = arg.get_id().as_str();
             let origin = match matches.value_source(key) {
@@ -455,7 +542,7 @@ pub fn read_config_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     Ok(values)
 }
 
-/// The README's settings tables, from the declarations: one table per
+/// The settings tables of `docs/settings.md`, from the declarations: one table per
 /// section, one row per setting (flag and file key, environment variable,
 /// default, meaning).
 pub fn settings_markdown() -> String {
@@ -560,7 +647,7 @@ mod tests {
         assert_eq!(s.scylla.keyspace, "snowlink");
         assert!(s.clicks.enabled);
         assert!(!s.ids.sequential_codes);
-        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.base.data_dir, PathBuf::from("./data"));
     }
 
     #[test]
@@ -674,11 +761,11 @@ mod tests {
         assert!(!format!("{err:#}").contains("pw-in-url-42"), "{err:#}");
     }
 
-    /// The README's settings tables are the declared ones. With
-    /// `SNOWLINK_BLESS=1` the test rewrites them instead.
+    /// The settings tables of `docs/settings.md` are the declared ones.
+    /// With `SNOWLINK_BLESS=1` the test rewrites them instead.
     #[test]
-    fn the_readme_tables_match_the_declarations() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    fn the_documented_tables_match_the_declarations() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/settings.md");
         let readme = std::fs::read_to_string(path).unwrap();
         let (start, end) = ("<!-- settings:start -->\n", "<!-- settings:end -->");
         let from = readme.find(start).expect("a settings:start marker") + start.len();
@@ -692,7 +779,7 @@ mod tests {
         assert_eq!(
             readme[from..to].trim(),
             expected.trim(),
-            "README settings tables differ; run with SNOWLINK_BLESS=1 to rewrite them"
+            "docs/settings.md's tables differ; run with SNOWLINK_BLESS=1 to rewrite them"
         );
     }
 }

@@ -14,7 +14,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 /// Declares every error code once: its HTTP status and what it means. The
-/// README's error table is checked against this one (see the tests).
+/// The error table of `docs/api.md` is checked against this one (see the tests).
 macro_rules! error_codes {
     ($($variant:ident => $status:ident, $code:literal, $meaning:literal;)*) => {
         /// Every machine code the API answers with.
@@ -262,6 +262,27 @@ impl From<snowlink_store::StoreError> for ApiError {
     }
 }
 
+impl From<snowlink_rules::links::Rejection> for ApiError {
+    fn from(r: snowlink_rules::links::Rejection) -> Self {
+        ApiError::new(ErrorCode::from(r.code), r.message)
+    }
+}
+
+impl From<crate::manage::LinkError> for ApiError {
+    fn from(e: crate::manage::LinkError) -> Self {
+        use crate::manage::LinkError::*;
+        match e {
+            Rejected(r) => r.into(),
+            Malformed(message) => Self::new(ErrorCode::InvalidBody, message),
+            AliasTaken(code) => Self::alias_taken(&code),
+            NotFound(code) => Self::link_not_found(&code),
+            Deleted(code) => Self::link_deleted(&code),
+            IdUnavailable(message) => Self::unavailable(ErrorCode::IdUnavailable, &message),
+            Store(e) => e.into(),
+        }
+    }
+}
+
 /// Turns actix's JSON extractor failures into API errors.
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
@@ -306,15 +327,15 @@ mod tests {
         assert_eq!(codes.len(), ErrorCode::ALL.len());
     }
 
-    /// The README's error table lists exactly the codes of this table,
-    /// each under its status.
+    /// The error table of `docs/api.md` lists exactly the codes of this
+    /// table, each under its status.
     #[test]
-    fn the_readme_table_matches() {
-        let readme = include_str!("../../../README.md");
+    fn the_documented_table_matches() {
+        let readme = include_str!("../../../docs/api.md");
         let section = readme
-            .split("### Errors")
+            .split("## Errors")
             .nth(1)
-            .expect("an Errors section in the README");
+            .expect("an Errors section in docs/api.md");
         let mut documented: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
         for line in section
             .lines()

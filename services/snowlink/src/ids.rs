@@ -20,10 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use snowlink_id::{Generator, IdError};
+use snowlink_id::{Generator, GeneratorConfig, IdError};
 use snowlink_store::LinkStore;
 
-use crate::lease::{LeaseError, WorkerId};
+use crate::components::{Component, Task};
+use crate::configuration::Settings;
+use crate::lease::{LeaseError, LeaseHolder, LocalLease, WorkerId, WorkerLease};
+use crate::shared_cache::SharedCache;
+
+/// How long a worker-id lease lasts without renewal.
+pub const WORKER_LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// How far ahead of the clock ids are reserved.
 pub const RESERVATION: Duration = Duration::from_millis(2_000);
@@ -46,7 +52,7 @@ pub enum IdUnavailable {
 /// turns them into codes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdSettings {
-    /// Snowflake worker id, 0..=1023, unique per running instance [default: leased from Redis if --redis-url is set, else 0].
+    /// Snowflake worker id, 0..=1023, unique per running instance [default: leased from Redis if --redis-url is set, else the lowest one no other process on DATA_DIR holds].
     #[arg(
         long,
         env = "SNOWLINK_WORKER_ID",
@@ -164,8 +170,47 @@ impl IdSource {
         Self { generator, worker }
     }
 
-    pub fn generator(&self) -> &Arc<Generator> {
-        &self.generator
+    /// Starts issuing ids as the settings say, for the service and the
+    /// import alike. The worker id is the one given; else one leased from
+    /// Redis, when there is one; else the lowest one no other process on
+    /// this data directory holds ([`LocalLease`]). The parts this starts
+    /// (the lease's renewal, the fence's) are handed to `started`.
+    pub async fn start(
+        settings: &Settings,
+        store: Arc<dyn LinkStore>,
+        shared: Option<&SharedCache>,
+        started: &dyn Fn(Arc<dyn Component>),
+    ) -> anyhow::Result<Self> {
+        let max = snowlink_id::MAX_WORKER_ID as u64;
+        let worker = match (settings.ids.worker_id, shared) {
+            (Some(id), _) => WorkerId::Fixed(id),
+            (None, Some(shared)) => {
+                let lease =
+                    WorkerLease::acquire(shared.connection(), max, WORKER_LEASE_TTL).await?;
+                started(Arc::new(LeaseHolder::start(lease.clone())));
+                WorkerId::Leased(lease)
+            }
+            (None, None) => {
+                WorkerId::Local(Arc::new(LocalLease::acquire(&settings.base.data_dir, max)?))
+            }
+        };
+        let generator = Arc::new(Generator::new(
+            GeneratorConfig::new(worker.id())?
+                .with_epoch_ms(settings.ids.epoch.timestamp_millis() as u64)
+                .with_max_clock_wait(Duration::from_millis(settings.ids.max_clock_wait_ms)),
+        ));
+        std::fs::create_dir_all(&settings.base.data_dir)
+            .with_context(|| format!("creating {}", settings.base.data_dir.display()))?;
+        let fence = IdFence::open(&settings.base.data_dir, generator.clone(), store)
+            .await
+            .context("reserving ids")?;
+        started(Arc::new(Task::new("id-fence", fence.spawn())));
+        Ok(Self::new(generator, worker))
+    }
+
+    /// The worker id and how it is held.
+    pub fn worker(&self) -> &WorkerId {
+        &self.worker
     }
 
     pub fn worker_id(&self) -> u16 {
@@ -183,6 +228,13 @@ impl IdSource {
     pub fn next_id_blocking(&self) -> Result<u64, IdUnavailable> {
         self.worker.check()?;
         Ok(self.generator.next_id()?)
+    }
+}
+
+/// Click event ids come from the same source as link ids.
+impl snowlink_clicks::EventIds for IdSource {
+    fn next_event_id(&self) -> anyhow::Result<u64> {
+        Ok(self.next_id_blocking()?)
     }
 }
 

@@ -7,25 +7,28 @@
 //! alias already holds the same URL for the same owner, or (without an
 //! alias) whose URL the owner already has, is counted as already there.
 //!
-//! Generated codes are issued as their own Snowflake worker (1023 unless
-//! `--worker-id` says otherwise), behind the same persisted id fence as the
-//! service, so an import never reissues a service's id.
+//! Links are created through the same link service as the API's
+//! ([`crate::manage`]), with ids issued as the service issues them: the
+//! worker id given, else one leased from Redis, else one no other process
+//! on the data directory holds, behind the same persisted id fence. So an
+//! import running beside the service never reissues one of its ids.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use futures::StreamExt;
-use snowlink_id::{CodeCodec, Generator, GeneratorConfig};
-use snowlink_store::{CodeKind, Link, LinkQuery, LinkStore, StateFilter, StoreError};
+use snowlink_id::CodeCodec;
+use snowlink_store::{LinkQuery, LinkStore, StateFilter};
 
+use crate::components::Components;
 use crate::configuration::Settings;
-use crate::links::{check_alias, check_redirect, check_tags, parse_expiry, UrlPolicy};
+use crate::ids::IdSource;
+use crate::manage::{first_alias_wins, CheckedLink, LinkError, LinkService, NewLink};
+use crate::shared_cache::SharedCache;
 
-/// The worker id imports issue ids as, unless one is given.
-pub const IMPORT_WORKER_ID: u64 = 1023;
 /// Creates in flight at once: enough to fill the store's group commits.
 const CONCURRENCY: usize = 64;
 
@@ -36,12 +39,6 @@ pub struct ImportReport {
     pub already_there: u64,
     /// `(line, why)` of each row refused.
     pub failed: Vec<(u64, String)>,
-}
-
-/// What earlier rows (and, for URLs, the owner's links) already hold.
-struct Claimed {
-    urls: HashSet<String>,
-    aliases: HashSet<String>,
 }
 
 struct Row {
@@ -58,6 +55,13 @@ enum Outcome {
     Failed(u64, String),
 }
 
+/// A row checked, in file order, against the rows before it and the
+/// owner's links: to create, or already settled.
+enum Prepared {
+    Create(u64, CheckedLink),
+    Settled(Outcome),
+}
+
 /// Imports `path` for `owner` into the store the settings select.
 pub async fn import(
     path: &Path,
@@ -68,34 +72,44 @@ pub async fn import(
 ) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
     let rows = read_rows(path)?;
-    let worker = settings.ids.worker_id.unwrap_or(IMPORT_WORKER_ID);
-    let generator = Arc::new(Generator::new(
-        GeneratorConfig::new(worker)?
-            .with_epoch_ms(settings.ids.epoch.timestamp_millis() as u64)
-            .with_max_clock_wait(Duration::from_millis(settings.ids.max_clock_wait_ms)),
-    ));
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
-    let fence = crate::ids::IdFence::open(&settings.data_dir, generator.clone(), store.clone())
-        .await
-        .context("reserving ids")?;
-    let renewing = fence.spawn();
     let policy = settings.url_policy()?;
-    let known = Mutex::new(Claimed {
-        urls: owner_urls(&*store, owner).await?,
-        aliases: HashSet::new(),
-    });
-    let progress = indicatif::ProgressBar::new(rows.len() as u64).with_style(
+    let prepared = prepare(rows, &policy, owner_urls(&*store, owner).await?);
+    let shared = match settings.redis.client()? {
+        Some(client) => Some(SharedCache::new(
+            client,
+            settings.cache.ttl(),
+            settings.cache.negative_ttl(),
+        )?),
+        None => None,
+    };
+    let parts = Components::default();
+    let ids = IdSource::start(settings, store.clone(), shared.as_ref(), &|part| {
+        parts.push(part)
+    })
+    .await;
+    let ids = match ids {
+        Ok(ids) => ids,
+        Err(e) => {
+            parts.shutdown().await;
+            return Err(e.context("issuing ids"));
+        }
+    };
+    tracing::info!(worker_id = ids.worker_id(), "importing");
+    let links = LinkService::new(store.clone(), ids, codec, policy, None);
+    let progress = indicatif::ProgressBar::new(prepared.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows, {per_sec}, eta {eta}")
             .expect("a valid template"),
     );
-    let outcomes: Vec<Outcome> = futures::stream::iter(rows)
+    let outcomes: Vec<Outcome> = futures::stream::iter(prepared)
         .map(|row| {
-            let (store, generator, codec, policy, known, progress) =
-                (&store, &generator, &codec, &policy, &known, &progress);
+            let (links, store, progress) = (&links, &store, &progress);
             async move {
-                let outcome =
-                    import_row(row, owner, &**store, generator, codec, policy, known).await;
+                let outcome = match row {
+                    Prepared::Create(line, link) => {
+                        create(links, &**store, owner, line, link).await
+                    }
+                    Prepared::Settled(outcome) => outcome,
+                };
                 progress.inc(1);
                 outcome
             }
@@ -104,7 +118,7 @@ pub async fn import(
         .collect()
         .await;
     progress.finish_and_clear();
-    renewing.abort();
+    parts.shutdown().await;
     let mut report = ImportReport::default();
     for outcome in outcomes {
         match outcome {
@@ -122,6 +136,90 @@ pub async fn import(
         "import finished"
     );
     Ok(report)
+}
+
+/// Checks every row, in file order: a row that breaks a rule fails; a
+/// later row with an alias an earlier row gave fails; a row without an
+/// alias whose URL an earlier row or one of the owner's links has is
+/// already there.
+fn prepare(
+    rows: Vec<Row>,
+    policy: &crate::links::UrlPolicy,
+    mut urls: HashSet<String>,
+) -> Vec<Prepared> {
+    let now = crate::now_ms();
+    let checked: Vec<Result<(u64, CheckedLink), (u64, LinkError)>> = rows
+        .into_iter()
+        .map(|row| {
+            let line = row.line;
+            NewLink {
+                url: row.url,
+                alias: row.alias,
+                expires_at: row.expires_at,
+                redirect: None,
+                tags: row.tags,
+                public_stats: false,
+            }
+            .check(policy, now)
+            .map(|link| (line, link))
+            .map_err(|r| (line, r.into()))
+        })
+        .collect();
+    let lines: Vec<u64> = checked
+        .iter()
+        .map(|r| match r {
+            Ok((line, _)) | Err((line, _)) => *line,
+        })
+        .collect();
+    let claimed = first_alias_wins(
+        checked.into_iter().map(|r| r.map_err(|(_, e)| e)).collect(),
+        |(_, link): &(u64, CheckedLink)| link.alias.as_deref(),
+    );
+    claimed
+        .into_iter()
+        .zip(lines)
+        .map(|(row, line)| match row {
+            Ok((line, link)) => {
+                if link.alias.is_none() && !urls.insert(link.url.clone()) {
+                    Prepared::Settled(Outcome::AlreadyThere)
+                } else {
+                    Prepared::Create(line, link)
+                }
+            }
+            Err(LinkError::AliasTaken(alias)) => Prepared::Settled(Outcome::Failed(
+                line,
+                format!("the alias {alias:?} appears earlier in the file"),
+            )),
+            Err(e) => Prepared::Settled(Outcome::Failed(line, e.to_string())),
+        })
+        .collect()
+}
+
+/// Creates one row's link. A rerun creates nothing twice: an alias that
+/// already holds the same URL for the same owner is already there.
+async fn create(
+    links: &LinkService,
+    store: &dyn LinkStore,
+    owner: &str,
+    line: u64,
+    link: CheckedLink,
+) -> Outcome {
+    let url = link.url.clone();
+    match links.create_checked(owner, link).await {
+        Ok(_) => Outcome::Created,
+        Err(LinkError::AliasTaken(code)) => match store.get_link(&code).await {
+            Ok(Some(existing))
+                if existing.url == url
+                    && existing.owner.as_deref() == Some(owner)
+                    && existing.deleted_at.is_none() =>
+            {
+                Outcome::AlreadyThere
+            }
+            Ok(_) => Outcome::Failed(line, format!("the alias {code:?} is already taken")),
+            Err(e) => Outcome::Failed(line, e.to_string()),
+        },
+        Err(e) => Outcome::Failed(line, e.to_string()),
+    }
 }
 
 /// The URLs the owner's links already point at (any state but deleted).
@@ -200,97 +298,4 @@ fn read_rows(path: &Path) -> anyhow::Result<Vec<Row>> {
         });
     }
     Ok(rows)
-}
-
-async fn import_row(
-    row: Row,
-    owner: &str,
-    store: &dyn LinkStore,
-    generator: &Generator,
-    codec: &CodeCodec,
-    policy: &UrlPolicy,
-    known: &Mutex<Claimed>,
-) -> Outcome {
-    let line = row.line;
-    let fail = |why: String| Outcome::Failed(line, why);
-    let now = crate::now_ms();
-    let url = match policy.check(&row.url) {
-        Ok(url) => url,
-        Err(r) => return fail(r.message),
-    };
-    let checked = check_tags(&row.tags)
-        .and_then(|tags| check_redirect(None).map(|redirect| (tags, redirect)))
-        .and_then(|(tags, redirect)| {
-            row.expires_at
-                .as_deref()
-                .map(|raw| parse_expiry(raw, now))
-                .transpose()
-                .map(|expires_at| (tags, redirect, expires_at))
-        })
-        .and_then(|t| match &row.alias {
-            Some(alias) => check_alias(alias).map(|()| t),
-            None => Ok(t),
-        });
-    let (tags, redirect, expires_at) = match checked {
-        Ok(t) => t,
-        Err(r) => return fail(r.message),
-    };
-    {
-        // Claimed before the first await, so rows are claimed in file order:
-        // a later row with the same alias fails, one with the same URL (and
-        // no alias) is already there.
-        let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
-        match &row.alias {
-            Some(alias) if !known.aliases.insert(alias.clone()) => {
-                return fail(format!("the alias {alias:?} appears earlier in the file"));
-            }
-            Some(_) => {}
-            None if !known.urls.insert(url.clone()) => return Outcome::AlreadyThere,
-            None => {}
-        }
-    }
-    // A generated code that is taken (another writer on this worker id) is
-    // never overwritten: a new id is drawn.
-    for _ in 0..3 {
-        let id = match generator.next_id_async().await {
-            Ok(id) => id,
-            Err(e) => return fail(format!("no id available: {e}")),
-        };
-        let (code, kind) = match &row.alias {
-            Some(alias) => (alias.clone(), CodeKind::Alias),
-            None => (codec.encode(id), CodeKind::Generated),
-        };
-        let link = Link {
-            code: code.clone(),
-            id: id as i64,
-            kind,
-            url: url.clone(),
-            redirect,
-            created_at: now,
-            expires_at,
-            deleted_at: None,
-            owner: Some(owner.to_owned()),
-            tags: tags.clone(),
-            public_stats: false,
-        };
-        match store.create_link(&link).await {
-            Ok(()) => return Outcome::Created,
-            Err(StoreError::Conflict(_)) if kind == CodeKind::Alias => {
-                return match store.get_link(&code).await {
-                    Ok(Some(existing))
-                        if existing.url == url
-                            && existing.owner.as_deref() == Some(owner)
-                            && existing.deleted_at.is_none() =>
-                    {
-                        Outcome::AlreadyThere
-                    }
-                    Ok(_) => fail(format!("the alias {code:?} is already taken")),
-                    Err(e) => fail(e.to_string()),
-                };
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return fail(e.to_string()),
-        }
-    }
-    fail("no free code after three tries: is this worker id used by a running service?".into())
 }

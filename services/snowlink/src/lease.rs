@@ -50,11 +50,13 @@ pub enum LeaseError {
     Expired,
 }
 
-/// A worker id that is either fixed or leased.
+/// A worker id: given in the settings, leased from Redis, or held on this
+/// machine's data directory.
 #[derive(Clone)]
 pub enum WorkerId {
     Fixed(u64),
     Leased(Arc<WorkerLease>),
+    Local(Arc<LocalLease>),
 }
 
 impl WorkerId {
@@ -62,15 +64,65 @@ impl WorkerId {
         match self {
             WorkerId::Fixed(id) => *id,
             WorkerId::Leased(lease) => lease.worker_id,
+            WorkerId::Local(lease) => lease.worker_id,
         }
     }
 
     /// Whether ids may be issued now.
     pub fn check(&self) -> Result<(), LeaseError> {
         match self {
-            WorkerId::Fixed(_) => Ok(()),
+            WorkerId::Fixed(_) | WorkerId::Local(_) => Ok(()),
             WorkerId::Leased(lease) => lease.check(),
         }
+    }
+}
+
+/// A worker id held by this process among those that share a data
+/// directory (the embedded store's machine): the lowest id whose lock file,
+/// `DATA_DIR/ids/worker-N.lock`, no other process has locked. The lock goes
+/// with the process, however it ends, so a service and an import running
+/// side by side never issue ids as the same worker.
+pub struct LocalLease {
+    worker_id: u64,
+    _lock: std::fs::File,
+}
+
+impl LocalLease {
+    /// Locks the lowest free worker id among `0..=max_worker`.
+    pub fn acquire(data_dir: &std::path::Path, max_worker: u64) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let dir = data_dir.join("ids");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for id in 0..=max_worker {
+            let path = dir.join(format!("worker-{id}.lock"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {
+                    return Ok(Self {
+                        worker_id: id,
+                        _lock: file,
+                    })
+                }
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()))
+                }
+            }
+        }
+        anyhow::bail!(
+            "all {} worker ids of {} are held by other processes",
+            max_worker + 1,
+            data_dir.display()
+        )
+    }
+
+    pub fn worker_id(&self) -> u64 {
+        self.worker_id
     }
 }
 
@@ -251,5 +303,27 @@ impl crate::components::Component for LeaseHolder {
                 self.lease.release().await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_on_one_data_directory_hold_distinct_worker_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each lease is its own open file, as another process's would be.
+        let first = LocalLease::acquire(dir.path(), 1023).unwrap();
+        let second = LocalLease::acquire(dir.path(), 1023).unwrap();
+        assert_eq!((first.worker_id(), second.worker_id()), (0, 1));
+        // A lease ends with its holder: its id is free again.
+        drop(first);
+        let again = LocalLease::acquire(dir.path(), 1023).unwrap();
+        assert_eq!(again.worker_id(), 0);
+        // Every id held: refused, with the directory named.
+        let only = LocalLease::acquire(dir.path(), 1);
+        let err = only.err().expect("ids 0 and 1 are held");
+        assert!(err.to_string().contains("held by other processes"), "{err}");
     }
 }

@@ -1,57 +1,62 @@
-//! The Snowlink service.
+//! The Snowlink service: the HTTP API, the redirects, API keys, and the
+//! commands of the `snowlink` binary.
 //!
 //! A tour, from the outside in:
 //!
-//! * [`cli`]: the `snowlink` command line (`serve`, `keys`, `decode`); `main.rs`
-//!   only parses it and dispatches.
+//! * [`cli`]: the `snowlink` command line (`serve`, `keys`, `migrate`,
+//!   `import`, `settings`, `decode`); `main.rs` only parses it and
+//!   dispatches.
 //! * [`configuration`]: typed [`configuration::Settings`], layered from
 //!   defaults, an optional TOML file, `SNOWLINK_*` environment variables and
-//!   flags, in that order of precedence.
+//!   flags, and the smaller sets of sections the other commands take.
 //! * [`startup`]: [`startup::Application`] builds the whole service on a
-//!   listener it binds itself (port 0 works), so tests run the real thing.
-//! * [`routes`]: one module per resource, each with its own `configure`.
-//! * [`links`]: the rules of a link (URL, alias, expiry, redirect status),
-//!   free of HTTP.
-//! * [`cache`]: the in-process read-through cache in front of the store.
-//! * [`shared_cache`]: the optional Redis tier shared by every instance, and
+//!   listener it binds itself (port 0 works), so tests run the real thing;
+//!   `components` is the lifecycle of its background parts.
+//! * `routes`: the route table and one module of handlers per resource;
+//!   `state` is what the handlers share.
+//! * `manage`: the link service. Creating, finding, changing and deleting a
+//!   link, for the API, bulk create and `import` alike.
+//! * `auth` (the caller of a route) and [`keys`] (minting and verifying API
+//!   keys); `ratelimit`, the per-key token buckets.
+//! * `cache`: the in-process read-through cache in front of the store;
+//!   [`shared_cache`]: the optional Redis tier shared by every instance, and
 //!   the invalidation channel between instances.
-//! * [`lease`]: the Snowflake worker id, fixed or leased from Redis.
-//! * [`ids`]: every id the instance issues, under the lease and a persisted
-//!   reservation, so a restart never reissues an id.
-//! * [`clicks`]: click capture: bounded channel, enrichment, durable spool.
-//! * [`kafka`]: the optional forwarder from the spool to a Kafka topic.
-//! * [`auth`]: API keys: minting, hashing, the bearer extractor and the
-//!   failed-attempt rate limit.
-//! * [`error`]: the one JSON error body, `{"error":{"code","message"}}`.
-//! * [`telemetry`]: `tracing` subscriber set-up.
+//! * `ids`: every id the instance issues, under a worker id ([`lease`]:
+//!   given, leased from Redis, or held on the data directory) and a
+//!   persisted reservation, so a restart never reissues an id.
+//! * `stats`: statistics from the lake, asked of `snowlink-analytics`.
+//! * `import`: `snowlink import`, through the link service.
+//! * [`error`]: the one JSON error body and the table of its codes.
+//! * `metrics`, `qr`, [`telemetry`].
 //!
-//! Invariant: only this crate knows about HTTP. Storage lives behind
-//! `snowlink_store::LinkStore` (embedded SQLite, or ScyllaDB from
-//! `snowlink_store_scylla`), ids in `snowlink_id`.
+//! The link rules come from `snowlink-rules` ([`links`], [`targets`]), the
+//! click pipeline from `snowlink-clicks`, the stores from `snowlink-store`
+//! and `snowlink-store-scylla`, ids from `snowlink-id`.
+//!
+//! Invariant: only this crate knows about HTTP.
 
-pub mod auth;
-/// The link rules, from their own crate.
-pub use snowlink_rules::{links, targets};
-pub mod cache;
+pub(crate) mod auth;
+pub(crate) mod cache;
 pub mod cli;
-pub mod clicks;
-pub mod components;
+pub(crate) mod components;
 pub mod configuration;
 pub mod error;
-pub mod ids;
-pub mod import;
-pub mod kafka;
+pub(crate) mod ids;
+pub(crate) mod import;
+pub mod keys;
 pub mod lease;
-pub mod metrics;
-pub mod qr;
-pub mod ratelimit;
-pub mod routes;
+pub(crate) mod manage;
+pub(crate) mod metrics;
+pub(crate) mod qr;
+pub(crate) mod ratelimit;
+pub(crate) mod routes;
 pub mod shared_cache;
 pub mod startup;
-pub mod state;
-pub mod stats;
+pub(crate) mod state;
+pub(crate) mod stats;
 pub mod telemetry;
-pub mod visitor_keys;
+/// The link rules, from their own crate.
+pub use snowlink_rules::{links, targets};
 
 /// Current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

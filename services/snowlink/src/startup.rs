@@ -4,32 +4,27 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use snowlink_id::{CodeCodec, Generator, GeneratorConfig};
+use snowlink_id::CodeCodec;
 use snowlink_store::{CodeScheme, LinkStore, SqliteStore};
 use snowlink_store_scylla::ScyllaStore;
 
-use crate::auth::KeyVerifier;
 use crate::cache::{LinkCache, RedisTier};
-use crate::clicks::ClickPipeline;
-use crate::components::{Component, Components, Task};
+use crate::components::{Component, Components};
 use crate::configuration::Settings;
 use crate::error::{json_error, ApiError, ErrorCode};
-use crate::ids::{IdFence, IdSource};
-use crate::kafka::Forwarder;
-use crate::lease::{LeaseHolder, WorkerId, WorkerLease};
+use crate::ids::IdSource;
+use crate::keys::KeyVerifier;
+use crate::lease::WorkerId;
+use crate::manage::LinkService;
 use crate::metrics::Metrics;
 use crate::shared_cache::SharedCache;
 use crate::state::AppState;
-use crate::visitor_keys::VisitorKeys;
-
-/// How long a worker-id lease lasts without renewal.
-pub const WORKER_LEASE_TTL: Duration = Duration::from_secs(30);
+use snowlink_clicks::{ClickPipeline, Forwarder, VisitorKeys};
 
 /// A built, not yet running, service bound to its port.
 pub struct Application {
@@ -45,8 +40,12 @@ pub struct Application {
 /// the embedded database under the data directory.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore>> {
     if !settings.scylla.enabled() {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+        std::fs::create_dir_all(&settings.base.data_dir).with_context(|| {
+            format!(
+                "creating data directory {}",
+                settings.base.data_dir.display()
+            )
+        })?;
         // Generated links are found by the id their code decodes to.
         let scheme = code_scheme(code_codec(settings)?);
         let store = SqliteStore::open_with_scheme(settings.links_db(), scheme)
@@ -112,32 +111,8 @@ impl Application {
             )?)),
             None => None,
         };
-        let worker = match (settings.ids.worker_id, &shared) {
-            (Some(id), _) => WorkerId::Fixed(id),
-            (None, Some(shared)) => {
-                let lease = WorkerLease::acquire(
-                    shared.connection(),
-                    snowlink_id::MAX_WORKER_ID as u64,
-                    WORKER_LEASE_TTL,
-                )
-                .await?;
-                started(Arc::new(LeaseHolder::start(lease.clone())));
-                WorkerId::Leased(lease)
-            }
-            (None, None) => WorkerId::Fixed(0),
-        };
-        let generator = Arc::new(Generator::new(
-            GeneratorConfig::new(worker.id())?
-                .with_epoch_ms(settings.ids.epoch.timestamp_millis() as u64)
-                .with_max_clock_wait(Duration::from_millis(settings.ids.max_clock_wait_ms)),
-        ));
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating {}", settings.data_dir.display()))?;
-        let fence = IdFence::open(&settings.data_dir, generator.clone(), store.clone())
-            .await
-            .context("reserving ids")?;
-        started(Arc::new(Task::new("id-fence", fence.spawn())));
-        let ids = IdSource::new(generator, worker.clone());
+        let ids = IdSource::start(&settings, store.clone(), shared.as_deref(), &started).await?;
+        let worker = ids.worker().clone();
         // The forwarder starts before the spooler so that it stops after
         // it: clicks drained into the spool at shutdown are still forwarded.
         if settings.kafka.brokers.is_some() && settings.clicks.enabled {
@@ -152,7 +127,7 @@ impl Application {
                     VisitorKeys::open(settings.visitor_key_dir()).with_context(|| {
                         format!("opening {}", settings.visitor_key_dir().display())
                     })?,
-                    ids.clone(),
+                    Arc::new(ids.clone()),
                     settings.clicks.queue_capacity as usize,
                 )
                 .with_context(|| format!("opening {}", settings.spool_db().display()))?,
@@ -177,15 +152,14 @@ impl Application {
         if let Some(tier) = RedisTier::start(&cache) {
             started(Arc::new(tier));
         }
+        let links = LinkService::new(store.clone(), ids, codec, url_policy, Some(cache.clone()));
         let state = web::Data::new(AppState {
             cache,
             keys: KeyVerifier::new(store.clone(), settings.http.auth_failures_per_minute),
             limiter,
             key_rate_limit: settings.http.key_rate_limit,
+            links,
             store,
-            ids,
-            codec,
-            url_policy,
             short_url_base: settings.short_url_base(),
             clicks,
             client_ip_header: settings.http.client_ip_header.clone(),
@@ -237,7 +211,7 @@ impl Application {
         tracing::info!(
             port,
             metrics_port,
-            data_dir = %settings.data_dir.display(),
+            data_dir = %settings.base.data_dir.display(),
             public_url = %settings.http.public_url,
             worker_id = worker.id(),
             leased = matches!(worker, WorkerId::Leased(_)),
@@ -374,7 +348,7 @@ pub fn code_codec(settings: &Settings) -> anyhow::Result<CodeCodec> {
     }
     let secret = match &settings.ids.code_secret {
         Some(s) => s.expose_secret().as_bytes().to_vec(),
-        None => load_or_create_secret(&settings.data_dir.join("code.secret"))?,
+        None => load_or_create_secret(&settings.base.data_dir.join("code.secret"))?,
     };
     Ok(CodeCodec::keyed(&secret))
 }

@@ -5,28 +5,24 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 
-use snowlink_id::CodeCodec;
 use snowlink_store::LinkStore;
 
-use crate::auth::KeyVerifier;
 use crate::cache::LinkCache;
-use crate::clicks::ClickSender;
 use crate::components::Components;
-use crate::ids::IdSource;
-use crate::links::UrlPolicy;
+use crate::keys::KeyVerifier;
+use crate::manage::LinkService;
 use crate::metrics::Metrics;
+use snowlink_clicks::ClickSender;
 
 pub struct AppState {
     pub store: Arc<dyn LinkStore>,
     pub cache: LinkCache,
-    /// Link and click ids, under the worker-id lease and the id fence.
-    pub ids: IdSource,
-    pub codec: CodeCodec,
+    /// Creates, finds, changes and deletes links.
+    pub links: LinkService,
     pub keys: KeyVerifier,
     /// Per-key token buckets, and the default requests per minute.
     pub limiter: crate::ratelimit::RateLimiter,
     pub key_rate_limit: u32,
-    pub url_policy: UrlPolicy,
     /// `public_url` with a trailing slash.
     pub short_url_base: String,
     /// `None` when click analytics are off.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use snowlink_events::stats::{ServeHeader, BAD_QUESTION_EXIT};
 use tokio::sync::Semaphore;
 
 /// Longest a stats question may take before it is abandoned.
@@ -80,6 +81,10 @@ pub enum StatsError {
     Timeout(Duration),
     #[error("the stats query failed: {0}")]
     Failed(String),
+    /// The question cannot be answered as asked (too many buckets, say):
+    /// the asker's to fix.
+    #[error("{0}")]
+    BadQuestion(String),
 }
 
 /// Runs stats questions against the lake.
@@ -100,15 +105,38 @@ pub struct StatsEngine {
     pub public_rate: u32,
 }
 
-/// One question: the bounds are absolute RFC 3339 times, worked out by the
-/// caller, so the child's clock does not matter.
+/// Which clicks a question counts: its bounds, absolute RFC 3339 times
+/// worked out by the caller (so the child's clock does not matter), and
+/// whether the clicks of known bots count (by default they do not, in
+/// every route as in every command).
+#[derive(Debug, Clone, Default)]
+pub struct Span {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub include_bots: bool,
+}
+
+impl Span {
+    /// The command-line arguments that ask for it.
+    fn push_args(&self, args: &mut Vec<String>) {
+        if let Some(since) = &self.since {
+            args.extend(["--since".to_owned(), since.clone()]);
+        }
+        if let Some(until) = &self.until {
+            args.extend(["--until".to_owned(), until.clone()]);
+        }
+        if self.include_bots {
+            args.push("--include-bots".to_owned());
+        }
+    }
+}
+
+/// One link's statistics over a span, in hours or days.
 #[derive(Debug, Clone)]
 pub struct StatsQuestion {
     pub code: String,
-    pub since: Option<String>,
-    pub until: Option<String>,
+    pub span: Span,
     pub by_hour: bool,
-    pub include_bots: bool,
 }
 
 impl StatsEngine {
@@ -147,10 +175,7 @@ impl StatsEngine {
             "--by".to_owned(),
             if q.by_hour { "hour" } else { "day" }.to_owned(),
         ];
-        push_bounds(&mut args, q.since.as_deref(), q.until.as_deref());
-        if q.include_bots {
-            args.push("--include-bots".to_owned());
-        }
+        q.span.push_args(&mut args);
         self.run(&args, None).await
     }
 
@@ -159,8 +184,7 @@ impl StatsEngine {
     pub async fn top(
         &self,
         codes: &[String],
-        since: Option<&str>,
-        until: Option<&str>,
+        span: &Span,
         limit: u32,
     ) -> Result<Vec<u8>, StatsError> {
         let mut args = vec![
@@ -172,7 +196,7 @@ impl StatsEngine {
             "--codes-from".to_owned(),
             "-".to_owned(),
         ];
-        push_bounds(&mut args, since, until);
+        span.push_args(&mut args);
         let mut list = String::with_capacity(codes.len() * 12);
         for code in codes {
             list.push_str(code);
@@ -190,8 +214,7 @@ impl StatsEngine {
     pub async fn clicks_csv(
         self: &Arc<Self>,
         code: &str,
-        since: Option<&str>,
-        until: Option<&str>,
+        span: &Span,
     ) -> Result<CsvStream, StatsError> {
         let slot = self
             .export_slots
@@ -200,7 +223,7 @@ impl StatsEngine {
             .await
             .map_err(|_| StatsError::Failed("shutting down".into()))?;
         let mut args = vec!["clicks".to_owned(), code.to_owned()];
-        push_bounds(&mut args, since, until);
+        span.push_args(&mut args);
         let mut child = self
             .command(&args)
             .spawn()
@@ -213,7 +236,10 @@ impl StatsEngine {
             .map_err(|_| StatsError::Timeout(STATS_TIMEOUT))?;
         match first {
             Some(Ok(bytes)) => Ok(Box::pin(futures::stream::iter([Ok(bytes)]).chain(stream))),
-            Some(Err(e)) => Err(StatsError::Failed(e.to_string())),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                Err(StatsError::BadQuestion(e.to_string()))
+            }
+            Some(Err(e)) => Err(StatsError::Failed(format!("the export failed: {e}"))),
             None => Err(StatsError::Failed("the export printed nothing".into())),
         }
     }
@@ -345,15 +371,14 @@ async fn ask(
             "the stats server closed without answering",
         ));
     };
-    let header: serde_json::Value = serde_json::from_slice(&answer[..end])
+    let header: ServeHeader = serde_json::from_slice(&answer[..end])
         .map_err(|e| std::io::Error::other(format!("the stats server's answer: {e}")))?;
-    if header["ok"] == true {
-        Ok(Ok(answer.split_off(end + 1)))
-    } else {
-        Ok(Err(StatsError::Failed(
-            header["error"].as_str().unwrap_or("failed").to_owned(),
-        )))
-    }
+    let why = header.error.unwrap_or_else(|| "failed".to_owned());
+    Ok(match (header.ok, header.bad_question) {
+        (true, _) => Ok(answer.split_off(end + 1)),
+        (false, true) => Err(StatsError::BadQuestion(why)),
+        (false, false) => Err(StatsError::Failed(why)),
+    })
 }
 
 /// A new folder only this user may enter, for the server's socket: other
@@ -425,26 +450,19 @@ fn csv_chunks(
         let _ = st.stderr.read_to_string(&mut why).await;
         match child.wait().await {
             Ok(status) if status.success() => None,
-            Ok(status) => Some((
-                Err(std::io::Error::other(format!(
-                    "the export failed ({status}): {}",
-                    why.trim()
-                ))),
-                st,
-            )),
+            Ok(status) => {
+                let kind = if status.code() == Some(i32::from(BAD_QUESTION_EXIT)) {
+                    std::io::ErrorKind::InvalidInput
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                let why = why.trim();
+                let why = why.strip_prefix("error: ").unwrap_or(why);
+                Some((Err(std::io::Error::new(kind, why.to_owned())), st))
+            }
             Err(e) => Some((Err(e), st)),
         }
     })
-}
-
-/// `--since`/`--until` arguments for the bounds given.
-fn push_bounds(args: &mut Vec<String>, since: Option<&str>, until: Option<&str>) {
-    if let Some(since) = since {
-        args.extend(["--since".to_owned(), since.to_owned()]);
-    }
-    if let Some(until) = until {
-        args.extend(["--until".to_owned(), until.to_owned()]);
-    }
 }
 
 /// `snowlink-analytics` next to the running binary (release archives and

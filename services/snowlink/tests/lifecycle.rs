@@ -63,10 +63,8 @@ async fn wait_for_no_subscriber(url: &str) -> i64 {
 }
 
 fn settings(dir: &std::path::Path, redis: &Server) -> Settings {
-    let mut s = Settings {
-        data_dir: dir.to_path_buf(),
-        ..Settings::default()
-    };
+    let mut s = Settings::default();
+    s.base.data_dir = dir.to_path_buf();
     s.http.listen = "127.0.0.1:0".parse().unwrap();
     s.http.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     s.http.public_url = "http://sho.rt.test".parse().unwrap();
@@ -80,6 +78,7 @@ fn settings(dir: &std::path::Path, redis: &Server) -> Settings {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn a_failed_start_leaves_nothing_running_and_a_stop_stops_everything() {
     if let Ok(filter) = std::env::var("TEST_LOG") {
         snowlink::telemetry::init(snowlink::configuration::LogFormat::Pretty, &filter);

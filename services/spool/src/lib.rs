@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_spool_is_reported_as_such() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
+        let path = path_in(dir.path());
         std::fs::write(&path, vec![b'x'; 8192]).unwrap();
         match ClickSpool::open(&path) {
             Err(e @ SpoolError::Corrupt(_)) => {
@@ -617,7 +617,7 @@ mod tests {
     #[test]
     fn rows_stay_until_released() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         assert_eq!(spool.depth().unwrap(), 0);
         spool.append(&["a", "b", "c"]).unwrap();
         assert_eq!(spool.released().unwrap(), 0);
@@ -641,7 +641,7 @@ mod tests {
     #[test]
     fn a_batch_row_gives_each_event_its_own_number() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         spool.append(&["a"]).unwrap();
         spool.append_batch(&["b", "cc", ""]).unwrap();
         spool.append_batch(&["d"]).unwrap();
@@ -690,7 +690,7 @@ mod tests {
     #[test]
     fn long_batches_take_several_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         let events: Vec<Vec<u8>> = (0..MAX_ROW_EVENTS + 3)
             .map(|i| i.to_string().into_bytes())
             .collect();
@@ -711,7 +711,7 @@ mod tests {
     #[test]
     fn a_damaged_batch_row_is_an_error_not_a_loss() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         spool.append_batch(&["a", "b"]).unwrap();
         spool.conn.execute("UPDATE clicks SET n = 3", []).unwrap();
         assert!(matches!(
@@ -751,7 +751,7 @@ mod tests {
     #[test]
     fn batch_rows_are_stored_packed_and_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         let events = similar_events(300);
         spool.append_batch(&events).unwrap();
         let rows = column::<Vec<u8>>(&spool, STORED);
@@ -773,7 +773,7 @@ mod tests {
     #[test]
     fn an_unpacked_batch_row_is_damaged_not_misread() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let spool = ClickSpool::open(path_in(dir.path())).unwrap();
         let mut frame = Vec::new();
         frame_batch(&["p", "qq"], &mut frame);
         spool
@@ -789,7 +789,7 @@ mod tests {
     #[test]
     fn a_damaged_packed_row_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         spool.append_batch(&similar_events(50)).unwrap();
         let row = column::<Vec<u8>>(&spool, STORED).remove(0);
         let mut damaged = Vec::new();
@@ -825,7 +825,7 @@ mod tests {
     #[test]
     fn text_rows_read_as_their_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         spool
             .conn
             .execute("INSERT INTO clicks (event) VALUES ('{\"a\":1}')", [])
@@ -840,7 +840,7 @@ mod tests {
     #[test]
     fn claims_exclude_a_second_consumer_until_drained() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = ClickSpool::open(dir.path().join("spool.db")).unwrap();
+        let mut spool = ClickSpool::open(path_in(dir.path())).unwrap();
         spool.claim(CONSUMER_LAKE).unwrap();
         spool.claim(CONSUMER_LAKE).unwrap();
         assert!(matches!(
@@ -917,7 +917,7 @@ mod tests {
             assert_eq!(added, 0, "{name}: no spool table added");
         }
         // A new file is created at this format, and opens again.
-        let path = dir.path().join("spool.db");
+        let path = path_in(dir.path());
         drop(ClickSpool::open(&path).unwrap());
         let version: i64 = Connection::open(&path)
             .unwrap()
@@ -931,7 +931,7 @@ mod tests {
     fn rescued_events_are_taken_once_and_a_torn_frame_is_not() {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
+        let path = path_in(dir.path());
         let mut spool = ClickSpool::open(&path).unwrap();
         assert_eq!(spool.take_rescued(&rescue_path(&path)).unwrap(), 0);
         rescue(&path, &[b"\x01one".as_slice(), b"\x01two"]).unwrap();
@@ -961,7 +961,7 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_rescue_file_is_refused_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
+        let path = path_in(dir.path());
         let mut spool = ClickSpool::open(&path).unwrap();
         std::fs::write(rescue_path(&path), "{\"code\":\"abc\"}\n").unwrap();
         let err = spool.take_rescued(&rescue_path(&path)).unwrap_err();

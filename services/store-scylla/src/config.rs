@@ -116,7 +116,9 @@ pub struct ScyllaConfig {
     pub request_timeout: Duration,
 }
 
-fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+/// Reads a secret setting (this crate's password, and the service's code
+/// secret and Redis URL): the value is redacted from then on.
+pub fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value))
 }
 

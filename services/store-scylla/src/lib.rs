@@ -28,7 +28,9 @@ mod rows;
 mod statements;
 mod store;
 
-pub use config::{connect, parse_consistency, parse_serial_consistency, ConfigError, ScyllaConfig};
+pub use config::{
+    connect, parse_consistency, parse_serial_consistency, secret, ConfigError, ScyllaConfig,
+};
 pub use error::ScyllaError;
 pub use migrate::{migrate, MigrateReport, MIGRATIONS};
 pub use rows::{ttl_secs, EXPIRED_GRACE_SECS, MAX_TTL_SECS, TTL_HORIZON_SECS};

@@ -31,79 +31,66 @@ pub fn ttl_secs(expires_at: Option<i64>, now_ms: i64) -> i32 {
     }
 }
 
-/// The columns of `links` (the store's one list), in the order of [`LinkRow`].
-pub(crate) use snowlink_store::LINK_COLUMNS;
+/// The columns of `links` and `api_keys`: the store's lists, whose names
+/// the rows below are read by.
+pub(crate) use snowlink_store::{KEY_COLUMNS, LINK_COLUMNS};
 
-pub(crate) type LinkRow = (
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i16>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<bool>,
-);
+/// A row of `links`; every column but the key may be missing.
+#[derive(Debug, Clone, scylla::DeserializeRow)]
+pub(crate) struct LinkRow {
+    pub code: String,
+    pub id: Option<i64>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub redirect: Option<i16>,
+    pub created_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub owner: Option<String>,
+    pub tags: Option<String>,
+    pub public_stats: Option<bool>,
+}
 
-/// The columns of `api_keys`, in the order of [`KeyRow`].
-pub(crate) const KEY_COLUMNS: &str =
-    "hash, name, prefix, created_at, revoked_at, owner, scopes, rate_limit";
-
-pub(crate) type KeyRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i32>,
-);
+/// A row of `api_keys`.
+#[derive(Debug, Clone, scylla::DeserializeRow)]
+pub(crate) struct KeyRow {
+    pub name: Option<String>,
+    pub hash: String,
+    pub prefix: Option<String>,
+    pub created_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub owner: Option<String>,
+    pub scopes: Option<String>,
+    pub rate_limit: Option<i32>,
+}
 
 pub(crate) fn link_from_row(row: LinkRow) -> Option<Link> {
-    let (
-        code,
-        id,
-        kind,
-        url,
-        redirect,
-        created_at,
-        expires_at,
-        deleted_at,
-        owner,
-        tags,
-        public_stats,
-    ) = row;
     Some(Link {
-        code,
-        id: id?,
-        kind: CodeKind::parse(kind.as_deref()?)?,
-        url: url?,
-        redirect: u16::try_from(redirect?).ok()?,
-        created_at: created_at?,
-        expires_at,
-        deleted_at,
-        owner,
-        tags: tags_from_column(tags.as_deref()),
-        public_stats: public_stats.unwrap_or(false),
+        code: row.code,
+        id: row.id?,
+        kind: CodeKind::parse(row.kind.as_deref()?)?,
+        url: row.url?,
+        redirect: u16::try_from(row.redirect?).ok()?,
+        created_at: row.created_at?,
+        expires_at: row.expires_at,
+        deleted_at: row.deleted_at,
+        owner: row.owner,
+        tags: tags_from_column(row.tags.as_deref()),
+        public_stats: row.public_stats.unwrap_or(false),
     })
 }
 
 pub(crate) fn key_from_row(row: KeyRow) -> Option<ApiKey> {
-    let (hash, name, prefix, created_at, revoked_at, owner, scopes, rate_limit) = row;
-    let name = name?;
+    let name = row.name?;
     Some(ApiKey {
-        owner: owner.unwrap_or_else(|| name.clone()),
+        owner: row.owner.unwrap_or_else(|| name.clone()),
         name,
-        hash,
-        prefix: prefix.unwrap_or_default(),
-        created_at: created_at?,
-        revoked_at,
-        scopes: Scope::from_column(scopes.as_deref()),
-        rate_limit: rate_limit.and_then(|r| u32::try_from(r).ok()),
+        hash: row.hash,
+        prefix: row.prefix.unwrap_or_default(),
+        created_at: row.created_at?,
+        revoked_at: row.revoked_at,
+        scopes: Scope::from_column(row.scopes.as_deref()),
+        rate_limit: row.rate_limit.and_then(|r| u32::try_from(r).ok()),
     })
 }
 
@@ -136,22 +123,22 @@ mod tests {
 
     #[test]
     fn rows_missing_required_columns_are_not_links() {
-        let full: LinkRow = (
-            "abc".into(),
-            Some(1),
-            Some("alias".into()),
-            Some("https://example.com".into()),
-            Some(302),
-            Some(5),
-            None,
-            None,
-            None,
-            Some("a,b".into()),
-            None,
-        );
+        let full = LinkRow {
+            code: "abc".into(),
+            id: Some(1),
+            kind: Some("alias".into()),
+            url: Some("https://example.com".into()),
+            redirect: Some(302),
+            created_at: Some(5),
+            expires_at: None,
+            deleted_at: None,
+            owner: None,
+            tags: Some("a,b".into()),
+            public_stats: None,
+        };
         assert_eq!(link_from_row(full.clone()).unwrap().tags, ["a", "b"]);
         let mut partial = full;
-        partial.3 = None;
+        partial.url = None;
         assert!(link_from_row(partial).is_none());
     }
 }

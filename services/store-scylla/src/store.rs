@@ -250,8 +250,8 @@ impl LinkStore for ScyllaStore {
             .execute_unpaged(
                 &self.st.insert_key,
                 (
-                    &key.hash,
                     &key.name,
+                    &key.hash,
                     &key.prefix,
                     key.created_at,
                     key.revoked_at,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use snowlink_store_scylla::{connect, migrate, ScyllaConfig, ScyllaStore, MIGRATIONS};
 use snowlink_testkit::{say, shared_cassandra, unique_keyspace};
 
-/// The nodes to test against and the engine's name, or `None` to skip.
+/// The nodes to test against and the engine's name.
 fn engine(test: &str) -> Option<(Vec<String>, &'static str)> {
     if let Ok(nodes) = std::env::var("SCYLLA_NODES") {
         let nodes: Vec<String> = nodes
@@ -42,6 +42,7 @@ async fn migrated(test: &str) -> Option<(ScyllaConfig, scylla::client::session::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Cassandra (or SCYLLA_NODES): ./scripts/test runs it"]
 async fn scylla_store_passes_the_conformance_suite() {
     let Some((config, session)) = migrated("conformance").await else {
         return;
@@ -53,6 +54,7 @@ async fn scylla_store_passes_the_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Cassandra (or SCYLLA_NODES): ./scripts/test runs it"]
 async fn a_second_migrate_changes_nothing() {
     let Some((config, session)) = migrated("migrate_twice").await else {
         return;

@@ -54,9 +54,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait LinkStore: Send + Sync + 'static {
     /// Stores a new link. Fails with [`StoreError::Conflict`] if the code is
-    /// taken. Generated codes are unique by construction, so a backend may use
-    /// a cheaper unconditional insert for [`CodeKind::Generated`]; aliases
-    /// must be checked atomically.
+    /// taken, generated codes included: every create is conditional and
+    /// atomic, so a code issued twice (two processes on one worker id) is
+    /// refused, never written over a live link.
     async fn create_link(&self, link: &Link) -> StoreResult<()>;
 
     /// The link under `code`, deleted ones included (with `deleted_at` set).

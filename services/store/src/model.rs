@@ -1,13 +1,19 @@
 //! Plain data carried in and out of a [`crate::LinkStore`].
 //!
 //! [`Link`] has one serialised form (serde; the shared cache's entries) and
-//! one column list ([`LINK_COLUMNS`]) that every backend's table uses.
+//! one column list ([`LINK_COLUMNS`]) that every backend's table uses; API
+//! keys have theirs ([`KEY_COLUMNS`]).
 
 use serde::{Deserialize, Serialize};
 
 /// The columns of a link, in the order every backend reads and writes them.
 pub const LINK_COLUMNS: &str =
     "code, id, kind, url, redirect, created_at, expires_at, deleted_at, owner, tags, public_stats";
+
+/// The columns of an API key, in the order every backend reads and writes
+/// them.
+pub const KEY_COLUMNS: &str =
+    "name, hash, prefix, created_at, revoked_at, owner, scopes, rate_limit";
 
 /// How a code came to be. Generated codes come from the id generator and are
 /// unique by construction; aliases are chosen by users and may collide.

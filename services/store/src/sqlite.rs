@@ -33,7 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     tags_from_column, tags_to_column, ApiKey, CodeKind, DeleteOutcome, Link, LinkQuery, LinkStore,
-    LinkUpdate, Scope, StateFilter, StoreError, StoreResult, UpdateOutcome, LINK_COLUMNS,
+    LinkUpdate, Scope, StateFilter, StoreError, StoreResult, UpdateOutcome, KEY_COLUMNS,
+    LINK_COLUMNS,
 };
 
 /// A write refused for want of disk space is a [`StoreError::Full`].
@@ -54,6 +55,7 @@ fn free_bytes(path: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs is a plain C struct, for which all zeroes is a value.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid C string and `stat` a valid out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
@@ -232,8 +234,6 @@ fn find_link(
         .query_row([code], link_from_row)
         .optional()
 }
-
-const KEY_COLUMNS: &str = "name, hash, prefix, created_at, revoked_at, owner, scopes, rate_limit";
 
 type Reply<T> = oneshot::Sender<StoreResult<T>>;
 

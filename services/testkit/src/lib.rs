@@ -9,10 +9,10 @@
 //! writes their configuration and starts them, so tests, benches and
 //! `scripts/stack` run the engines the same way.
 //!
-//! `./scripts/test` installs and fetches everything and sets
-//! `SNOWLINK_REQUIRE_SERVERS=1`: a missing server then fails the test. Run
-//! alone (plain `cargo test`), a test whose server is missing says so and
-//! passes without checking anything.
+//! A test that needs one of these servers is `#[ignore]`d with the reason,
+//! so plain `cargo test` reports it as ignored, never as passed; run with
+//! `--include-ignored` (as `./scripts/test` does, after installing and
+//! fetching everything), a missing server fails it.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -95,11 +95,6 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Whether a missing server must fail the test (set by `./scripts/test`).
-pub fn servers_required() -> bool {
-    std::env::var("SNOWLINK_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
-}
-
 /// Writes to the process's stderr directly, past the harness's capture.
 pub fn say(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
@@ -120,13 +115,11 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 }
 
 fn missing(name: &str, test: &str, install: &str) -> Option<Server> {
-    if servers_required() {
-        panic!("{name} is required (SNOWLINK_REQUIRE_SERVERS=1) but not installed: {install}");
-    }
-    say(&format!(
-        "SKIPPED {test}: {name} is not installed ({install}; ./scripts/test does it)"
-    ));
-    None
+    panic!(
+        "{test} needs {name}, which is not installed ({install}; ./scripts/test does it). \
+         Tests that need a server are #[ignore]d: plain `cargo test` leaves them out, \
+         `cargo test -- --include-ignored` (as ./scripts/test runs it) needs the servers."
+    )
 }
 
 /// The repository root (for `scripts/engines`).
@@ -491,6 +484,8 @@ impl Server {
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log);
         #[cfg(target_os = "linux")]
+        // SAFETY: the hook runs in the child before exec and only calls
+        // prctl, which touches no state shared with the parent.
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
@@ -543,6 +538,7 @@ impl Server {
     /// Stops the process with SIGTERM, as an operator would, and waits.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SAFETY: kill only sends a signal to a process this one started.
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGTERM);
             }

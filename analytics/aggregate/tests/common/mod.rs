@@ -38,7 +38,7 @@ pub fn event(i: i64) -> ClickEvent {
 /// them: batches of many sizes.
 pub fn fill_spool(data_dir: &Path, range: std::ops::Range<i64>) {
     std::fs::create_dir_all(data_dir).unwrap();
-    let mut spool = ClickSpool::open(data_dir.join("spool.db")).unwrap();
+    let mut spool = ClickSpool::open(snowlink_spool::path_in(data_dir)).unwrap();
     let events: Vec<Vec<u8>> = range.map(|i| event(i).to_row()).collect();
     let sizes = [1, 700, 37, 2_000, 2, 9_000];
     let mut chunk = &events[..];

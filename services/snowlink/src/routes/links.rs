@@ -4,76 +4,17 @@
 //! exactly as if it did not exist.
 
 use actix_web::http::header;
-use actix_web::{guard, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SecondsFormat};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use snowlink_store::{
-    CodeKind, DeleteOutcome, Link, LinkQuery, LinkState, LinkUpdate, Scope, StateFilter,
-    UpdateOutcome,
-};
+use snowlink_store::{Link, LinkQuery, LinkState, Scope, StateFilter};
 
+use super::openapi::KeyErrors;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, ErrorResponse};
-use crate::links::{
-    check_alias, check_redirect, check_tags, is_code_syntax, parse_expiry, Rejection,
-};
+use crate::manage::{first_alias_wins, Change, LinkError, NewLink};
 use crate::state::AppState;
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // A scope, so that other paths are told apart by a prefix comparison
-    // before any pattern runs.
-    cfg.service(
-        web::scope("/api/v1/links")
-            .service(
-                web::resource("")
-                    .route(web::post().to(create))
-                    .route(web::get().to(list))
-                    .default_service(web::to(super::method_not_allowed)),
-            )
-            // Only a POST is the bulk endpoint; other methods fall through
-            // to a link whose alias is "bulk".
-            .service(
-                web::resource("/bulk")
-                    .guard(guard::Post())
-                    .app_data(
-                        web::JsonConfig::default()
-                            .limit(BULK_BODY_LIMIT)
-                            .content_type_required(false)
-                            .error_handler(|err, _req| crate::error::json_error(err).into()),
-                    )
-                    .route(web::post().to(bulk)),
-            )
-            .service(
-                web::resource("/{code}/qr")
-                    .route(web::get().to(qr))
-                    .default_service(web::to(super::method_not_allowed)),
-            )
-            .service(
-                web::resource("/{code}/clicks.csv")
-                    .route(web::get().to(super::stats::clicks_csv))
-                    .default_service(web::to(super::method_not_allowed)),
-            )
-            .service(
-                web::resource("/{code}/stats")
-                    .route(web::get().to(super::stats::link_stats))
-                    .default_service(web::to(super::method_not_allowed)),
-            )
-            .service(
-                web::resource("/{code}")
-                    .route(web::get().to(get))
-                    .route(web::patch().to(patch))
-                    .route(web::delete().to(delete))
-                    .default_service(web::to(super::method_not_allowed)),
-            ),
-    );
-}
-
-impl From<Rejection> for ApiError {
-    fn from(r: Rejection) -> Self {
-        ApiError::new(ErrorCode::from(r.code), r.message)
-    }
-}
 
 /// A link to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -98,6 +39,19 @@ pub struct CreateLink {
     public_stats: bool,
 }
 
+impl From<CreateLink> for NewLink {
+    fn from(b: CreateLink) -> Self {
+        NewLink {
+            url: b.url,
+            alias: b.alias,
+            expires_at: b.expires_at,
+            redirect: b.redirect,
+            tags: b.tags,
+            public_stats: b.public_stats,
+        }
+    }
+}
+
 /// A change: absent fields stay, `"expires_at": null` clears the expiry.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +64,18 @@ pub struct PatchLink {
     redirect: Option<u16>,
     tags: Option<Vec<String>>,
     public_stats: Option<bool>,
+}
+
+impl From<PatchLink> for Change {
+    fn from(b: PatchLink) -> Self {
+        Change {
+            url: b.url,
+            expires_at: b.expires_at,
+            redirect: b.redirect,
+            tags: b.tags,
+            public_stats: b.public_stats,
+        }
+    }
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`).
@@ -175,13 +141,12 @@ impl LinkView {
     security(("api_key" = [])),
     responses(
         (status = 201, description = "Created; `Location` is the short URL", body = LinkView),
-        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
-        (status = 413, description = "The body is too large", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
-        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 400, description = "A bad body: see `error.code`", body = ErrorResponse),
+        KeyErrors,
         (status = 409, description = "The alias is taken", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 507, description = "The link store's disk is full; nothing was written", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, body, caller), fields(alias = body.alias.as_deref()))]
 pub async fn create(
@@ -190,83 +155,20 @@ pub async fn create(
     body: web::Json<CreateLink>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::LinksWrite)?;
-    let link = create_link(&state, &caller, body.into_inner()).await?;
+    let link = state
+        .links
+        .create(caller.owner(), body.into_inner().into())
+        .await?;
     let view = LinkView::new(&link, &state.short_url_base);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, view.short_url.clone()))
         .json(view))
 }
 
-/// Checks a create body and stores the link for the caller's owner.
-async fn create_link(
-    state: &AppState,
-    caller: &Caller,
-    body: CreateLink,
-) -> Result<Link, ApiError> {
-    let now = crate::now_ms();
-    let url = state.url_policy.check(&body.url)?;
-    let tags = check_tags(&body.tags)?;
-    let redirect = check_redirect(body.redirect)?;
-    let expires_at = body
-        .expires_at
-        .as_deref()
-        .map(|raw| parse_expiry(raw, now))
-        .transpose()?;
-    if let Some(alias) = &body.alias {
-        check_alias(alias)?;
-    }
-    let id = state
-        .ids
-        .next_id()
-        .await
-        .map_err(|e| ApiError::unavailable(ErrorCode::IdUnavailable, &e))?;
-    let (code, kind) = match body.alias {
-        Some(alias) => (alias, CodeKind::Alias),
-        None => (state.codec.encode(id), CodeKind::Generated),
-    };
-    let link = Link {
-        code,
-        id: id as i64,
-        kind,
-        url,
-        redirect,
-        created_at: now,
-        expires_at,
-        deleted_at: None,
-        owner: Some(caller.owner().to_owned()),
-        tags,
-        public_stats: body.public_stats,
-    };
-    match state.store.create_link(&link).await {
-        Ok(()) => {}
-        Err(snowlink_store::StoreError::Conflict(code)) if kind == CodeKind::Alias => {
-            return Err(ApiError::alias_taken(&code));
-        }
-        Err(snowlink_store::StoreError::Conflict(code)) => {
-            // Generated codes are unique by construction, and the store
-            // refuses to overwrite one: this means two instances share a
-            // worker id. Nothing was written; the client may retry.
-            return Err(ApiError::unavailable(
-                ErrorCode::IdUnavailable,
-                &format!(
-                    "generated code {code} is already taken: is worker id {} used twice?",
-                    state.ids.worker_id()
-                ),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    // A negative entry may be cached, here or elsewhere, from before the
-    // link existed; the new link replaces it here.
-    state.cache.created(&link).await;
-    tracing::info!(code = %link.code, "link created");
-    Ok(link)
-}
-
 /// Most links in one bulk request.
 pub const MAX_BULK: usize = 1000;
 /// A bulk body of the most links, each with a long URL, fits.
-const BULK_BODY_LIMIT: usize = 8 * 1024 * 1024;
+pub(super) const BULK_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// Creates of one bulk request in flight at once.
 const BULK_CONCURRENCY: usize = 32;
 
@@ -303,13 +205,11 @@ pub struct BulkError {
 #[utoipa::path(post, path = "/api/v1/links/bulk", tag = "links", request_body = BulkCreate,
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "One result per item, in input order", body = BulkResults),
-        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
+        (status = 200, description = "One result per item, in input order; an item's own failure (a taken alias, no id, a full disk) is in its result", body = BulkResults),
+        (status = 400, description = "A bad body: see `error.code`", body = ErrorResponse),
+        KeyErrors,
         (status = 413, description = "The body is too large", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
-        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip_all, fields(items = body.links.len()))]
 pub async fn bulk(
@@ -325,29 +225,24 @@ pub async fn bulk(
             format!("links must hold 1 to {MAX_BULK} items, not {}", items.len()),
         ));
     }
-    // Items run concurrently, so an alias given twice in one request is
-    // settled here, in input order: the first one gets it.
-    let mut seen = std::collections::HashSet::new();
-    let items: Vec<Result<CreateLink, ApiError>> = items
+    let items: Vec<Result<NewLink, LinkError>> = items
         .into_iter()
         .map(|item| {
-            let body = serde_json::from_value::<CreateLink>(item)
-                .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("invalid link: {e}")))?;
-            match &body.alias {
-                Some(alias) if !seen.insert(alias.clone()) => Err(ApiError::alias_taken(alias)),
-                _ => Ok(body),
-            }
+            serde_json::from_value::<CreateLink>(item)
+                .map(NewLink::from)
+                .map_err(|e| LinkError::Malformed(format!("invalid link: {e}")))
         })
         .collect();
+    let items = first_alias_wins(items, |l| l.alias.as_deref());
     let results: Vec<BulkResult> = futures::stream::iter(items)
         .map(|item| {
             let (state, caller) = (&state, &caller);
             async move {
                 let created = match item {
-                    Ok(body) => create_link(state, caller, body).await,
+                    Ok(new) => state.links.create(caller.owner(), new).await,
                     Err(e) => Err(e),
                 };
-                match created {
+                match created.map_err(ApiError::from) {
                     Ok(link) => BulkResult::Created {
                         status: 201,
                         link: LinkView::new(&link, &state.short_url_base),
@@ -368,99 +263,10 @@ pub async fn bulk(
     Ok(HttpResponse::Ok().json(BulkResults { results }))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct QrParams {
-    /// `png` (default) or `svg`.
-    format: Option<String>,
-    /// Side of the image in pixels, 64 to 2048 [default: 256].
-    #[param(minimum = 0)]
-    size: Option<u32>,
-}
-
-/// A QR code of the short URL.
-#[utoipa::path(get, path = "/api/v1/links/{code}/qr", tag = "links", params(("code" = String, Path, description = "The link's code or alias"), QrParams),
-    security(("api_key" = [])),
-    responses(
-        (status = 200, description = "The image", content(
-            (Vec<u8> = "image/png"),
-            (String = "image/svg+xml"),
-        )),
-        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
-        (status = 413, description = "The body is too large", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
-        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
-        (status = 404, description = "No such link for this owner", body = ErrorResponse),
-        (status = 410, description = "Deleted", body = ErrorResponse),
-    ))]
-#[tracing::instrument(skip(state, caller, params))]
-pub async fn qr(
-    caller: Caller,
-    code: web::Path<String>,
-    params: web::Query<QrParams>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::LinksRead)?;
-    let (format, size) = params.checked()?;
-    let link = find(&state, &caller, &code).await?;
-    qr_image(&state, &link.code, format, size)
-}
-
-impl QrParams {
-    /// The image format and side asked for, checked.
-    pub(super) fn checked(&self) -> Result<(crate::qr::Format, u32), ApiError> {
-        use crate::qr::{Format, DEFAULT_SIZE, MAX_SIZE, MIN_SIZE};
-        let params = self;
-        let format = match params.format.as_deref() {
-            None => Format::Png,
-            Some(f) => Format::parse(f)
-                .ok_or_else(|| invalid_query(format!("format must be png or svg, not {f:?}")))?,
-        };
-        let size = params.size.unwrap_or(DEFAULT_SIZE);
-        if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
-            return Err(invalid_query(format!(
-                "size must be {MIN_SIZE} to {MAX_SIZE} pixels, not {size}"
-            )));
-        }
-        Ok((format, size))
-    }
-}
-
-/// The QR code of the short URL of `code`.
-pub(super) fn qr_image(
-    state: &AppState,
-    code: &str,
-    format: crate::qr::Format,
-    size: u32,
-) -> Result<HttpResponse, ApiError> {
-    let short_url = format!("{}{code}", state.short_url_base);
-    let image = crate::qr::render(&short_url, format, size).map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok()
-        .content_type(format.content_type())
-        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
-        .body(image))
-}
-
 /// The link under `code` if the caller manages it; 404 if it does not exist
 /// or belongs to another owner, 410 if it was deleted.
-pub(super) async fn find(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
-    if !is_code_syntax(code) {
-        return Err(ApiError::link_not_found(code));
-    }
-    // Management reads go to the store, not the cache: they must be exact.
-    let link = state
-        .store
-        .get_link(code)
-        .await?
-        .filter(|l| caller.manages(l.owner.as_deref()))
-        .ok_or_else(|| ApiError::link_not_found(code))?;
-    if link.deleted_at.is_some() {
-        return Err(ApiError::link_deleted(code));
-    }
-    Ok(link)
+pub(crate) async fn find(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
+    Ok(state.links.find(caller.actor(), code).await?)
 }
 
 /// One of the caller's links.
@@ -468,14 +274,10 @@ pub(super) async fn find(state: &AppState, caller: &Caller, code: &str) -> Resul
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The link", body = LinkView),
-        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
-        (status = 413, description = "The body is too large", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
-        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        KeyErrors,
         (status = 404, description = "No such link for this owner", body = ErrorResponse),
         (status = 410, description = "Deleted", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, caller))]
 pub async fn get(
@@ -541,12 +343,9 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "A page; follow `next_cursor` until null", body = Page),
-        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
-        (status = 413, description = "The body is too large", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
-        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 400, description = "A bad parameter: see `error.code`", body = ErrorResponse),
+        KeyErrors,
+        (status = 503, description = "The store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, caller, params))]
 pub async fn list(
@@ -595,7 +394,7 @@ pub async fn list(
         state: state_filter,
         now_ms: crate::now_ms(),
     };
-    let mut links = state.store.list_links(&query).await?;
+    let mut links = state.links.list(&query).await?;
     let next_cursor = if links.len() > limit {
         links.truncate(limit);
         links.last().map(|l| encode_cursor(l.id))
@@ -616,14 +415,13 @@ pub async fn list(
     request_body = PatchLink, security(("api_key" = [])),
     responses(
         (status = 200, description = "The link as it now is", body = LinkView),
-        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
-        (status = 413, description = "The body is too large", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
-        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        (status = 400, description = "A bad body: see `error.code`", body = ErrorResponse),
+        KeyErrors,
         (status = 404, description = "No such link for this owner", body = ErrorResponse),
         (status = 410, description = "Deleted", body = ErrorResponse),
+        (status = 413, description = "The body is too large", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached", body = ErrorResponse),
+        (status = 507, description = "The link store's disk is full; nothing was written", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, caller, body), fields(caller = %caller.name()))]
 pub async fn patch(
@@ -633,33 +431,10 @@ pub async fn patch(
     body: web::Json<PatchLink>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::LinksWrite)?;
-    let code = code.into_inner();
-    let body = body.into_inner();
-    let now = crate::now_ms();
-    let update = LinkUpdate {
-        url: body
-            .url
-            .as_deref()
-            .map(|u| state.url_policy.check(u))
-            .transpose()?,
-        expires_at: body
-            .expires_at
-            .map(|e| e.as_deref().map(|raw| parse_expiry(raw, now)).transpose())
-            .transpose()?,
-        redirect: body.redirect.map(|r| check_redirect(Some(r))).transpose()?,
-        tags: body.tags.as_deref().map(check_tags).transpose()?,
-        public_stats: body.public_stats,
-    };
-    // Ownership first: another owner's link is not there.
-    find(&state, &caller, &code).await?;
-    let link = match state.store.update_link(&code, &update).await? {
-        UpdateOutcome::Updated(link) => link,
-        UpdateOutcome::Deleted => return Err(ApiError::link_deleted(&code)),
-        UpdateOutcome::NotFound => return Err(ApiError::link_not_found(&code)),
-    };
-    // Every instance stops serving the old target, as after a delete.
-    state.cache.changed(&code, Some(&link)).await;
-    tracing::info!(%code, "link changed");
+    let link = state
+        .links
+        .change(caller.actor(), &code, body.into_inner().into())
+        .await?;
     Ok(HttpResponse::Ok().json(LinkView::new(&link, &state.short_url_base)))
 }
 
@@ -668,14 +443,11 @@ pub async fn patch(
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "A bad body or parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the route's scope", body = ErrorResponse),
-        (status = 413, description = "The body is too large", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
-        (status = 503, description = "The store cannot be reached, or no id can be issued", body = ErrorResponse),
+        KeyErrors,
         (status = 404, description = "No such link for this owner", body = ErrorResponse),
         (status = 410, description = "Already deleted", body = ErrorResponse),
+        (status = 503, description = "The store cannot be reached", body = ErrorResponse),
+        (status = 507, description = "The link store's disk is full; nothing was written", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, caller), fields(caller = %caller.name()))]
 pub async fn delete(
@@ -684,27 +456,6 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::LinksWrite)?;
-    let code = code.into_inner();
-    if !is_code_syntax(&code) {
-        return Err(ApiError::link_not_found(&code));
-    }
-    match state.store.get_link(&code).await? {
-        Some(link) if caller.manages(link.owner.as_deref()) => {}
-        _ => return Err(ApiError::link_not_found(&code)),
-    }
-    let outcome = state.store.delete_link(&code, crate::now_ms()).await?;
-    if outcome != DeleteOutcome::NotFound {
-        // Every instance must stop redirecting: record the tombstone in the
-        // shared cache and tell the others.
-        let tombstone = state.store.get_link(&code).await.ok().flatten();
-        state.cache.changed(&code, tombstone.as_ref()).await;
-    }
-    match outcome {
-        DeleteOutcome::Deleted => {
-            tracing::info!(%code, "link deleted");
-            Ok(HttpResponse::NoContent().finish())
-        }
-        DeleteOutcome::AlreadyDeleted => Err(ApiError::link_deleted(&code)),
-        DeleteOutcome::NotFound => Err(ApiError::link_not_found(&code)),
-    }
+    state.links.delete(caller.actor(), &code).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

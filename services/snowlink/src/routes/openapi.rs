@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{health, links, redirect, stats};
+use super::{health, links, qr, redirect, stats};
 use crate::error::{ErrorDetail, ErrorResponse};
 
 #[derive(OpenApi)]
@@ -25,7 +25,7 @@ use crate::error::{ErrorDetail, ErrorResponse};
         links::patch,
         links::delete,
         links::bulk,
-        links::qr,
+        qr::qr,
         stats::link_stats,
         stats::clicks_csv,
         stats::top,
@@ -89,6 +89,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/openapi.json", web::get().to(document));
 }
 
+/// The answers every route behind a key can give before its handler runs:
+/// no key or a bad one, a missing scope, the key's rate. Each route lists
+/// these and then only the answers its own handler can give.
+pub struct KeyErrors;
+
+impl utoipa::IntoResponses for KeyErrors {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, ResponsesBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                        .build(),
+                )
+                .build()
+        };
+        ResponsesBuilder::new()
+            .response("401", error("No key, or an unknown or revoked one"))
+            .response("403", error("The key lacks the route's scope"))
+            .response(
+                "429",
+                error("The key's rate limit, or failed key attempts from this address"),
+            )
+            .build()
+            .into()
+    }
+}
+
 struct Document(String);
 
 /// This document.
@@ -98,4 +132,77 @@ async fn document(doc: web::Data<Document>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(doc.0.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (path, method) -> the statuses it lists and their descriptions.
+    fn operations() -> Vec<(String, String, serde_json::Map<String, serde_json::Value>)> {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap().clone();
+                out.push((path.clone(), method.clone(), responses));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_route_lists_only_the_answers_it_can_give() {
+        let ops = operations();
+        let get = |path: &str, method: &str| {
+            ops.iter()
+                .find(|(p, m, _)| p == path && m == method)
+                .map(|(_, _, r)| r.clone())
+                .unwrap_or_else(|| panic!("{method} {path} is documented"))
+        };
+        // Only the routes that read a body can find it too large.
+        for (path, method) in [
+            ("/api/v1/links", "post"),
+            ("/api/v1/links/bulk", "post"),
+            ("/api/v1/links/{code}", "patch"),
+        ] {
+            assert!(get(path, method).contains_key("413"), "{method} {path}");
+        }
+        for (path, method) in [
+            ("/api/v1/links", "get"),
+            ("/api/v1/links/{code}", "get"),
+            ("/api/v1/links/{code}", "delete"),
+            ("/api/v1/links/{code}/qr", "get"),
+            ("/api/v1/links/{code}/stats", "get"),
+        ] {
+            assert!(!get(path, method).contains_key("413"), "{method} {path}");
+        }
+        // Only a create issues an id.
+        for (path, method, responses) in &ops {
+            let issues_id = responses
+                .get("503")
+                .and_then(|r| r["description"].as_str())
+                .is_some_and(|d| d.contains("id"));
+            assert_eq!(
+                issues_id,
+                path == "/api/v1/links" && method == "post",
+                "{method} {path}"
+            );
+        }
+        // Every route behind a key lists the key's answers; the others do not.
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, method, responses) in &ops {
+            let keyed = doc["paths"][path][method].get("security").is_some();
+            for status in ["401", "403"] {
+                assert_eq!(
+                    responses.contains_key(status),
+                    keyed,
+                    "{status} of {method} {path}"
+                );
+            }
+            if keyed {
+                assert!(responses.contains_key("429"), "{method} {path}");
+            }
+        }
+    }
 }

@@ -6,10 +6,10 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use snowlink_store::LinkState;
 
-use crate::clicks::{truncate, RawClick, MAX_REFERRER, MAX_USER_AGENT};
 use crate::error::{ApiError, ErrorCode};
 use crate::links::is_code_syntax;
 use crate::state::AppState;
+use snowlink_clicks::pipeline::{truncate, RawClick, MAX_REFERRER, MAX_USER_AGENT};
 
 /// `GET /{code}` (and HEAD) redirect; any other method on a single-segment
 /// path is 405; every other path no route matched is 404.
@@ -78,7 +78,7 @@ async fn redirect(
         LinkState::Expired => return Err(ApiError::link_expired(&code)),
         LinkState::Deleted => return Err(ApiError::link_deleted(&code)),
     }
-    if state.url_policy.blocklist.blocks_url(&link.url) {
+    if state.links.policy().blocklist.blocks_url(&link.url) {
         return Err(ApiError::new(
             ErrorCode::LinkBlocked,
             format!("the link {code:?} points at a blocked host"),

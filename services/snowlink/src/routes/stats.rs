@@ -8,11 +8,12 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use snowlink_store::Scope;
 
+use super::openapi::KeyErrors;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, ErrorResponse};
 use crate::qr::Format;
 use crate::state::AppState;
-use crate::stats::{StatsError, StatsQuestion};
+use crate::stats::{Span, StatsError, StatsQuestion};
 
 /// The time bounds and shape of a stats question.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -30,47 +31,7 @@ pub struct StatsParams {
     include_bots: Option<bool>,
 }
 
-/// Clicks in one bucket of the series.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StatsPoint {
-    /// Start of the bucket, RFC 3339, UTC.
-    bucket: String,
-    clicks: u64,
-}
-
-/// One value of a breakdown: the top 10 by clicks, then `(other)` for the
-/// rest; `(none)` counts clicks without a value.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StatsShare {
-    value: String,
-    clicks: u64,
-    unique_visitors: u64,
-}
-
-/// A link's statistics. Every breakdown adds up to `clicks`; the series is
-/// gap-filled with zeros.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LinkStats {
-    code: String,
-    /// The lower bound, RFC 3339; null for all time.
-    since: Option<String>,
-    /// The upper bound, RFC 3339; null for open.
-    until: Option<String>,
-    /// Clicks counted (bots excluded unless `include_bots`).
-    clicks: u64,
-    unique_visitors: u64,
-    /// Clicks of known bots in the range.
-    bot_clicks: u64,
-    series: Vec<StatsPoint>,
-    referrers: Vec<StatsShare>,
-    countries: Vec<StatsShare>,
-    browsers: Vec<StatsShare>,
-    os: Vec<StatsShare>,
-    devices: Vec<StatsShare>,
-}
+pub use snowlink_events::stats::{LinkStats, StatsPoint, StatsShare};
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, message)
@@ -90,11 +51,12 @@ fn bound(
     .transpose()
 }
 
-/// The bounds of a question as absolute RFC 3339 times, checked.
-fn bounds(
+/// What a question counts, its bounds as absolute RFC 3339 times, checked.
+fn span(
     since: Option<&str>,
     until: Option<&str>,
-) -> Result<(Option<String>, Option<String>), ApiError> {
+    include_bots: Option<bool>,
+) -> Result<Span, ApiError> {
     let now = chrono::Utc::now();
     let since = bound("since", since, now)?;
     let until = bound("until", until, now)?;
@@ -104,12 +66,20 @@ fn bounds(
             return Err(invalid("since must be before until".into()));
         }
     }
-    Ok((since, until))
+    Ok(Span {
+        since,
+        until,
+        include_bots: include_bots.unwrap_or(false),
+    })
 }
 
 impl StatsParams {
     fn question(&self, code: String) -> Result<StatsQuestion, ApiError> {
-        let (since, until) = bounds(self.since.as_deref(), self.until.as_deref())?;
+        let span = span(
+            self.since.as_deref(),
+            self.until.as_deref(),
+            self.include_bots,
+        )?;
         let by_hour = match self.by.as_deref() {
             None | Some("day") => false,
             Some("hour") => true,
@@ -117,10 +87,8 @@ impl StatsParams {
         };
         Ok(StatsQuestion {
             code,
-            since,
-            until,
+            span,
             by_hour,
-            include_bots: self.include_bots.unwrap_or(false),
         })
     }
 }
@@ -134,8 +102,7 @@ fn engine(state: &AppState) -> Result<&crate::stats::StatsEngine, ApiError> {
 
 fn stats_failed(e: StatsError) -> ApiError {
     match e {
-        // Too many buckets is the asker's to fix.
-        StatsError::Failed(why) if why.contains("buckets") => invalid(why),
+        StatsError::BadQuestion(why) => invalid(why),
         e => ApiError::unavailable(ErrorCode::StatsUnavailable, &e),
     }
 }
@@ -160,11 +127,9 @@ async fn answer_stats(
     responses(
         (status = 200, description = "The statistics; they lag redirects by at most one aggregate interval", body = LinkStats),
         (status = 400, description = "A bad parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the stats:read scope", body = ErrorResponse),
+        KeyErrors,
         (status = 404, description = "No such link for this owner", body = ErrorResponse),
         (status = 410, description = "Deleted", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
         (status = 503, description = "No lake, or the query failed; or the store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, caller, params))]
@@ -176,7 +141,7 @@ pub async fn link_stats(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::StatsRead)?;
     let mut question = params.question(String::new())?;
-    question.code = super::links::find(&state, &caller, &code).await?.code;
+    question.code = state.links.find(caller.actor(), &code).await?.code;
     answer_stats(&state, &question).await
 }
 
@@ -190,6 +155,18 @@ pub struct RangeParams {
     since: Option<String>,
     /// Clicks before; the same forms [default: now].
     until: Option<String>,
+    /// List the clicks of known bots too [default: false].
+    include_bots: Option<bool>,
+}
+
+impl RangeParams {
+    fn span(&self) -> Result<Span, ApiError> {
+        span(
+            self.since.as_deref(),
+            self.until.as_deref(),
+            self.include_bots,
+        )
+    }
 }
 
 async fn answer_csv(
@@ -197,14 +174,11 @@ async fn answer_csv(
     code: &str,
     params: &RangeParams,
 ) -> Result<HttpResponse, ApiError> {
-    let (since, until) = bounds(params.since.as_deref(), params.until.as_deref())?;
+    let span = params.span()?;
     let engine = state.stats.clone().ok_or_else(|| {
         ApiError::new(ErrorCode::StatsUnavailable, StatsError::NoLake.to_string())
     })?;
-    let stream = engine
-        .clicks_csv(code, since.as_deref(), until.as_deref())
-        .await
-        .map_err(stats_failed)?;
+    let stream = engine.clicks_csv(code, &span).await.map_err(stats_failed)?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((
@@ -226,11 +200,9 @@ async fn answer_csv(
     responses(
         (status = 200, description = "A header line, then one line per click", content_type = "text/csv", body = String),
         (status = 400, description = "A bad parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the stats:read scope", body = ErrorResponse),
+        KeyErrors,
         (status = 404, description = "No such link for this owner", body = ErrorResponse),
         (status = 410, description = "Deleted", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
         (status = 503, description = "No lake, or the query failed; or the store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, caller, params))]
@@ -241,8 +213,8 @@ pub async fn clicks_csv(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::StatsRead)?;
-    bounds(params.since.as_deref(), params.until.as_deref())?;
-    let link = super::links::find(&state, &caller, &code).await?;
+    params.span()?;
+    let link = state.links.find(caller.actor(), &code).await?;
     answer_csv(&state, &link.code, &params).await
 }
 
@@ -258,6 +230,8 @@ pub struct TopParams {
     /// How many links, 1 to 1000 [default: 10].
     #[param(minimum = 0)]
     limit: Option<u32>,
+    /// Count clicks of known bots too [default: false].
+    include_bots: Option<bool>,
 }
 
 /// One of the most clicked links.
@@ -287,9 +261,7 @@ const OWNER_PAGE: usize = 1000;
     responses(
         (status = 200, description = "The links; they lag redirects by at most one aggregate interval", body = TopLinks),
         (status = 400, description = "A bad parameter: see `error.code`", body = ErrorResponse),
-        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorResponse),
-        (status = 403, description = "The key lacks the stats:read scope", body = ErrorResponse),
-        (status = 429, description = "The key's rate limit, or failed key attempts", body = ErrorResponse),
+        KeyErrors,
         (status = 503, description = "No lake, or the query failed; or the store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, caller, params))]
@@ -299,7 +271,11 @@ pub async fn top(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::StatsRead)?;
-    let (since, until) = bounds(params.since.as_deref(), params.until.as_deref())?;
+    let span = span(
+        params.since.as_deref(),
+        params.until.as_deref(),
+        params.include_bots,
+    )?;
     let limit = params.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
         return Err(invalid(format!("limit must be 1 to 1000, not {limit}")));
@@ -330,7 +306,7 @@ pub async fn top(
     }
     let codes: Vec<String> = urls.keys().cloned().collect();
     let answer = engine
-        .top(&codes, since.as_deref(), until.as_deref(), limit)
+        .top(&codes, &span, limit)
         .await
         .map_err(stats_failed)?;
     let mut links: Vec<TopLink> = serde_json::from_slice(&answer)
@@ -417,14 +393,14 @@ pub async fn public_clicks_csv(
     params: web::Query<RangeParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    bounds(params.since.as_deref(), params.until.as_deref())?;
+    params.span()?;
     let link = public_link(&state, &req, &code).await?;
     answer_csv(&state, &link.code, &params).await
 }
 
 /// The QR code of a link whose stats are public, without a key.
 #[utoipa::path(get, path = "/api/v1/public/links/{code}/qr", tag = "stats",
-    params(("code" = String, Path, description = "The link's code or alias"), super::links::QrParams),
+    params(("code" = String, Path, description = "The link's code or alias"), super::qr::QrParams),
     responses(
         (status = 200, description = "The image", content(
             (Vec<u8> = "image/png"),
@@ -439,36 +415,10 @@ pub async fn public_clicks_csv(
 pub async fn public_qr(
     req: HttpRequest,
     code: web::Path<String>,
-    params: web::Query<super::links::QrParams>,
+    params: web::Query<super::qr::QrParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (format, size): (Format, u32) = params.checked()?;
     let link = public_link(&state, &req, &code).await?;
-    super::links::qr_image(&state, &link.code, format, size)
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/stats/top")
-            .route(web::get().to(top))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::scope("/api/v1/public/links")
-            .service(
-                web::resource("/{code}/stats")
-                    .route(web::get().to(public_stats))
-                    .default_service(web::to(super::method_not_allowed)),
-            )
-            .service(
-                web::resource("/{code}/clicks.csv")
-                    .route(web::get().to(public_clicks_csv))
-                    .default_service(web::to(super::method_not_allowed)),
-            )
-            .service(
-                web::resource("/{code}/qr")
-                    .route(web::get().to(public_qr))
-                    .default_service(web::to(super::method_not_allowed)),
-            ),
-    );
+    super::qr::qr_image(&state, &link.code, format, size)
 }

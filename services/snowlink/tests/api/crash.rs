@@ -2,64 +2,17 @@
 //! acknowledged must be there after a restart.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use snowlink_testkit::free_port;
 
-use crate::helpers::{client, location};
-
-const BIN: &str = env!("CARGO_BIN_EXE_snowlink");
+use crate::helpers::{client, create_key_cli as create_key, location, serve_with, wait_ready};
 
 fn serve(data_dir: &Path, port: u16) -> Child {
     serve_with(data_dir, port, &[])
-}
-
-/// `snowlink serve` on `port` over `data_dir`, with `extra` flags.
-pub(crate) fn serve_with(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("SNOWLINK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("snowlink starts")
-}
-
-pub(crate) async fn wait_ready(address: &str) {
-    let http = client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{address}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "service did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub(crate) fn create_key(data_dir: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--name", "crash"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let key = String::from_utf8(out.stdout).unwrap();
-    let key = key.trim().to_owned();
-    assert!(
-        key.starts_with("sl_") && !key.contains('\n'),
-        "only the key on stdout"
-    );
-    key
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

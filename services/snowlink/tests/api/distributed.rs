@@ -1,8 +1,8 @@
 //! The distributed path against real servers: `redis-server`, Apache Kafka
 //! and Apache Cassandra (the CQL engine the ScyllaDB backend is tested
-//! against), started on free loopback ports (`snowlink_testkit`). Without
-//! them, each test says it skipped, unless `SNOWLINK_REQUIRE_SERVERS=1` (set
-//! by `./scripts/test`) makes that a failure.
+//! against), started on free loopback ports (`snowlink_testkit`). Each test
+//! that needs one is `#[ignore]`d with the reason: `./scripts/test` runs
+//! them with `--include-ignored`, and a missing server fails them.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -72,7 +72,7 @@ impl Fleet {
         let store: Arc<dyn LinkStore> =
             Arc::new(SqliteStore::open(dir.path().join("links.db")).unwrap());
         let (key, record) =
-            snowlink::auth::mint_key(&snowlink::auth::KeySpec::named("fleet"), snowlink::now_ms());
+            snowlink::keys::mint_key(&snowlink::keys::KeySpec::named("fleet"), snowlink::now_ms());
         store.create_api_key(&record).await.unwrap();
         Fleet {
             store,
@@ -145,6 +145,7 @@ async fn redis_conn(redis: &Server) -> redis::aio::MultiplexedConnection {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn redirects_are_served_through_redis() {
     let Some(redis) = Server::redis("redirects_are_served_through_redis") else {
         return;
@@ -183,6 +184,7 @@ async fn redirects_are_served_through_redis() {
 /// rediss:// with the server's CA; a wrong password leaves the service
 /// running without Redis, and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn redis_with_tls_and_a_password() {
     let Some(redis) = Server::redis_tls("redis_with_tls_and_a_password", "s3cret-pw") else {
         return;
@@ -230,6 +232,7 @@ async fn redis_with_tls_and_a_password() {
 /// Whoever can write to Redis cannot send visitors elsewhere: an entry that
 /// is not a valid link of its code is ignored and the store answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn forged_redis_entries_are_not_served() {
     let Some(redis) = Server::redis("forged_redis_entries_are_not_served") else {
         return;
@@ -282,6 +285,7 @@ async fn forged_redis_entries_are_not_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn a_delete_on_one_instance_stops_redirects_on_every_instance() {
     let Some(redis) = Server::redis("a_delete_on_one_instance_stops_redirects_on_every_instance")
     else {
@@ -322,6 +326,7 @@ async fn a_delete_on_one_instance_stops_redirects_on_every_instance() {
 /// retried until Redis records it, instead of leaving the old entry there
 /// for the other instance to reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn a_delete_during_a_redis_stall_stops_redirects_everywhere() {
     let Some(redis) = Server::redis("a_delete_during_a_redis_stall_stops_redirects_everywhere")
     else {
@@ -343,9 +348,11 @@ async fn a_delete_during_a_redis_stall_stops_redirects_everywhere() {
     // Redis stalls for 600 ms (SIGSTOP), long enough for every call to time
     // out and open the circuit on both instances.
     let pid = redis.pid().expect("redis runs") as i32;
+    // SAFETY: kill only sends a signal to the Redis server the test started.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let resume = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(600)).await;
+        // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGCONT) };
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -376,6 +383,7 @@ async fn a_delete_during_a_redis_stall_stops_redirects_everywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn redis_restarted_mid_load_fails_no_redirect() {
     let Some(mut redis) = Server::redis("redis_restarted_mid_load_fails_no_redirect") else {
         return;
@@ -456,6 +464,7 @@ async fn redis_restarted_mid_load_fails_no_redirect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn instances_lease_distinct_worker_ids_and_never_share_a_code() {
     let Some(redis) = Server::redis("instances_lease_distinct_worker_ids_and_never_share_a_code")
     else {
@@ -557,6 +566,7 @@ async fn metric(on: &Instance, name: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: ./scripts/test runs it"]
 async fn clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once() {
     let Some(mut kafka) =
         Server::kafka("clicks_sent_while_kafka_is_down_reach_the_lake_exactly_once")
@@ -714,6 +724,7 @@ async fn click_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: ./scripts/test runs it"]
 async fn resent_events_are_dropped_by_the_aggregate() {
     let Some(kafka) = Server::kafka("resent_events_are_dropped_by_the_aggregate") else {
         return;
@@ -769,6 +780,7 @@ async fn resent_events_are_dropped_by_the_aggregate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn a_worker_lease_stops_issuing_before_it_can_expire() {
     use snowlink::lease::WorkerLease;
 
@@ -818,7 +830,7 @@ async fn cql_fleet(node: &str, test: &str) -> Fleet {
             .unwrap(),
     );
     let (key, record) =
-        snowlink::auth::mint_key(&snowlink::auth::KeySpec::named("fleet"), snowlink::now_ms());
+        snowlink::keys::mint_key(&snowlink::keys::KeySpec::named("fleet"), snowlink::now_ms());
     store.create_api_key(&record).await.unwrap();
     Fleet {
         store,
@@ -830,6 +842,7 @@ async fn cql_fleet(node: &str, test: &str) -> Fleet {
 /// Two instances sharing Cassandra, Redis and Kafka: a link created on one
 /// redirects on the other, and a delete on either is 410 on both at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server, Apache Kafka, Apache Cassandra: ./scripts/test runs it"]
 async fn two_instances_share_cassandra_redis_and_kafka() {
     let test = "two_instances_share_cassandra_redis_and_kafka";
     let Some(cassandra) = snowlink_testkit::shared_cassandra(test) else {
@@ -896,6 +909,7 @@ async fn two_instances_share_cassandra_redis_and_kafka() {
 /// hang), `/readyz` says not ready; after a restart, creates succeed and no
 /// acknowledged link is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Cassandra: ./scripts/test runs it"]
 async fn cassandra_killed_mid_load_loses_no_acknowledged_link() {
     let test = "cassandra_killed_mid_load_loses_no_acknowledged_link";
     if std::env::var_os("TEST_LOG").is_some() {
@@ -989,6 +1003,7 @@ async fn cassandra_killed_mid_load_loses_no_acknowledged_link() {
 /// partition, and a change made on one instance redirecting to the new
 /// target on the other at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server, Apache Cassandra: ./scripts/test runs it"]
 async fn owners_listing_and_edits_work_on_cassandra() {
     let test = "owners_listing_and_edits_work_on_cassandra";
     let Some(cassandra) = snowlink_testkit::shared_cassandra(test) else {
@@ -999,11 +1014,11 @@ async fn owners_listing_and_edits_work_on_cassandra() {
     };
     let fleet = cql_fleet(&cassandra.cql_node(), test).await;
     let other = {
-        let spec = snowlink::auth::KeySpec {
+        let spec = snowlink::keys::KeySpec {
             owner: Some("other-team".into()),
-            ..snowlink::auth::KeySpec::named("other")
+            ..snowlink::keys::KeySpec::named("other")
         };
-        let (key, record) = snowlink::auth::mint_key(&spec, snowlink::now_ms());
+        let (key, record) = snowlink::keys::mint_key(&spec, snowlink::now_ms());
         fleet.store.create_api_key(&record).await.unwrap();
         key
     };
@@ -1139,16 +1154,17 @@ async fn owners_listing_and_edits_work_on_cassandra() {
 /// With Redis, a key's bucket is shared: requests on either instance draw
 /// from the same tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: ./scripts/test runs it"]
 async fn a_keys_rate_limit_is_shared_by_every_instance() {
     let Some(redis) = Server::redis("a_keys_rate_limit_is_shared_by_every_instance") else {
         return;
     };
     let fleet = Fleet::new().await;
-    let spec = snowlink::auth::KeySpec {
+    let spec = snowlink::keys::KeySpec {
         rate_limit: Some(4),
-        ..snowlink::auth::KeySpec::named("limited")
+        ..snowlink::keys::KeySpec::named("limited")
     };
-    let (key, record) = snowlink::auth::mint_key(&spec, snowlink::now_ms());
+    let (key, record) = snowlink::keys::mint_key(&spec, snowlink::now_ms());
     fleet.store.create_api_key(&record).await.unwrap();
     let shared = |s: &mut Settings| s.redis.url = Some(redis.redis_url().into());
     let a = Instance::start(fleet.store.clone(), shared).await;

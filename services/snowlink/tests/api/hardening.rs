@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use snowlink_testkit::free_port;
 
-use crate::crash::{create_key, wait_ready};
 use crate::helpers::{assert_error, spawn_app_with};
+use crate::helpers::{create_key_cli as create_key, wait_ready};
 
 const BIN: &str = env!("CARGO_BIN_EXE_snowlink");
 
@@ -257,7 +257,7 @@ async fn blocked_hosts_are_refused_and_their_links_stop_redirecting() {
 
 /// The rows of a data dir's spool.
 fn spool_rows(data_dir: &std::path::Path) -> Vec<Vec<u8>> {
-    let spool = snowlink_spool::ClickSpool::open(data_dir.join("spool.db")).unwrap();
+    let spool = snowlink_spool::ClickSpool::open(snowlink_spool::path_in(data_dir)).unwrap();
     let rows = spool.read_after(0, 10_000).unwrap();
     rows.into_iter().map(|(_, row)| row).collect()
 }
@@ -315,7 +315,7 @@ async fn clicks_keep_no_secrets_and_trust_no_unnamed_header() {
     assert!(events[0]["country"].is_null(), "{}", events[0]);
     // The service writes binary rows, each starting with its layout's version.
     assert_eq!(spool_rows(&app.data_dir)[0][0], snowlink_events::ROW_V1);
-    let raw = std::fs::read(app.data_dir.join("spool.db")).unwrap();
+    let raw = std::fs::read(snowlink_spool::path_in(&app.data_dir)).unwrap();
     assert!(!String::from_utf8_lossy(&raw).contains("SECRET-RESET"));
     // The key is in its own private directory, not in the spool.
     let keys = app.data_dir.join("visitor-keys");
@@ -327,7 +327,7 @@ async fn clicks_keep_no_secrets_and_trust_no_unnamed_header() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(mode(&files[0]), 0o600);
-    let conn = rusqlite::Connection::open(app.data_dir.join("spool.db")).unwrap();
+    let conn = rusqlite::Connection::open(snowlink_spool::path_in(&app.data_dir)).unwrap();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .unwrap()
@@ -440,17 +440,12 @@ impl Drop for SmallDisk {
 /// On a full disk, creates answer 507 `storage_full` and readiness says
 /// not ready with the same code; freeing space brings both back.
 #[tokio::test]
+#[ignore = "needs root, to mount a small tmpfs: ./scripts/test runs it"]
 async fn a_full_disk_is_named_by_creates_and_by_readiness() {
-    let Some(disk) = SmallDisk::mount(24) else {
-        assert!(
-            std::env::var_os("SNOWLINK_REQUIRE_SERVERS").is_none(),
-            "cannot mount a tmpfs: the full-disk test needs root"
-        );
-        return;
-    };
+    let disk = SmallDisk::mount(24).expect("cannot mount a tmpfs: the full-disk test needs root");
     let data = disk.path.join("data");
     let dir = data.clone();
-    let mut app = spawn_app_with(move |s| s.data_dir = dir).await;
+    let mut app = spawn_app_with(move |s| s.base.data_dir = dir).await;
     app.api_key = crate::helpers::create_key(&data, "full").await;
     app.create("https://example.com/before-full").await;
     let ready =
@@ -517,7 +512,7 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
         .unwrap()
         .to_owned();
     // Another process takes the spool's write lock and keeps it.
-    let holder = rusqlite::Connection::open(data.join("spool.db")).unwrap();
+    let holder = rusqlite::Connection::open(snowlink_spool::path_in(&data)).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     const CLICKS: usize = 300;
     for _ in 0..CLICKS {
@@ -557,7 +552,7 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
     let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap();
     let errors = log.lines().filter(|l| l.contains("\"ERROR\"")).count();
     assert!(errors <= 10, "{errors} error lines:\n{log}");
-    let rescued = std::fs::read(snowlink_spool::rescue_path(&data.join("spool.db")))
+    let rescued = std::fs::read(snowlink_spool::rescue_path(&snowlink_spool::path_in(&data)))
         .unwrap_or_else(|e| panic!("the held clicks are in the rescue file ({e}):\n{log}"));
     // Kept as the spool's own rows, behind the file's header.
     assert!(rescued.starts_with(snowlink_spool::RESCUE_HEADER));
@@ -578,5 +573,5 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
     );
     let ids: std::collections::HashSet<_> = spooled.iter().map(|e| e["event_id"].clone()).collect();
     assert_eq!(ids.len(), CLICKS);
-    assert!(!snowlink_spool::rescue_path(&data.join("spool.db")).exists());
+    assert!(!snowlink_spool::rescue_path(&snowlink_spool::path_in(&data)).exists());
 }

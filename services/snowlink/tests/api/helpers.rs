@@ -1,5 +1,7 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
@@ -13,19 +15,33 @@ static LOGS: Once = Once::new();
 /// Public URL the test apps believe they serve; links to it are refused.
 pub const PUBLIC_URL: &str = "http://sho.rt.test";
 
+/// The service, running on its own thread and runtime over a temporary
+/// data directory. Dropping it stops the service, waits until every part
+/// has stopped (the spooler has drained, the id fence is released), and
+/// only then removes the directory.
 pub struct TestApp {
     pub address: String,
     pub api_key: String,
     pub client: Client,
     pub data_dir: PathBuf,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
     _dir: TempDir,
 }
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The stop is sent now; the service's own runtime carries it out.
+        drop(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 pub fn test_settings(dir: &std::path::Path) -> Settings {
-    let mut s = Settings {
-        data_dir: dir.to_path_buf(),
-        ..Settings::default()
-    };
+    let mut s = Settings::default();
+    s.base.data_dir = dir.to_path_buf();
     s.http.listen = "127.0.0.1:0".parse().unwrap();
     s.http.public_url = PUBLIC_URL.parse().unwrap();
     s.http.workers = Some(2);
@@ -45,12 +61,12 @@ pub fn client() -> Client {
 
 /// Creates an API key straight in the database, as `snowlink keys create` does.
 pub async fn create_key(data_dir: &std::path::Path, name: &str) -> String {
-    create_key_with(data_dir, snowlink::auth::KeySpec::named(name)).await
+    create_key_with(data_dir, snowlink::keys::KeySpec::named(name)).await
 }
 
-pub async fn create_key_with(data_dir: &std::path::Path, spec: snowlink::auth::KeySpec) -> String {
+pub async fn create_key_with(data_dir: &std::path::Path, spec: snowlink::keys::KeySpec) -> String {
     let store = SqliteStore::open(data_dir.join("links.db")).unwrap();
-    let (key, record) = snowlink::auth::mint_key(&spec, snowlink::now_ms());
+    let (key, record) = snowlink::keys::mint_key(&spec, snowlink::now_ms());
     store.create_api_key(&record).await.unwrap();
     key
 }
@@ -68,15 +84,28 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
     tweak(&mut settings);
-    let app = Application::build(settings).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let (started, built) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = Application::build(settings).await.expect("app builds");
+            started.send((app.port(), app.handle())).unwrap();
+            let _ = app.run_until_stopped().await;
+        });
+    });
+    let (port, handle) = built.recv().expect("the app starts");
     let api_key = create_key(dir.path(), "test").await;
     TestApp {
-        address,
+        address: format!("http://127.0.0.1:{port}"),
         api_key,
         client: client(),
         data_dir: dir.path().to_path_buf(),
+        handle,
+        thread: Some(thread),
         _dir: dir,
     }
 }
@@ -179,4 +208,55 @@ pub fn location(response: &Response) -> String {
 #[allow(dead_code)]
 pub fn shared<T>(t: T) -> Arc<T> {
     Arc::new(t)
+}
+
+/// The `snowlink` binary of this build.
+pub const BIN: &str = env!("CARGO_BIN_EXE_snowlink");
+
+/// `snowlink serve` on `port` over `data_dir`, with `extra` flags.
+pub fn serve_with(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("SNOWLINK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("snowlink starts")
+}
+
+/// Waits until `address` answers `/readyz` with 200, at most 30 s.
+pub async fn wait_ready(address: &str) {
+    let http = client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{address}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "service did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A key made by `snowlink keys create`, as a user makes one: only the key
+/// is printed on standard output.
+pub fn create_key_cli(data_dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--name", "crash"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    let key = key.trim().to_owned();
+    assert!(
+        key.starts_with("sl_") && !key.contains('\n'),
+        "only the key on stdout"
+    );
+    key
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use snowlink_id::{CodeCodec, IdParts, DEFAULT_EPOCH_MS};
 
-use crate::crash::{create_key, serve_with, wait_ready};
 use crate::helpers::client;
+use crate::helpers::{create_key_cli as create_key, serve_with, wait_ready};
 
 async fn create(address: &str, key: &str, i: usize) -> reqwest::Response {
     client()

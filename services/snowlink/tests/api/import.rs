@@ -79,3 +79,65 @@ fn a_file_without_a_url_column_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no url column"), "{err}");
 }
+
+/// The worker id behind a generated code, from `snowlink decode`.
+fn worker_of(data_dir: &std::path::Path, code: &str) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_snowlink"))
+        .args(["decode", code, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: Value = serde_json::from_slice(&out.stdout).unwrap();
+    decoded["worker_id"].as_u64().unwrap()
+}
+
+/// An import beside the running service on the same data directory issues
+/// its ids as another worker than the service's, as a second service
+/// would: never a fixed one, never the service's own.
+#[tokio::test]
+async fn an_import_beside_the_service_issues_ids_as_another_worker() {
+    let app = crate::helpers::spawn_app().await;
+    let made = app.create("https://example.com/by-the-api").await;
+    let service_worker = worker_of(&app.data_dir, made["code"].as_str().unwrap());
+    let csv = app.data_dir.join("export.csv");
+    let rows: String = (0..50)
+        .map(|i| format!("https://example.com/imported/{i}\n"))
+        .collect();
+    std::fs::write(&csv, format!("url\n{rows}")).unwrap();
+    let out = import(&app.data_dir, &csv, "test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = app
+        .api(reqwest::Method::GET, "/links?limit=1000", &app.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let imported: Vec<&str> = page["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["url"].as_str().unwrap().contains("/imported/"))
+        .map(|l| l["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(imported.len(), 50);
+    let import_worker = worker_of(&app.data_dir, imported[0]);
+    assert_ne!(import_worker, service_worker);
+    assert_ne!(import_worker, 1023, "not a fixed worker id");
+    // Still the service's after the import has ended.
+    let after = app.create("https://example.com/after").await;
+    assert_eq!(
+        worker_of(&app.data_dir, after["code"].as_str().unwrap()),
+        service_worker
+    );
+}

@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use snowlink::auth::KeySpec;
+use snowlink::keys::KeySpec;
 use snowlink_store::Scope;
 
 use crate::helpers::{assert_error, create_key_with, spawn_app, TestApp};

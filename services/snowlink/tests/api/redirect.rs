@@ -114,7 +114,7 @@ async fn links_made_under_an_earlier_code_secret_still_redirect() {
     }
     let data = dir.path().to_path_buf();
     let mut app = crate::helpers::spawn_app_with(move |s| {
-        s.data_dir = data;
+        s.base.data_dir = data;
         s.ids.code_secret = Some("the-later-secret-0123456789abcdef012".into());
     })
     .await;

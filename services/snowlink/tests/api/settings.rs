@@ -91,3 +91,81 @@ fn a_bad_file_value_names_the_file_and_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown setting \"cache_ttl\""), "{err}");
 }
+
+/// Each command takes only the sections it uses: another section's flag is
+/// refused as unknown, and its `--help` does not list it.
+#[test]
+fn each_command_takes_only_the_settings_it_uses() {
+    let help = |args: &[&str]| {
+        let out = snowlink().args(args).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Whether `snowlink ARGS FLAG x` gets past the parsing of FLAG.
+    let takes = |args: &[&str], flag: &str| {
+        let out = snowlink().args(args).args([flag, "x"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        !err.contains(&format!("unexpected argument '{flag}'"))
+    };
+    let serve = help(&["serve"]);
+    for flag in [
+        "--kafka-brokers",
+        "--redis-url",
+        "--scylla-nodes",
+        "--lake",
+        "--data-dir",
+    ] {
+        assert!(serve.contains(flag), "serve takes {flag}");
+    }
+    let decode = &["decode", "3fK9xQ2mZpA"][..];
+    assert!(takes(decode, "--code-secret") && takes(decode, "--data-dir"));
+    for flag in [
+        "--kafka-brokers",
+        "--redis-url",
+        "--scylla-nodes",
+        "--lake",
+        "--listen",
+    ] {
+        assert!(!takes(decode, flag), "decode does not take {flag}");
+    }
+    assert!(help(&["decode"]).lines().count() < 40, "a short help");
+    for command in [&["keys", "list"][..], &["migrate"]] {
+        assert!(takes(command, "--scylla-nodes"), "{command:?}");
+        for flag in ["--kafka-brokers", "--redis-url", "--lake", "--code-secret"] {
+            assert!(!takes(command, flag), "{command:?} does not take {flag}");
+        }
+    }
+    let import = &["import", "links.csv"][..];
+    for flag in [
+        "--redis-url",
+        "--scylla-nodes",
+        "--worker-id",
+        "--blocklist",
+    ] {
+        assert!(takes(import, flag), "import takes {flag}");
+    }
+    for flag in ["--kafka-brokers", "--lake"] {
+        assert!(!takes(import, flag), "import does not take {flag}");
+    }
+    // A config file with keys of other sections still works for a command
+    // that does not take them.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snowlink.toml");
+    std::fs::write(
+        &file,
+        "kafka_brokers = \"127.0.0.1:1\"\nlake = \"./lake\"\n",
+    )
+    .unwrap();
+    let out = snowlink()
+        .args(["keys", "list", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -41,9 +40,8 @@ use snowlink_events::{ClickEventRef, SCHEMA_VERSION};
 use snowlink_spool::ClickSpool;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::components::Component;
-use crate::ids::IdSource;
 use crate::visitor_keys::VisitorKeys;
+use crate::EventIds;
 
 /// Longest a click waits for an event id (lease renewal, clock catch-up).
 const EVENT_ID_WAIT: Duration = Duration::from_secs(10);
@@ -116,7 +114,7 @@ impl LogThrottle {
     /// `Some(n)` when a line may be written now, `n` being how many were
     /// suppressed since the last one; `None` otherwise (counted).
     pub fn allow(&self) -> Option<u64> {
-        let now = crate::now_ms();
+        let now = snowlink_events::now_ms();
         let last = self.last_ms.load(Ordering::Relaxed);
         if now - last >= self.every_ms
             && self
@@ -236,7 +234,7 @@ impl ClickPipeline {
     pub fn start(
         spool_path: &Path,
         keys: VisitorKeys,
-        ids: IdSource,
+        ids: Arc<dyn EventIds>,
         capacity: usize,
     ) -> anyhow::Result<Self> {
         let mut spool = ClickSpool::open(spool_path)?;
@@ -300,7 +298,8 @@ impl ClickPipeline {
         let Some(thread) = self.thread.lock().expect("spooler thread").take() else {
             return;
         };
-        self.stop_at_ms.store(crate::now_ms(), Ordering::Relaxed);
+        self.stop_at_ms
+            .store(snowlink_events::now_ms(), Ordering::Relaxed);
         // The channel may be full of clicks the spooler cannot write: it
         // also sees the stop through `stop_at_ms`, so the marker is only a
         // wake-up and may be skipped.
@@ -321,12 +320,9 @@ impl ClickPipeline {
     }
 }
 
-impl Component for ClickPipeline {
-    fn name(&self) -> &'static str {
-        "click-spooler"
-    }
-
-    fn register_metrics(&self, registry: &mut Registry) {
+impl ClickPipeline {
+    /// Registers the pipeline's counters and the spool's depth.
+    pub fn register_metrics(&self, registry: &mut Registry) {
         let m = self.sender.metrics();
         registry.register(
             "clicks_enqueued",
@@ -360,10 +356,6 @@ impl Component for ClickPipeline {
         );
         registry.register_collector(Box::new(self.depth.clone()));
     }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        Box::pin(ClickPipeline::shutdown(self))
-    }
 }
 
 struct Spooler {
@@ -372,7 +364,7 @@ struct Spooler {
     stop_at_ms: Arc<AtomicI64>,
     /// Spool and enrichment failures repeat per batch or per click.
     error_log: LogThrottle,
-    ids: IdSource,
+    ids: Arc<dyn EventIds>,
     metrics: Arc<ClickMetrics>,
     enricher: Enricher,
     keys: VisitorKeys,
@@ -476,7 +468,7 @@ impl Spooler {
     /// Shutdown began more than [`SHUTDOWN_GRACE`] ago.
     fn past_grace(&self) -> bool {
         let at = self.stop_at_ms.load(Ordering::Relaxed);
-        at != 0 && crate::now_ms() - at >= SHUTDOWN_GRACE.as_millis() as i64
+        at != 0 && snowlink_events::now_ms() - at >= SHUTDOWN_GRACE.as_millis() as i64
     }
 
     /// Keeps `rows` in the rescue file, the spool being unwritable at
@@ -508,7 +500,7 @@ impl Spooler {
         // EVENT_ID_WAIT; the queue behind it fills and sheds new clicks.
         let mut waited = Duration::ZERO;
         let event_id = loop {
-            match self.ids.next_id_blocking() {
+            match self.ids.next_event_id() {
                 Ok(id) => break id as i64,
                 Err(e) if waited < EVENT_ID_WAIT && !self.stop_requested() => {
                     if waited.is_zero() {

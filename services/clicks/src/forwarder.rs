@@ -32,7 +32,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -45,12 +44,13 @@ use snowlink_events::kafka::{self, Origin};
 use snowlink_events::{ClickEventIn, EventView};
 use snowlink_spool::ClickSpool;
 
-use crate::components::{Component, Health};
-
 /// Most events read from the spool and in flight at once.
 const BATCH: usize = 20_000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
 const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a click may wait for Kafka's acknowledgement by default.
+pub const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 10_000;
 
 /// The `kafka` section of the settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,7 +78,7 @@ pub struct KafkaSettings {
         long = "kafka-message-timeout-ms",
         env = "SNOWLINK_KAFKA_MESSAGE_TIMEOUT_MS",
         value_name = "MS",
-        default_value_t = 10_000,
+        default_value_t = DEFAULT_MESSAGE_TIMEOUT_MS,
         value_parser = clap::value_parser!(u64).range(100..=900_000)
     )]
     pub message_timeout_ms: u64,
@@ -89,7 +89,8 @@ impl KafkaSettings {
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: Some(brokers.into()),
-            ..crate::configuration::defaults()
+            topic: snowlink_events::kafka::DEFAULT_TOPIC.to_owned(),
+            message_timeout_ms: DEFAULT_MESSAGE_TIMEOUT_MS,
         }
     }
 
@@ -282,21 +283,14 @@ impl Forwarder {
     }
 }
 
-impl Component for Forwarder {
-    fn name(&self) -> &'static str {
-        "kafka-forwarder"
+impl Forwarder {
+    /// Whether the last batch reached the broker.
+    pub fn connected(&self) -> bool {
+        self.metrics.connected.load(Ordering::Relaxed)
     }
 
-    fn health(&self) -> Option<Health> {
-        let ok = self.metrics.connected.load(Ordering::Relaxed);
-        Some(Health {
-            key: "kafka",
-            ok,
-            state: if ok { "ok" } else { "unavailable" },
-        })
-    }
-
-    fn register_metrics(&self, registry: &mut Registry) {
+    /// Registers the forwarder's counters.
+    pub fn register_metrics(&self, registry: &mut Registry) {
         registry.register(
             "kafka_forwarded",
             "Click events committed to Kafka from the spool",
@@ -312,10 +306,6 @@ impl Component for Forwarder {
             "Click events in the spool not yet committed to Kafka",
             self.metrics.lag.clone(),
         );
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        Box::pin(Forwarder::shutdown(self))
     }
 }
 
