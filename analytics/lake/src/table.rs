@@ -5,8 +5,8 @@
 //! LAKE/
 //!   clicks/_delta_log/...                       the commits
 //!   clicks/date=YYYY-MM-DD/clicks-*.parquet     raw events
-//!   daily/date=YYYY-MM-DD/daily-*.parquet       code, clicks, unique_visitors, bot_clicks, bot_visitors
-//!   dims/date=YYYY-MM-DD/dims-*.parquet         code, dimension, value, clicks, unique_visitors, bot_clicks, bot_visitors
+//!   daily/date=YYYY-MM-DD/daily-*.parquet       code, clicks, unique_visitors, nonbot_clicks, nonbot_visitors
+//!   dims/date=YYYY-MM-DD/dims-*.parquet         code, dimension, value, clicks, unique_visitors, nonbot_clicks, nonbot_visitors
 //! ```
 //!
 //! A file that no commit references is invisible to every reader, whoever

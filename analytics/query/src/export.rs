@@ -75,7 +75,9 @@ pub async fn clicks_csv(
                 let t = DateTime::from_timestamp_millis(ts.value(row)).unwrap_or_default();
                 line += &t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 line.push(',');
-                line += code;
+                // Through the guard too: an alias made before they were
+                // refused may start with '-'.
+                push_field(&mut line, code);
                 for column in &texts {
                     line.push(',');
                     if !column.is_null(row) {

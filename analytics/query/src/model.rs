@@ -56,7 +56,7 @@ impl Range {
         if self.include_bots {
             "clicks"
         } else {
-            "clicks - bot_clicks AS clicks"
+            "nonbot_clicks AS clicks"
         }
     }
 
@@ -65,7 +65,7 @@ impl Range {
         let visitors = if self.include_bots {
             "unique_visitors"
         } else {
-            "unique_visitors - bot_visitors AS unique_visitors"
+            "nonbot_visitors AS unique_visitors"
         };
         format!("{}, {visitors}", self.rollup_clicks())
     }

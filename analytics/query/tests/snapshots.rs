@@ -191,7 +191,7 @@ async fn every_command_in_every_format() {
             &lake,
             &[
                 "sql",
-                "SELECT date, code, clicks, bot_clicks FROM daily ORDER BY date, code"
+                "SELECT date, code, clicks, nonbot_clicks FROM daily ORDER BY date, code"
             ]
         )
         .await

@@ -155,6 +155,12 @@ pub fn check_alias(alias: &str) -> Result<(), Rejection> {
             format!("an alias may contain only A-Z, a-z, 0-9, '_' and '-', not {bad:?}"),
         ));
     }
+    if alias.starts_with('-') {
+        return Err(reject(
+            Violation::InvalidAlias,
+            "an alias may not start with '-': command lines would read it as a flag",
+        ));
+    }
     if snowlink_id::codec::is_generated_shape(alias) {
         return Err(reject(
             Violation::AliasReserved,
@@ -339,6 +345,15 @@ mod tests {
             check_alias("API").unwrap_err().code.as_str(),
             "alias_reserved"
         );
+        // A command line would read these as flags.
+        for flag in ["--help", "-abc", "--by"] {
+            assert_eq!(
+                check_alias(flag).unwrap_err().code.as_str(),
+                "invalid_alias",
+                "{flag}"
+            );
+        }
+        assert!(check_alias("a-b").is_ok() && check_alias("ab-").is_ok());
     }
 
     proptest! {

@@ -171,11 +171,12 @@ impl StatsEngine {
     pub async fn link_stats(&self, q: &StatsQuestion) -> Result<Vec<u8>, StatsError> {
         let mut args = vec![
             "stats".to_owned(),
-            q.code.clone(),
             "--by".to_owned(),
             if q.by_hour { "hour" } else { "day" }.to_owned(),
         ];
         q.span.push_args(&mut args);
+        // After `--`: a code that starts with '-' is a code, not a flag.
+        args.extend(["--".to_owned(), q.code.clone()]);
         self.run(&args, None).await
     }
 
@@ -222,8 +223,9 @@ impl StatsEngine {
             .acquire_owned()
             .await
             .map_err(|_| StatsError::Failed("shutting down".into()))?;
-        let mut args = vec!["clicks".to_owned(), code.to_owned()];
+        let mut args = vec!["clicks".to_owned()];
         span.push_args(&mut args);
+        args.extend(["--".to_owned(), code.to_owned()]);
         let mut child = self
             .command(&args)
             .spawn()

@@ -23,7 +23,7 @@ pub struct CreateLink {
     /// The target: an absolute http(s) URL.
     #[schema(example = "https://example.com/a/long/path")]
     url: String,
-    /// A chosen code: 3 to 64 of `[A-Za-z0-9_-]`, not 11 letters and digits.
+    /// A chosen code: 3 to 64 of `[A-Za-z0-9_-]`, not starting with `-`, not 11 letters and digits.
     alias: Option<String>,
     /// When the link stops redirecting (RFC 3339); it then answers 410.
     #[schema(format = DateTime)]

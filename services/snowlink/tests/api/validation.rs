@@ -40,6 +40,10 @@ async fn bad_bodies_are_400_naming_the_problem() {
             "invalid_alias",
         ),
         (
+            json!({"url": "https://example.com", "alias": "--help"}),
+            "invalid_alias",
+        ),
+        (
             json!({"url": "https://example.com", "alias": "Abcdefghij1"}),
             "alias_reserved",
         ),
