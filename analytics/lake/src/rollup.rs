@@ -178,7 +178,11 @@ impl Tally {
 
     /// clicks, unique visitors, clicks without bots, visitors without bots.
     fn counts(&self) -> [i64; 4] {
-        let only_bots = self.bots.iter().filter(|v| !self.nonbot.contains(v)).count();
+        let only_bots = self
+            .bots
+            .iter()
+            .filter(|v| !self.nonbot.contains(v))
+            .count();
         [
             self.clicks,
             (self.nonbot.len() + only_bots) as i64,
@@ -616,13 +620,19 @@ mod tests {
                 .values()
                 .to_vec()
         };
-        // clicks, unique visitors, bot clicks, bot visitors of link a.
-        let daily_counts: Vec<i64> = ["clicks", "unique_visitors", "nonbot_clicks", "nonbot_visitors"]
+        // clicks, unique visitors, and the same without bots, of a row.
+        let counts = |b: &RecordBatch, row: usize| -> Vec<i64> {
+            [
+                "clicks",
+                "unique_visitors",
+                "nonbot_clicks",
+                "nonbot_visitors",
+            ]
             .iter()
-            .map(|c| n(&daily, c)[0])
-            .collect();
-        assert_eq!(daily_counts, [5, 3, 2, 2]);
-        // The DE row of the country dimension: one person, one bot.
+            .map(|c| n(b, c)[row])
+            .collect()
+        };
+        assert_eq!(counts(&daily, 0), [5, 3, 2, 2]);
         let country = dims
             .column(1)
             .as_any()
@@ -633,21 +643,15 @@ mod tests {
             .as_any()
             .downcast_ref::<StringArray>()
             .unwrap();
-        let de = (0..dims.num_rows())
-            .find(|&i| country.value(i) == "country" && value.value(i) == "DE")
-            .unwrap();
-        let de_counts: Vec<i64> = ["clicks", "unique_visitors", "nonbot_clicks", "nonbot_visitors"]
-            .iter()
-            .map(|c| n(&dims, c)[de])
-            .collect();
-        assert_eq!(de_counts, [3, 2, 1, 1]);
-        let fr = (0..dims.num_rows())
-            .find(|&i| country.value(i) == "country" && value.value(i) == "FR")
-            .unwrap();
-        let fr_counts: Vec<i64> = ["clicks", "unique_visitors", "nonbot_clicks", "nonbot_visitors"]
-            .iter()
-            .map(|c| n(&dims, c)[fr])
-            .collect();
+        let row = |v: &str| {
+            (0..dims.num_rows())
+                .find(|&i| country.value(i) == "country" && value.value(i) == v)
+                .unwrap()
+        };
+        // DE: one person, one bot who clicked twice.
+        assert_eq!(counts(&dims, row("DE")), [3, 2, 1, 1]);
+        // FR: one person, and v1 as a bot.
+        let fr_counts = counts(&dims, row("FR"));
         assert_eq!(fr_counts, [2, 2, 1, 1]);
     }
 
