@@ -36,6 +36,31 @@ pub struct Application {
     components: Arc<Components>,
 }
 
+/// Makes the data directory this user's alone (0700), and its databases
+/// (the links, the spool, their journals, the rescue file) readable by this
+/// user only (0600): they hold every link, key hash and click. SQLite gives
+/// a journal the mode of its database.
+pub fn keep_private(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("making {} private", path.display()))
+    };
+    private(data_dir, 0o700)?;
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.starts_with("links.db")
+            || name.starts_with(snowlink_spool::FILE_NAME)
+            || name.ends_with(".rescue");
+        if ours && entry.file_type()?.is_file() {
+            private(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens the store the settings select: ScyllaDB when nodes are given, else
 /// the embedded database under the data directory.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore>> {
@@ -50,6 +75,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn LinkStore
         let scheme = code_scheme(code_codec(settings)?);
         let store = SqliteStore::open_with_scheme(settings.links_db(), scheme)
             .with_context(|| format!("opening {}", settings.links_db().display()))?;
+        keep_private(&settings.base.data_dir)?;
         Ok(Arc::new(store))
     } else {
         let config = &settings.scylla;
@@ -134,6 +160,7 @@ impl Application {
             );
             let sender = pipeline.sender();
             started(pipeline);
+            keep_private(&settings.base.data_dir)?;
             Some(sender)
         } else {
             None

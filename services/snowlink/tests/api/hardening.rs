@@ -575,3 +575,32 @@ async fn sigterm_with_an_unwritable_spool_is_bounded_and_keeps_the_clicks() {
     assert_eq!(ids.len(), CLICKS);
     assert!(!snowlink_spool::rescue_path(&snowlink_spool::path_in(&data)).exists());
 }
+
+/// The data directory is this user's alone, and its databases (links, key
+/// hashes, clicks) and their journals are readable by this user only, even
+/// when they were made by a command run with a looser umask.
+#[tokio::test]
+async fn the_data_directory_and_its_databases_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    // A data directory anyone may read, as `mkdir` makes it.
+    let outer = tempfile::tempdir().unwrap();
+    let data = outer.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = data.clone();
+    let mut app = spawn_app_with(move |s| s.base.data_dir = dir).await;
+    app.api_key = crate::helpers::create_key(&data, "private").await;
+    app.create("https://example.com/private").await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("links.db") || name.starts_with("spool.db") {
+            assert_eq!(mode(&path), 0o600, "{name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "links.db and spool.db at least");
+}
