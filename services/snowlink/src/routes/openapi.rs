@@ -89,6 +89,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/openapi.json", web::get().to(document));
 }
 
+/// Error answers, each with the error body, for `responses(...)`.
+fn error_responses(
+    answers: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
+{
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, ResponsesBuilder};
+    let mut responses = ResponsesBuilder::new();
+    for (status, description) in answers {
+        responses = responses.response(
+            *status,
+            ResponseBuilder::new().description(*description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                    .build(),
+            ),
+        );
+    }
+    responses.build().into()
+}
+
 /// The answers every route behind a key can give before its handler runs:
 /// no key or a bad one, a missing scope, the key's rate. Each route lists
 /// these and then only the answers its own handler can give.
@@ -99,27 +120,32 @@ impl utoipa::IntoResponses for KeyErrors {
         String,
         utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
     > {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, ResponsesBuilder};
-        let error = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
-                        .build(),
-                )
-                .build()
-        };
-        ResponsesBuilder::new()
-            .response("401", error("No key, or an unknown or revoked one"))
-            .response("403", error("The key lacks the route's scope"))
-            .response(
+        error_responses(&[
+            ("401", "No key, or an unknown or revoked one"),
+            ("403", "The key lacks the route's scope"),
+            (
                 "429",
-                error("The key's rate limit, or failed key attempts from this address"),
-            )
-            .build()
-            .into()
+                "The key's rate limit, or failed key attempts from this address",
+            ),
+        ])
+    }
+}
+
+/// The answers every public stats route (no key) can give besides its own:
+/// a bad parameter, a link that is not there or not public, the client's
+/// rate.
+pub struct PublicErrors;
+
+impl utoipa::IntoResponses for PublicErrors {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        error_responses(&[
+            ("400", "A bad parameter: see `error.code`"),
+            ("404", "No such link, or its stats are not public"),
+            ("429", "Too many requests from this client"),
+        ])
     }
 }
 

@@ -8,7 +8,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use snowlink_store::Scope;
 
-use super::openapi::KeyErrors;
+use super::openapi::{KeyErrors, PublicErrors};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, ErrorResponse};
 use crate::qr::Format;
@@ -359,9 +359,7 @@ async fn public_link(
     params(("code" = String, Path, description = "The link's code or alias"), StatsParams),
     responses(
         (status = 200, description = "The statistics", body = LinkStats),
-        (status = 400, description = "A bad parameter: see `error.code`", body = ErrorResponse),
-        (status = 404, description = "No such link, or its stats are not public", body = ErrorResponse),
-        (status = 429, description = "Too many requests from this client", body = ErrorResponse),
+        PublicErrors,
         (status = 503, description = "No lake, or the query failed; or the store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, req, params))]
@@ -381,9 +379,7 @@ pub async fn public_stats(
     params(("code" = String, Path, description = "The link's code or alias"), RangeParams),
     responses(
         (status = 200, description = "A header line, then one line per click", content_type = "text/csv", body = String),
-        (status = 400, description = "A bad parameter: see `error.code`", body = ErrorResponse),
-        (status = 404, description = "No such link, or its stats are not public", body = ErrorResponse),
-        (status = 429, description = "Too many requests from this client", body = ErrorResponse),
+        PublicErrors,
         (status = 503, description = "No lake, or the query failed; or the store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, req, params))]
@@ -406,9 +402,7 @@ pub async fn public_clicks_csv(
             (Vec<u8> = "image/png"),
             (String = "image/svg+xml"),
         )),
-        (status = 400, description = "A bad parameter: see `error.code`", body = ErrorResponse),
-        (status = 404, description = "No such link, or its stats are not public", body = ErrorResponse),
-        (status = 429, description = "Too many requests from this client", body = ErrorResponse),
+        PublicErrors,
         (status = 503, description = "No lake, or the store cannot be reached", body = ErrorResponse),
     ))]
 #[tracing::instrument(skip(state, req, params))]
