@@ -19,10 +19,12 @@ const KEY_PREFIX: &str = "snowlink:ratelimit:";
 /// How long Redis waits for a bucket before the local one answers.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// Takes one token, refilling by Redis's clock; returns
-/// `{allowed, tokens_left_after}`. A bucket left alone until full expires.
+/// Takes `ARGV[2]` tokens (all or none), refilling by Redis's clock;
+/// returns `{allowed, tokens_left_after}`. A bucket left alone until full
+/// expires.
 const TAKE: &str = r#"
 local cap = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
 local per_ms = cap / 60000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -31,8 +33,8 @@ local tokens = tonumber(b[1]) or cap
 local at = tonumber(b[2]) or now
 tokens = math.min(cap, tokens + math.max(0, now - at) * per_ms)
 local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= cost then
+  tokens = tokens - cost
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
@@ -116,11 +118,17 @@ impl RateLimiter {
     /// Takes a token from the bucket of `key` (a key's hash), whose limit is
     /// `per_minute`.
     pub async fn take(&self, key: &str, per_minute: u32) -> Decision {
+        self.take_n(key, per_minute, 1).await
+    }
+
+    /// Takes `cost` tokens at once, or none: a request that does the work
+    /// of `cost` requests (a bulk create) pays for each.
+    pub async fn take_n(&self, key: &str, per_minute: u32, cost: u32) -> Decision {
         let limit = per_minute.max(1);
         if let Some((conn, script)) = &self.redis {
             let mut conn = conn.clone();
             let mut invocation = script.key(format!("{KEY_PREFIX}{key}:{limit}"));
-            invocation.arg(limit);
+            invocation.arg(limit).arg(cost);
             let call = invocation.invoke_async::<(i64, String)>(&mut conn);
             match tokio::time::timeout(REDIS_TIMEOUT, call).await {
                 Ok(Ok((allowed, remaining))) => {
@@ -138,16 +146,16 @@ impl RateLimiter {
                 }
             }
         }
-        self.take_local(key, limit)
+        self.take_local(key, limit, cost)
     }
 
     /// Takes a token from a bucket kept in this process only, whatever
     /// Redis: for keys that must not leave memory (a client's address).
     pub fn take_in_process(&self, key: &str, per_minute: u32) -> Decision {
-        self.take_local(key, per_minute.max(1))
+        self.take_local(key, per_minute.max(1), 1)
     }
 
-    fn take_local(&self, key: &str, limit: u32) -> Decision {
+    fn take_local(&self, key: &str, limit: u32, cost: u32) -> Decision {
         let bucket = self.local.get_with(format!("{key}:{limit}"), || {
             Arc::new(Mutex::new(Bucket {
                 tokens: f64::from(limit),
@@ -160,9 +168,9 @@ impl RateLimiter {
         b.tokens =
             (b.tokens + now.duration_since(b.at).as_secs_f64() * per_second).min(f64::from(limit));
         b.at = now;
-        let allowed = b.tokens >= 1.0;
+        let allowed = b.tokens >= f64::from(cost);
         if allowed {
-            b.tokens -= 1.0;
+            b.tokens -= f64::from(cost);
         }
         Decision {
             allowed,

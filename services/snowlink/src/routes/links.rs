@@ -4,7 +4,7 @@
 //! exactly as if it did not exist.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -213,6 +213,7 @@ pub struct BulkError {
     ))]
 #[tracing::instrument(skip_all, fields(items = body.links.len()))]
 pub async fn bulk(
+    req: HttpRequest,
     caller: Caller,
     state: web::Data<AppState>,
     body: web::Json<BulkCreate>,
@@ -224,6 +225,33 @@ pub async fn bulk(
             ErrorCode::InvalidBody,
             format!("links must hold 1 to {MAX_BULK} items, not {}", items.len()),
         ));
+    }
+    // Each item is a create: it costs what a create request costs. The
+    // request itself paid for the first.
+    let limit = caller.0.rate_limit.unwrap_or(state.key_rate_limit);
+    if items.len() > 1 {
+        let extra = (items.len() - 1) as u32;
+        let decision = state.limiter.take_n(&caller.0.hash, limit, extra).await;
+        req.extensions_mut().insert(decision);
+        if !decision.allowed {
+            let why = if items.len() as u32 > limit {
+                format!(
+                    "a bulk of {} links costs {} requests, more than this API key may make in a \
+                     minute ({limit}): send fewer at once",
+                    items.len(),
+                    items.len()
+                )
+            } else {
+                format!(
+                    "a bulk of {} links costs {} requests; this API key may make {limit} a \
+                     minute; retry in {} s",
+                    items.len(),
+                    items.len(),
+                    decision.retry_after_secs()
+                )
+            };
+            return Err(ApiError::new(ErrorCode::RateLimited, why));
+        }
     }
     let items: Vec<Result<NewLink, LinkError>> = items
         .into_iter()

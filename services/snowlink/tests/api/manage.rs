@@ -374,6 +374,48 @@ async fn each_key_has_its_own_rate_limit_with_headers() {
     }
 }
 
+/// A bulk create pays one request per link: a key allowed 3 requests a
+/// minute creates at most 3 links a minute, however it batches them.
+#[tokio::test]
+async fn a_bulk_create_pays_for_each_link() {
+    let app = spawn_app().await;
+    let slow = create_key_with(
+        &app.data_dir,
+        KeySpec {
+            rate_limit: Some(3),
+            ..spec("slow-bulk", None, None)
+        },
+    )
+    .await;
+    let bulk = |n: usize, tag: &str| {
+        let links: Vec<Value> = (0..n)
+            .map(|i| json!({"url": format!("https://example.com/{tag}/{i}")}))
+            .collect();
+        app.api(reqwest::Method::POST, "/links/bulk", &slow)
+            .json(&json!({ "links": links }))
+            .send()
+    };
+    // More than the key may make in a minute: refused whole.
+    let r = bulk(5, "five").await.unwrap();
+    assert_error(r, 429, "rate_limited").await;
+    // Its first request was paid; what is left pays for two links.
+    let r = bulk(2, "two").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 2);
+    // Nothing is left: not even one more link.
+    let r = bulk(1, "one").await.unwrap();
+    assert_error(r, 429, "rate_limited").await;
+    // The owner has exactly the two links paid for.
+    let reader = create_key_with(&app.data_dir, spec("bulk-reader", Some("slow-bulk"), None)).await;
+    let page: Value = list(&app, &reader, "?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["links"].as_array().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn the_default_rate_limit_is_a_setting() {
     let app = crate::helpers::spawn_app_with(|s| s.http.key_rate_limit = 2).await;
