@@ -148,10 +148,10 @@ fn prepare(
     mut urls: HashSet<String>,
 ) -> Vec<Prepared> {
     let now = crate::now_ms();
-    let checked: Vec<Result<(u64, CheckedLink), (u64, LinkError)>> = rows
+    let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
+    let checked: Vec<Result<CheckedLink, LinkError>> = rows
         .into_iter()
         .map(|row| {
-            let line = row.line;
             NewLink {
                 url: row.url,
                 alias: row.alias,
@@ -161,25 +161,14 @@ fn prepare(
                 public_stats: false,
             }
             .check(policy, now)
-            .map(|link| (line, link))
-            .map_err(|r| (line, r.into()))
+            .map_err(LinkError::from)
         })
         .collect();
-    let lines: Vec<u64> = checked
-        .iter()
-        .map(|r| match r {
-            Ok((line, _)) | Err((line, _)) => *line,
-        })
-        .collect();
-    let claimed = first_alias_wins(
-        checked.into_iter().map(|r| r.map_err(|(_, e)| e)).collect(),
-        |(_, link): &(u64, CheckedLink)| link.alias.as_deref(),
-    );
-    claimed
+    first_alias_wins(checked, |link: &CheckedLink| link.alias.as_deref())
         .into_iter()
         .zip(lines)
         .map(|(row, line)| match row {
-            Ok((line, link)) => {
+            Ok(link) => {
                 if link.alias.is_none() && !urls.insert(link.url.clone()) {
                     Prepared::Settled(Outcome::AlreadyThere)
                 } else {

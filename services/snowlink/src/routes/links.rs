@@ -291,12 +291,6 @@ pub async fn bulk(
     Ok(HttpResponse::Ok().json(BulkResults { results }))
 }
 
-/// The link under `code` if the caller manages it; 404 if it does not exist
-/// or belongs to another owner, 410 if it was deleted.
-pub(crate) async fn find(state: &AppState, caller: &Caller, code: &str) -> Result<Link, ApiError> {
-    Ok(state.links.find(caller.actor(), code).await?)
-}
-
 /// One of the caller's links.
 #[utoipa::path(get, path = "/api/v1/links/{code}", tag = "links", params(("code" = String, Path, description = "The link's code or alias")),
     security(("api_key" = [])),
@@ -314,7 +308,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::LinksRead)?;
-    let link = find(&state, &caller, &code).await?;
+    let link = state.links.find(caller.actor(), &code).await?;
     Ok(HttpResponse::Ok().json(LinkView::new(&link, &state.short_url_base)))
 }
 
